@@ -1,0 +1,488 @@
+"""``flexrec-bench build-data``: raw files -> splits -> STAR candidates -> need labels -> Parquet.
+
+Every choice the paper leaves open is a field of :class:`BuildConfig` (documented in
+docs/data.md) and is written, resolved, into the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from . import __version__
+from .datasets import DATASETS, DatasetSpec, RawData
+from .embed import DEFAULT_EMBEDDER, Embedder
+from .errors import DataError, FlexRecError, MissingDataError
+from .io import sha256_file, write_json_atomic, write_parquet_atomic
+from .need import LabelContext, Need, get_need
+from .paths import embedding_cache_dir
+from .paths import raw_dir as default_raw_dir
+from .retrieval import profile_vectors, retrieve
+
+SPLITS = ("train", "val", "test")
+MANIFEST_SCHEMA_VERSION = 1
+
+
+@dataclass
+class BuildConfig:
+    """Options of ``build-data``; every field is written to the manifest."""
+
+    dataset: str = "ml-100k"            #: registered dataset name (see ``flexrec-bench ls``)
+    raw_dir: str | None = None          #: raw files; default: the bundled copy (ml-100k) or $FLEXREC_HOME/raw/<dataset>
+    out: str = "data"                   #: output root; the build goes to <out>/<dataset>/
+    needs: tuple[str, ...] | None = None  #: needs to label; default: the dataset's default needs
+    candidates: int = 30                #: K, candidates per instance (STAR top-K)
+    history: int = 20                   #: most recent history items shown per instance
+    min_history: int = 5                #: fewest past interactions before a cut point
+    stride: int = 5                     #: distance between consecutive cut points of one user
+    embedder: str = DEFAULT_EMBEDDER    #: sentence-transformers name/path, or hashing-<dim>
+    train_size: int = 5000              #: instances sampled per need for train
+    val_size: int | None = None         #: instances for val (default: test_size)
+    test_size: int = 1000               #: instances for test
+    seed: int = 0                       #: seeds the user split, the cut-point sample and the observed subsample
+    lam: float = 0.7                    #: STAR temporal discount lambda
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  #: user-level train/val/test
+    ensure_positive: bool = True        #: swap the weakest retrieved candidate for the best-scored future positive when none was retrieved
+    observed_fraction: float | None = None  #: share of each user's interactions kept as observed training signal (KuaiRec 0.1, else 1.0)
+    esci_locale: str = "us"             #: ESCI product locale
+    esci_val_fraction: float = 0.1      #: ESCI: share of the official train queries held out as val
+
+    def resolved(self, spec: DatasetSpec) -> BuildConfig:
+        d = asdict(self)
+        d["needs"] = tuple(self.needs or spec.default_needs)
+        d["val_size"] = self.test_size if self.val_size is None else self.val_size
+        if self.observed_fraction is None:
+            d["observed_fraction"] = 0.1 if spec.name == "kuairec" else 1.0
+        d["split_fractions"] = tuple(self.split_fractions)
+        return BuildConfig(**d)
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    manifest: dict
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Instances:
+    """Ranking instances of one split, before labelling."""
+
+    instance_id: list[str]
+    user_id: list[str]
+    query: list[str]
+    history: list[np.ndarray]
+    history_signals: list[np.ndarray]
+    history_times: list[np.ndarray]
+    query_time: np.ndarray
+    exclude: list[np.ndarray]
+    known: list[dict[int, float]]
+    profiles: np.ndarray | None = None
+    candidates: np.ndarray | None = None
+    scores: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.instance_id)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+def _rng(seed: int, purpose: int) -> np.random.Generator:
+    return np.random.default_rng([seed, purpose])
+
+
+# --------------------------------------------------------------------------------------------
+def _resolve_raw_dir(cfg: BuildConfig, spec: DatasetSpec) -> Path | None:
+    if cfg.raw_dir:
+        p = Path(cfg.raw_dir)
+        if not p.exists():
+            raise MissingDataError(f"--raw-dir {p} does not exist")
+        return p
+    if spec.name == "ml-100k":
+        return None  # the bundled copy
+    p = default_raw_dir(spec.name)
+    if not p.exists():
+        if spec.manual_instructions:
+            raise MissingDataError(spec.manual_instructions.format(raw_dir=p))
+        raise MissingDataError(f"{spec.name} raw files not found in {p}: run `flexrec-bench download --dataset "
+                               f"{spec.name}` or pass --raw-dir")
+    return p
+
+
+def _check_raw(raw: RawData, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    items = raw.items
+    if items.empty:
+        raise DataError(raw.sources[-1] if raw.sources else spec.name, "no items read; expected item metadata rows")
+    dup = items.duplicated("item_id")
+    raw.count_skip("duplicate item rows", int(dup.sum()))
+    items = items[~dup].reset_index(drop=True)
+    inter = raw.interactions
+    if spec.signal_kind != "esci":
+        if inter.empty:
+            raise DataError(raw.sources[0] if raw.sources else spec.name, "no interactions read")
+        known = inter["item_id"].isin(items["item_id"])
+        raw.count_skip("interactions with an item missing from the item file", int((~known).sum()))
+        inter = inter[known]
+    return items, inter.reset_index(drop=True)
+
+
+def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
+    """Build one dataset; the output directory appears only when the whole build succeeded."""
+    spec = DATASETS.get(cfg.dataset)
+    cfg = cfg.resolved(spec)
+    needs: list[Need] = [get_need(n) for n in cfg.needs]
+    for need in needs:
+        if spec.signal_kind not in need.signal_kinds:
+            raise FlexRecError(f"need {need.name!r} cannot label {spec.name} (signal {spec.signal_kind}); "
+                               f"{spec.name} supports: {', '.join(spec.default_needs)}")
+    if cfg.candidates < 2:
+        raise FlexRecError("--candidates must be at least 2")
+    timer = _Timer()
+    with timer.stage("read"):
+        options = {"locale": cfg.esci_locale} if spec.signal_kind == "esci" else {}
+        raw = spec.reader(_resolve_raw_dir(cfg, spec), **options)
+        items, inter = _check_raw(raw, spec)
+    item_index = {iid: i for i, iid in enumerate(items["item_id"])}
+    with timer.stage("embed"):
+        embedder = Embedder(cfg.embedder, cache_dir=embedding_cache_dir(), progress=progress)
+        emb = embedder.encode(items["text"].tolist())
+    with timer.stage("split"):
+        if spec.signal_kind == "esci":
+            splits, inter = _esci_instances(raw, cfg, item_index, embedder)
+        else:
+            splits, inter = _sequential_instances(raw, inter, cfg, spec, item_index, progress)
+    with timer.stage("retrieve"):
+        injected = {}
+        for split, inst in splits.items():
+            if spec.signal_kind != "esci":
+                allowed = None
+                if raw.eval_labels is not None and split != "train":
+                    allowed = np.unique(raw.eval_labels["item_id"].map(item_index).dropna().astype(np.int64))
+                inst.profiles = profile_vectors(inst.history, inst.history_signals, emb, cfg.lam, spec.signal_scale)
+                inst.candidates, inst.scores = retrieve(inst.profiles, emb, cfg.candidates, inst.exclude, allowed)
+                injected[split] = _ensure_positive(inst, emb, spec, cfg) if cfg.ensure_positive else 0
+            else:
+                _esci_candidates(inst, emb, cfg)
+    item_topics = [frozenset(t) for t in items["topics"]]
+    counter = _WindowCounter(inter, item_index) if spec.signal_kind != "esci" else None
+    out_root = Path(cfg.out)
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", suffix=".tmp", dir=out_root))
+    try:
+        counts: dict[str, dict[str, int]] = {}
+        with timer.stage("label+write"):
+            for need in tqdm(needs, desc="label needs", disable=not progress):
+                counts[need.name] = {}
+                for split, inst in splits.items():
+                    table = _label_table(need, inst, spec, emb, item_topics, items, counter)
+                    write_parquet_atomic(tmp / need.name / f"{split}.parquet", table)
+                    counts[need.name][split] = table.num_rows
+            write_parquet_atomic(tmp / "items.parquet", _items_table(items, inter))
+            write_parquet_atomic(tmp / "interactions.parquet", _interactions_table(inter))
+            np.save(tmp / "embeddings.npy", emb, allow_pickle=False)
+            manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, embedder, emb.shape[1])
+            write_json_atomic(tmp / "manifest.json", manifest)
+        final = out_root / spec.name
+        backup = out_root / f".{spec.name}.old"
+        if backup.exists():
+            shutil.rmtree(backup)
+        if final.exists():
+            os.replace(final, backup)
+        os.replace(tmp, final)
+        if backup.exists():
+            shutil.rmtree(backup)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return BuildResult(final, manifest, timer.seconds)
+
+
+# --------------------------------------------------------------------------------------------
+def _sequential_instances(raw: RawData, inter: pd.DataFrame, cfg: BuildConfig, spec: DatasetSpec,
+                          item_index: dict[str, int], progress: bool) -> tuple[dict[str, _Instances], pd.DataFrame]:
+    inter = inter.assign(item_idx=inter["item_id"].map(item_index).astype(np.int64))
+    inter = inter.sort_values(["user_id", "timestamp", "item_idx"], kind="mergesort").reset_index(drop=True)
+    # observed subsample (KuaiRec: 10% of each user's interactions), seeded
+    if cfg.observed_fraction < 1.0:
+        r = _rng(cfg.seed, 3).random(len(inter))
+        rank = pd.Series(r).groupby(inter["user_id"].to_numpy()).rank(method="first").to_numpy()
+        size = inter.groupby("user_id")["user_id"].transform("size").to_numpy()
+        inter["observed"] = rank <= np.maximum(1, np.round(size * cfg.observed_fraction))
+    users = np.array(sorted(inter["user_id"].unique()))
+    perm = _rng(cfg.seed, 1).permutation(len(users))
+    f_train, f_val, _ = cfg.split_fractions
+    n_train, n_val = int(round(f_train * len(users))), int(round(f_val * len(users)))
+    split_of = {}
+    for rank_, ui in enumerate(perm):
+        split_of[users[ui]] = "train" if rank_ < n_train else ("val" if rank_ < n_train + n_val else "test")
+    inter["split"] = inter["user_id"].map(split_of)
+    eval_sets: dict[str, dict[int, float]] = {}
+    if raw.eval_labels is not None:
+        el = raw.eval_labels[raw.eval_labels["item_id"].isin(item_index)]
+        for uid, grp in el.groupby("user_id", sort=True):
+            eval_sets[uid] = dict(zip(grp["item_id"].map(item_index).astype(int), grp["signal"].astype(float)))
+    bounds = np.flatnonzero(np.r_[True, inter["user_id"].to_numpy()[1:] != inter["user_id"].to_numpy()[:-1], True])
+    uid_arr = inter["user_id"].to_numpy()
+    items_arr = inter["item_idx"].to_numpy()
+    sig_arr = inter["signal"].to_numpy(np.float64)
+    ts_arr = inter["timestamp"].to_numpy(np.int64)
+    obs_arr = inter["observed"].to_numpy(bool)
+    pairs: dict[str, list[tuple[int, int]]] = {s: [] for s in SPLITS}
+    short = 0
+    for b in range(len(bounds) - 1):
+        lo, hi = bounds[b], bounds[b + 1]
+        u = uid_arr[lo]
+        split = split_of[u]
+        if raw.eval_labels is not None and split != "train" and u not in eval_sets:
+            continue
+        if hi - lo <= cfg.min_history:
+            short += 1
+            continue
+        pairs[split].extend((b, c) for c in range(cfg.min_history, hi - lo, cfg.stride))
+    raw.count_skip(f"users with at most min_history={cfg.min_history} interactions", short)
+    sizes = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}
+    out: dict[str, _Instances] = {}
+    for s_i, split in enumerate(SPLITS):
+        cand = pairs[split]
+        if not cand:
+            raise DataError(raw.sources[0], f"empty {split} split: no user in it has more than "
+                                            f"min_history={cfg.min_history} interactions")
+        if len(cand) > sizes[split]:
+            pick = np.sort(_rng(cfg.seed, 10 + s_i).choice(len(cand), sizes[split], replace=False))
+            cand = [cand[i] for i in pick]
+        inst = _Instances([], [], [], [], [], [], np.zeros(len(cand), np.int64), [], [])
+        for n, (b, c) in enumerate(tqdm(cand, desc=f"instances {split}", disable=not progress, leave=False)):
+            lo, hi = bounds[b], bounds[b + 1]
+            u = uid_arr[lo]
+            h0 = max(lo, lo + c - cfg.history)
+            inst.instance_id.append(f"{u}@{c}")
+            inst.user_id.append(u)
+            inst.query.append("")
+            inst.history.append(items_arr[h0: lo + c].copy())
+            inst.history_signals.append(sig_arr[h0: lo + c].copy())
+            inst.history_times.append(ts_arr[h0: lo + c].copy())
+            inst.query_time[n] = ts_arr[lo + c]
+            inst.exclude.append(np.unique(items_arr[lo: lo + c]))
+            if raw.eval_labels is not None and split != "train":
+                past = set(inst.exclude[-1].tolist())
+                inst.known.append({k: v for k, v in eval_sets[u].items() if k not in past})
+            else:
+                fut = slice(lo + c, hi)
+                keep = obs_arr[fut]
+                inst.known.append(dict(zip(items_arr[fut][keep].tolist(), sig_arr[fut][keep].tolist())))
+        out[split] = inst
+    return out, inter
+
+
+def _ensure_positive(inst: _Instances, emb: np.ndarray, spec: DatasetSpec, cfg: BuildConfig) -> int:
+    """Where no retrieved candidate is a known positive, swap the weakest candidate for the
+    best-scored positive (its real retrieval score is kept, and the list is re-sorted)."""
+    injected = 0
+    for i in range(len(inst)):
+        pos = [k for k, v in inst.known[i].items() if v >= spec.positive_threshold]
+        if not pos:
+            continue
+        row = inst.candidates[i]
+        valid = row >= 0
+        if np.isin(row[valid], pos).any():
+            continue
+        pos_arr = np.array(sorted(pos), np.int64)
+        sc = emb[pos_arr] @ inst.profiles[i]
+        best = int(np.lexsort((pos_arr, -sc))[0])
+        last = int(valid.sum()) - 1
+        if last < 0:
+            continue
+        row[last], inst.scores[i, last] = pos_arr[best], sc[best]
+        order = np.lexsort((row[: last + 1], -inst.scores[i, : last + 1]))
+        inst.candidates[i, : last + 1] = row[: last + 1][order]
+        inst.scores[i, : last + 1] = inst.scores[i, : last + 1][order]
+        injected += 1
+    return injected
+
+
+# --------------------------------------------------------------------------------------------
+_ESCI_CODE = {"E": 3.0, "S": 2.0, "C": 1.0, "I": 0.0}
+
+
+def _esci_instances(raw: RawData, cfg: BuildConfig, item_index: dict[str, int], embedder: Embedder):
+    q = raw.queries
+    q = q[q["item_id"].isin(item_index)]
+    groups = {qid: g for qid, g in q.groupby("query_id", sort=True)}
+    train_q = sorted(qid for qid, g in groups.items() if g["split"].iloc[0] == "train")
+    test_q = sorted(qid for qid, g in groups.items() if g["split"].iloc[0] == "test")
+    perm = _rng(cfg.seed, 1).permutation(len(train_q))
+    n_val = int(round(cfg.esci_val_fraction * len(train_q)))
+    val_set = {train_q[i] for i in perm[:n_val]}
+    by_split = {"train": [x for x in train_q if x not in val_set], "val": sorted(val_set), "test": test_q}
+    sizes = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}
+    out = {}
+    for s_i, split in enumerate(SPLITS):
+        qids = by_split[split]
+        if not qids:
+            raise DataError(raw.sources[0], f"empty {split} split: no {split} queries with known products")
+        if len(qids) > sizes[split]:
+            pick = np.sort(_rng(cfg.seed, 10 + s_i).choice(len(qids), sizes[split], replace=False))
+            qids = [qids[i] for i in pick]
+        n = len(qids)
+        inst = _Instances(
+            instance_id=[f"q{qid}" for qid in qids], user_id=[""] * n,
+            query=[groups[qid]["query"].iloc[0] for qid in qids],
+            history=[np.zeros(0, np.int64)] * n, history_signals=[np.zeros(0)] * n, history_times=[np.zeros(0, np.int64)] * n,
+            query_time=np.zeros(n, np.int64), exclude=[np.zeros(0, np.int64)] * n,
+            known=[dict(zip(groups[qid]["item_id"].map(item_index).astype(int), groups[qid]["label"].map(_ESCI_CODE)))
+                   for qid in qids])
+        inst.profiles = embedder.encode(inst.query)
+        out[split] = inst
+    return out, raw.interactions.assign(split=pd.Series([], dtype=str), item_idx=pd.Series([], dtype="int64"))
+
+
+def _esci_candidates(inst: _Instances, emb: np.ndarray, cfg: BuildConfig) -> None:
+    """ESCI: the candidates are the query's annotated products, ordered by retrieval score (top K)."""
+    k = cfg.candidates
+    inst.candidates = np.full((len(inst), k), -1, np.int64)
+    inst.scores = np.full((len(inst), k), -np.inf, np.float32)
+    for i in range(len(inst)):
+        items = np.array(sorted(inst.known[i]), np.int64)
+        sc = emb[items] @ inst.profiles[i]
+        order = np.lexsort((items, -sc))[:k]
+        inst.candidates[i, : len(order)] = items[order]
+        inst.scores[i, : len(order)] = sc[order]
+
+
+# --------------------------------------------------------------------------------------------
+class _WindowCounter:
+    """Counts, per (item, time), the interactions with the item in [t - w, t): binary search
+    in one sorted array of (item, time) keys."""
+
+    def __init__(self, inter: pd.DataFrame, item_index: dict[str, int]):
+        idx = inter["item_id"].map(item_index).to_numpy(np.int64)
+        ts = inter["timestamp"].to_numpy(np.int64)
+        self.t0 = int(ts.min()) if len(ts) else 0
+        self.span = (int(ts.max()) - self.t0 + 1) if len(ts) else 1
+        self.keys = np.sort(idx * self.span + (ts - self.t0))
+
+    def counts(self, candidates: np.ndarray, query_time: np.ndarray, window: int) -> np.ndarray:
+        t = np.clip(query_time[:, None] - self.t0, 0, self.span)
+        lo = np.clip(t - window, 0, self.span)
+        base = np.where(candidates >= 0, candidates, 0) * self.span
+        hi_pos = np.searchsorted(self.keys, base + t, side="left")
+        lo_pos = np.searchsorted(self.keys, base + lo, side="left")
+        return np.where(candidates >= 0, hi_pos - lo_pos, 0)
+
+
+def _label_table(need: Need, inst: _Instances, spec: DatasetSpec, emb: np.ndarray, item_topics, items: pd.DataFrame,
+                 counter: _WindowCounter | None) -> pa.Table:
+    cands = inst.candidates
+    mask = cands >= 0
+    known = np.full(cands.shape, np.nan)
+    for i in range(len(inst)):
+        kn = inst.known[i]
+        for j in np.flatnonzero(mask[i]):
+            v = kn.get(int(cands[i, j]))
+            if v is not None:
+                known[i, j] = v
+    sim = np.where(mask, inst.scores, 0.0).astype(np.float32)
+    ctx = LabelContext(
+        signal_kind=spec.signal_kind, candidates=cands, mask=mask, known_signal=known, similarity=sim,
+        candidate_topics=[[item_topics[c] for c in row[row >= 0]] for row in cands],
+        history_topics=[frozenset().union(*(item_topics[h] for h in hist)) if len(hist) else frozenset()
+                        for hist in inst.history],
+        query_time=inst.query_time,
+        window_counts=(lambda w: counter.counts(cands, inst.query_time, w)) if counter else
+        (lambda w: np.zeros(cands.shape)),
+    )
+    labels = need.label(ctx)
+    ids = items["item_id"].to_numpy()
+    nvalid = mask.sum(1)
+
+    def per_row(arr, cast):
+        return [cast(arr[i, : nvalid[i]]) for i in range(len(inst))]
+
+    return pa.table({
+        "instance_id": pa.array(inst.instance_id, pa.string()),
+        "user_id": pa.array(inst.user_id, pa.string()),
+        "query": pa.array(inst.query, pa.string()),
+        "history": pa.array([ids[h].tolist() for h in inst.history], pa.list_(pa.string())),
+        "history_signals": pa.array([s.astype(float).tolist() for s in inst.history_signals], pa.list_(pa.float64())),
+        "history_times": pa.array([t.astype(np.int64).tolist() for t in inst.history_times], pa.list_(pa.int64())),
+        "query_time": pa.array(inst.query_time, pa.int64()),
+        "candidates": pa.array(per_row(cands, lambda r: ids[r].tolist()), pa.list_(pa.string())),
+        "retrieval_scores": pa.array(per_row(inst.scores, lambda r: r.astype(np.float32).tolist()), pa.list_(pa.float32())),
+        "relevance": pa.array(per_row(labels.relevance, lambda r: r.astype(np.float32).tolist()), pa.list_(pa.float32())),
+        "relevant": pa.array(per_row(labels.relevant, lambda r: r.astype(bool).tolist()), pa.list_(pa.bool_())),
+        "observed": pa.array(per_row(labels.observed, lambda r: r.astype(bool).tolist()), pa.list_(pa.bool_())),
+    })
+
+
+def _items_table(items: pd.DataFrame, inter: pd.DataFrame) -> pa.Table:
+    train = inter[inter["split"] == "train"] if "split" in inter else inter.iloc[:0]
+    counts = train["item_id"].value_counts()
+    return pa.table({
+        "item_id": pa.array(items["item_id"].tolist(), pa.string()),
+        "title": pa.array(items["title"].tolist(), pa.string()),
+        "text": pa.array(items["text"].tolist(), pa.string()),
+        "topics": pa.array([list(t) for t in items["topics"]], pa.list_(pa.string())),
+        "train_count": pa.array(items["item_id"].map(counts).fillna(0).astype(np.int64).to_numpy(), pa.int64()),
+    })
+
+
+def _interactions_table(inter: pd.DataFrame) -> pa.Table:
+    return pa.table({
+        "user_id": pa.array(inter["user_id"].astype(str).tolist(), pa.string()),
+        "item_id": pa.array(inter["item_id"].astype(str).tolist(), pa.string()),
+        "signal": pa.array(inter["signal"].to_numpy(np.float64), pa.float64()),
+        "timestamp": pa.array(inter["timestamp"].to_numpy(np.int64), pa.int64()),
+        "observed": pa.array(inter["observed"].to_numpy(bool), pa.bool_()),
+        "split": pa.array(inter["split"].astype(str).tolist() if "split" in inter else [], pa.string()),
+    })
+
+
+def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, embedder, dim: int) -> dict:
+    outputs = {}
+    for p in sorted(tmp.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            outputs[p.relative_to(tmp).as_posix()] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    sources = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in raw.sources if p.exists()}
+    config = asdict(cfg)
+    config["raw_dir"] = cfg.raw_dir  # as given; the resolved source files are hashed under 'sources'
+    fp_payload = json.dumps({"config": {k: v for k, v in config.items() if k not in ("out", "raw_dir")},
+                             "outputs": {k: v["sha256"] for k, v in outputs.items()},
+                             "sources": {k: v["sha256"] for k, v in sources.items()}}, sort_keys=True)
+    import hashlib
+
+    return {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "flexrec_bench_version": __version__,
+        "dataset": spec.name,
+        "fingerprint": hashlib.sha256(fp_payload.encode()).hexdigest()[:16],
+        "config": config,
+        "embedder": {"name": embedder.name, "dim": int(dim)},
+        "sources": sources,
+        "outputs": outputs,
+        "counts": {"items": int(len(items)), "interactions": int(len(inter)), "users": int(inter["user_id"].nunique()) if len(inter) else 0,
+                   "instances": counts, "injected_positive": injected},
+        "skipped": dict(sorted(raw.skipped.items())),
+        "needs": {n.name: {"instruction": n.instruction, "label_source": n.label_source, "config": n.config()}
+                  for n in needs},
+    }

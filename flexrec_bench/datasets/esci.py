@@ -1,0 +1,91 @@
+"""Amazon ESCI (Shopping Queries) reader: examples joined with products on (locale, product_id)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+from ._text import clean_text, require_file
+from .base import RawData
+
+EXAMPLE_COLUMNS = ("example_id", "query", "query_id", "product_id", "product_locale", "esci_label",
+                   "small_version", "large_version", "split")
+PRODUCT_COLUMNS = ("product_id", "product_title", "product_description", "product_bullet_point",
+                   "product_brand", "product_color", "product_locale")
+ESCI_LABELS = ("E", "S", "C", "I")
+
+
+def _read_parquet(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    require_file(path, "run `flexrec-bench download --dataset esci` or pass --raw-dir")
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:  # pyarrow raises several types for non-parquet input
+        raise DataError(path, f"not a readable Parquet file ({exc})") from None
+    missing = [c for c in required if c not in schema.names]
+    if missing:
+        raise DataError(path, f"missing column(s) {', '.join(missing)}; found {', '.join(schema.names)}")
+    return pq.read_table(path, columns=[c for c in required if c in schema.names]).to_pandas()
+
+
+def product_text(row) -> str:
+    """Appendix-E item text for products: title, bullet points, brand, colour."""
+    parts = [f"Title: {clean_text(row.product_title) or 'unknown product'}"]
+    bullets = clean_text(row.product_bullet_point)
+    if bullets:
+        parts.append(f"Features: {bullets[:500]}")
+    for label, value in (("Brand", row.product_brand), ("Color", row.product_color)):
+        v = clean_text(value)
+        if v:
+            parts.append(f"{label}: {v}")
+    return "; ".join(parts)
+
+
+def read_esci(raw_dir: Path | None, locale: str = "us") -> RawData:
+    if raw_dir is None:
+        from ..paths import raw_dir as default_raw
+
+        raw_dir = default_raw("esci")
+    if (raw_dir / "shopping_queries_dataset").is_dir():
+        raw_dir = raw_dir / "shopping_queries_dataset"
+    ex_path = raw_dir / "shopping_queries_dataset_examples.parquet"
+    pr_path = raw_dir / "shopping_queries_dataset_products.parquet"
+    ex = _read_parquet(ex_path, EXAMPLE_COLUMNS)
+    pr = _read_parquet(pr_path, PRODUCT_COLUMNS)
+    bad = ~ex["esci_label"].isin(ESCI_LABELS)
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(ex_path, f"esci_label must be one of E/S/C/I, got {ex['esci_label'].iloc[i]!r}", line=i + 1,
+                        field="esci_label")
+    bad_split = ~ex["split"].isin(("train", "test"))
+    if bad_split.any():
+        i = int(bad_split.to_numpy().nonzero()[0][0])
+        raise DataError(ex_path, f"split must be train or test, got {ex['split'].iloc[i]!r}", line=i + 1, field="split")
+    ex = ex[ex["product_locale"] == locale]
+    if ex.empty:
+        raise DataError(ex_path, f"no examples for locale {locale!r}", field="product_locale")
+    pr = pr[pr["product_locale"] == locale].drop_duplicates("product_id")
+    joined = ex.merge(pr, on=["product_locale", "product_id"], how="left", indicator=True)
+    raw = RawData("esci", items=pd.DataFrame(), interactions=pd.DataFrame(), sources=[ex_path, pr_path])
+    raw.count_skip("examples whose product is missing from the products file", int((joined["_merge"] != "both").sum()))
+    joined = joined[joined["_merge"] == "both"]
+    items = joined.drop_duplicates("product_id").sort_values("product_id")
+    raw.items = pd.DataFrame({
+        "item_id": items["product_id"].astype(str).to_numpy(),
+        "title": [clean_text(t) or "unknown product" for t in items["product_title"]],
+        "text": [product_text(r) for r in items.itertuples()],
+        "topics": [[clean_text(b)] if clean_text(b) else [] for b in items["product_brand"]],
+    })
+    raw.queries = pd.DataFrame({
+        "query_id": joined["query_id"].astype(str).to_numpy(),
+        "query": [clean_text(q) or "" for q in joined["query"]],
+        "item_id": joined["product_id"].astype(str).to_numpy(),
+        "label": joined["esci_label"].to_numpy(),
+        "split": joined["split"].to_numpy(),
+    })
+    raw.interactions = pd.DataFrame({"user_id": pd.Series([], dtype=str), "item_id": pd.Series([], dtype=str),
+                                     "signal": pd.Series([], dtype="float64"), "timestamp": pd.Series([], dtype="int64"),
+                                     "observed": pd.Series([], dtype=bool)})
+    return raw

@@ -1,0 +1,138 @@
+"""KuaiRec 2.0 reader: big/small matrices, captions with categories, item feature lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from ._text import clean_text, parse_list_literal, read_csv_records, require_file
+from .base import RawData
+
+MATRIX_COLUMNS = ("user_id", "video_id", "play_duration", "video_duration", "time", "date", "timestamp", "watch_ratio")
+CAPTION_COLUMNS = ("video_id", "manual_cover_text", "caption", "topic_tag",
+                   "first_level_category_id", "first_level_category_name",
+                   "second_level_category_id", "second_level_category_name",
+                   "third_level_category_id", "third_level_category_name")
+
+
+def _data_dir(raw_dir: Path) -> Path:
+    for cand in (raw_dir, raw_dir / "data", raw_dir / "KuaiRec 2.0" / "data", raw_dir / "KuaiRec" / "data"):
+        if (cand / "small_matrix.csv").exists():
+            return cand
+    raise DataError(raw_dir / "small_matrix.csv", "file not found; unpack KuaiRec.zip so that "
+                    "'KuaiRec 2.0/data/small_matrix.csv' lies under --raw-dir")
+
+
+def read_matrix(path: Path) -> pd.DataFrame:
+    """Read big_matrix.csv / small_matrix.csv (numeric CSV) with column and type checks."""
+    require_file(path)
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        header = [h.strip() for h in fh.readline().rstrip("\r\n").split(",")]
+    missing = [c for c in ("user_id", "video_id", "timestamp", "watch_ratio") if c not in header]
+    if missing:
+        hint = " (is the file comma-separated?)" if len(header) == 1 else ""
+        raise DataError(path, f"missing column(s) {', '.join(missing)}; expected {', '.join(MATRIX_COLUMNS)}{hint}", line=1)
+    df = pd.read_csv(path, usecols=["user_id", "video_id", "timestamp", "watch_ratio"], dtype=str,
+                     keep_default_na=False, engine="c")
+    out = {}
+    for col in ("user_id", "video_id", "timestamp", "watch_ratio"):
+        vals = pd.to_numeric(df[col].replace({"": np.nan, "UNKNOWN": np.nan}), errors="coerce")
+        bad = vals.isna() & ~df[col].isin(["", "UNKNOWN", "nan", "NaN"])
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(path, f"expected a number, got {df[col].iloc[i]!r}", line=i + 2, field=col)
+        out[col] = vals
+    frame = pd.DataFrame(out)
+    return frame
+
+
+def read_captions(path: Path) -> dict[str, dict]:
+    rows: dict[str, dict] = {}
+    for line, rec in read_csv_records(path, CAPTION_COLUMNS):
+        vid = (rec["video_id"] or "").strip()
+        if not vid.isdigit():
+            raise DataError(path, f"expected an integer video_id, got {vid!r}", line=line, field="video_id")
+        raw_tags = clean_text(rec["topic_tag"])
+        tags = [clean_text(str(t)) for t in parse_list_literal(path, line, "topic_tag", raw_tags)] if raw_tags else []
+        cats = [clean_text(rec[f"{lvl}_level_category_name"]) for lvl in ("first", "second", "third")]
+        rows[vid] = {
+            "caption": clean_text(rec["caption"]) or clean_text(rec["manual_cover_text"]),
+            "categories": [c for c in cats if c],
+            "tags": [t for t in tags if t],
+        }
+    return rows
+
+
+def read_item_categories(path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line, rec in read_csv_records(path, ("video_id", "feat")):
+        feats = parse_list_literal(path, line, "feat", rec["feat"])
+        out[rec["video_id"].strip()] = [f"feat:{int(x)}" for x in feats if str(x).lstrip("-").isdigit() and int(x) >= 0]
+    return out
+
+
+def video_text(vid: str, info: dict | None) -> str:
+    """Appendix-E item text for videos: caption, category path, tags."""
+    if not info:
+        return f"Video {vid}"
+    parts = [f"Caption: {info['caption']}" if info.get("caption") else f"Video {vid}"]
+    if info.get("categories"):
+        parts.append(f"Category: {' > '.join(info['categories'])}")
+    if info.get("tags"):
+        parts.append(f"Tags: {', '.join(info['tags'])}")
+    return "; ".join(parts)
+
+
+def read_kuairec(raw_dir: Path | None) -> RawData:
+    if raw_dir is None:
+        from ..paths import raw_dir as default_raw
+
+        raw_dir = default_raw("kuairec")
+    d = _data_dir(raw_dir)
+    big_path, small_path = d / "big_matrix.csv", d / "small_matrix.csv"
+    cap_path, cat_path = d / "kuairec_caption_category.csv", d / "item_categories.csv"
+    raw = RawData("kuairec", items=pd.DataFrame(), interactions=pd.DataFrame(), sources=[])
+    inter_src = big_path if big_path.exists() else small_path
+    big = read_matrix(inter_src)
+    small = read_matrix(small_path) if inter_src != small_path else big
+    n0 = len(big)
+    big = big.dropna(subset=["user_id", "video_id", "timestamp", "watch_ratio"])
+    raw.count_skip("interactions with a missing timestamp or watch ratio", n0 - len(big))
+    small_clean = small.dropna(subset=["user_id", "video_id", "watch_ratio"])
+    raw.count_skip("small-matrix cells with a missing watch ratio", len(small) - len(small_clean))
+    captions = read_captions(cap_path) if cap_path.exists() else {}
+    feats = read_item_categories(cat_path) if cat_path.exists() else {}
+    if not cap_path.exists():
+        raw.count_skip("videos without caption file (kuairec_caption_category.csv absent)", 1)
+    vids = sorted(set(big["video_id"].astype("int64").astype(str)) | set(small_clean["video_id"].astype("int64").astype(str))
+                  | set(captions), key=int)
+    topics = []
+    for v in vids:
+        info = captions.get(v)
+        if info and info["categories"]:
+            topics.append([info["categories"][0]])
+        else:
+            topics.append(feats.get(v, []))
+    raw.items = pd.DataFrame({
+        "item_id": vids,
+        "title": [(captions.get(v) or {}).get("caption") or f"Video {v}" for v in vids],
+        "text": [video_text(v, captions.get(v)) for v in vids],
+        "topics": topics,
+    })
+    raw.interactions = pd.DataFrame({
+        "user_id": big["user_id"].astype("int64").astype(str),
+        "item_id": big["video_id"].astype("int64").astype(str),
+        "signal": big["watch_ratio"].astype("float64"),
+        "timestamp": big["timestamp"].astype("float64").round().astype("int64"),
+        "observed": True,
+    }).reset_index(drop=True)
+    raw.eval_labels = pd.DataFrame({
+        "user_id": small_clean["user_id"].astype("int64").astype(str),
+        "item_id": small_clean["video_id"].astype("int64").astype(str),
+        "signal": small_clean["watch_ratio"].astype("float64"),
+    }).reset_index(drop=True)
+    raw.sources = [p for p in (big_path, small_path, cap_path, cat_path) if p.exists()]
+    return raw

@@ -1,0 +1,73 @@
+"""Atomic writes and content hashes: nothing half-written is ever left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; rename it over ``dest`` only if the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(dest: str | Path, text: str) -> None:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _reject_non_finite(obj: Any, where: str = "$") -> None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"non-finite number {obj!r} at {where}: JSON output must be finite")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _reject_non_finite(v, f"{where}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _reject_non_finite(v, f"{where}[{i}]")
+
+
+def write_json_atomic(dest: str | Path, obj: Any) -> None:
+    """Write strict JSON (no NaN/Infinity), sorted keys, atomically."""
+    _reject_non_finite(obj)
+    write_text_atomic(dest, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def write_parquet_atomic(dest: str | Path, table: pa.Table) -> None:
+    """Deterministic Parquet: no pandas index metadata, fixed compression, written then renamed."""
+    table = table.replace_schema_metadata(None)
+    with atomic_path(dest) as tmp:
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True, store_schema=False)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from flexrec_bench.need import LabelContext, Labels, Need
+
+
+@dataclass
+class InterestNeed(Need):
+    """Maximize interest: the user's own signal on the candidate.
+
+    MovieLens ratings map exponentially, rel = (2^r - 1) / (2^5 - 1); relevant: r >= 4.
+    KuaiRec watch ratios map linearly with a cap, rel = min(w, cap) / cap; relevant: w >= 2.
+    Unobserved pairs get relevance 0 and ``observed = False`` (the critic may fill them in).
+    """
+
+    name: ClassVar[str] = "interest"
+    instruction: ClassVar[str] = (
+        "Rank the candidates by how much this user will enjoy them, most interesting first, "
+        "judging from their history.")
+    label_source: ClassVar[str] = "observed user signal (rating or watch ratio); unobserved pairs 0"
+    signal_kinds: ClassVar[tuple[str, ...]] = ("rating", "watch_ratio")
+
+    rating_max: float = 5.0
+    rating_relevant: float = 4.0
+    watch_ratio_cap: float = 3.0
+    watch_ratio_relevant: float = 2.0
+
+    def label(self, ctx: LabelContext) -> Labels:
+        sig = ctx.known_signal
+        observed = ~np.isnan(sig) & ctx.mask
+        s = np.where(observed, sig, 0.0)
+        if ctx.signal_kind == "rating":
+            rel = (np.exp2(s) - 1.0) / (2.0 ** self.rating_max - 1.0)
+            relevant = observed & (s >= self.rating_relevant)
+        elif ctx.signal_kind == "watch_ratio":
+            rel = np.clip(s, 0.0, self.watch_ratio_cap) / self.watch_ratio_cap
+            relevant = observed & (s >= self.watch_ratio_relevant)
+        else:
+            raise ValueError(f"interest cannot label signal kind {ctx.signal_kind!r}")
+        rel = np.where(observed, rel, 0.0).astype(np.float32)
+        return Labels(rel, relevant, observed)
