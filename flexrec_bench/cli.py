@@ -1,0 +1,149 @@
+"""The ``flexrec-bench`` command. Heavy parts (RecBole, TRL, verl, vLLM, transformers) are imported
+only inside the subcommands that need them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import FlexRecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Need-aware LLM recommendation: build datasets, evaluate rankers, train, submit.")
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+def _options(pairs: list[str] | None) -> dict:
+    out = {}
+    for p in pairs or []:
+        key, sep, val = p.partition("=")
+        if not sep or not key:
+            raise FlexRecError(f"--option expects key=value, got {p!r}")
+        out[key.strip().replace("-", "_")] = val
+    return out
+
+
+@app.command("ls")
+def ls_cmd() -> None:
+    """List the datasets, needs and models known to the registries."""
+    from .datasets import DATASETS
+    from .need import NEEDS
+    from .rankers import RANKERS
+
+    typer.echo("datasets:")
+    for name in DATASETS.names():
+        spec = DATASETS.get(name)
+        typer.echo(f"  {name:10s} {spec.description} (needs: {', '.join(spec.default_needs)})")
+    typer.echo("needs:")
+    for name in NEEDS.names():
+        cls = NEEDS.get(name)
+        typer.echo(f"  {name:10s} {cls.label_source}")
+    typer.echo("models (--model):")
+    for name in RANKERS.names():
+        typer.echo(f"  {name}")
+
+
+@app.command("download")
+def download_cmd(
+    dataset: Annotated[str, typer.Option(help="dataset to fetch (see `flexrec-bench ls`)")],
+    raw_dir: Annotated[Optional[Path], typer.Option(help="where to put the files; default $FLEXREC_HOME/raw/<dataset>")] = None,
+) -> None:
+    """Fetch a dataset's official files (checksum-verified, resumable, atomic)."""
+    from .datasets import DATASETS
+    from .download import fetch
+    from .paths import raw_dir as default_raw
+
+    spec = DATASETS.get(dataset)
+    dest = raw_dir or default_raw(dataset)
+    if spec.manual_instructions:
+        raise FlexRecError(spec.manual_instructions.format(raw_dir=dest))
+    for d in spec.downloads:
+        path = fetch(d, dest)
+        typer.echo(f"{path}")
+    typer.echo(f"done: build with `flexrec-bench build-data --dataset {dataset}`")
+
+
+@app.command("build-data")
+def build_data_cmd(
+    dataset: Annotated[str, typer.Option(help="ml-100k (offline default), ml-1m, kuairec or esci")] = "ml-100k",
+    raw_dir: Annotated[Optional[Path], typer.Option(help="raw files; default: bundled copy (ml-100k) or $FLEXREC_HOME/raw/<dataset>")] = None,
+    out: Annotated[Path, typer.Option(help="output root; writes <out>/<dataset>/")] = Path("data"),
+    needs: Annotated[Optional[str], typer.Option(help="comma-separated needs (default: the dataset's)")] = None,
+    candidates: Annotated[int, typer.Option(help="candidates per instance (STAR top-K)")] = 30,
+    history: Annotated[int, typer.Option(help="most recent history items per instance")] = 20,
+    min_history: Annotated[int, typer.Option(help="fewest past interactions before a cut point")] = 5,
+    stride: Annotated[int, typer.Option(help="interactions between consecutive cut points of a user")] = 5,
+    embedder: Annotated[str, typer.Option(help="sentence-transformers model name/path, or hashing-<dim>")] = "all-MiniLM-L6-v2",
+    train_size: Annotated[int, typer.Option(help="train instances per need")] = 5000,
+    val_size: Annotated[Optional[int], typer.Option(help="val instances per need (default: --test-size)")] = None,
+    test_size: Annotated[int, typer.Option(help="test instances per need")] = 1000,
+    seed: Annotated[int, typer.Option(help="seed of splits and samples; same seed -> byte-identical Parquet")] = 0,
+    observed_fraction: Annotated[Optional[float], typer.Option(help="share of interactions kept as observed training signal (default: 0.1 KuaiRec, 1.0 otherwise)")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Build a dataset: STAR candidates and need labels, written to Parquet with a manifest."""
+    from .build import BuildConfig, build
+
+    cfg = BuildConfig(dataset=dataset, raw_dir=str(raw_dir) if raw_dir else None, out=str(out), needs=_csv(needs),
+                      candidates=candidates, history=history, min_history=min_history, stride=stride,
+                      embedder=embedder, train_size=train_size, val_size=val_size, test_size=test_size, seed=seed,
+                      observed_fraction=observed_fraction)
+    res = build(cfg, progress=not quiet)
+    m = res.manifest
+    typer.echo(f"built {res.path} (fingerprint {m['fingerprint']}): {m['counts']['items']} items, "
+               f"{m['counts']['interactions']} interactions")
+    for need, c in m["counts"]["instances"].items():
+        typer.echo(f"  {need}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
+    if m["skipped"]:
+        typer.echo("  skipped: " + "; ".join(f"{k}: {v}" for k, v in m["skipped"].items()))
+    typer.echo("  stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res.stage_seconds.items()))
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="random, popularity, oracle, star, hf:<path>, vllm:<path>, openai:<model>, bert4rec:<ckpt>")] = "star",
+    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
+    need: Annotated[str, typer.Option(help="need to score")] = "interest",
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    limit: Annotated[Optional[int], typer.Option(help="score only the first N instances")] = None,
+    out: Annotated[Path, typer.Option(help="results root")] = Path("results"),
+    seed: Annotated[int, typer.Option(help="seed of ties, padding and the bootstrap")] = 0,
+    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the 95% CIs")] = 1000,
+    metrics: Annotated[Optional[str], typer.Option(help="comma-separated metrics, name@k (default: ndcg@5,ndcg@10,ndcg@30,recall@5,precision@5,mrr@5)")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="ranker option key=value (e.g. batch_size=4, base_url=..., max_prompt_tokens=2048), repeatable")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Rank a built split with one model and score it with the one evaluator."""
+    from .evaluator import EvalConfig, run_eval
+    from .metrics import DEFAULT_METRICS
+
+    cfg = EvalConfig(model=model, dataset=dataset, need=need, split=split, data=str(data), limit=limit, out=str(out),
+                     seed=seed, bootstrap=bootstrap, metrics=_csv(metrics) or DEFAULT_METRICS, options=_options(option))
+    res, report, path = run_eval(cfg, progress=not quiet)
+    typer.echo(f"{model} on {dataset}/{need}/{split} ({res.dataset.instances} instances, fingerprint "
+               f"{res.dataset.fingerprint}, {res.provenance.wall_seconds:.1f}s)")
+    typer.echo(report.table())
+    if res.parse:
+        p = res.parse
+        typer.echo(f"parse: {p.unparseable} unparseable, {p.invalid_ids} invalid ids, {p.duplicates} duplicates, "
+                   f"{p.missing_items} missing items padded, {p.complete}/{p.instances} complete")
+    typer.echo(f"wrote {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except FlexRecError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

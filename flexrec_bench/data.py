@@ -1,0 +1,138 @@
+"""Loading built splits: one :class:`DatasetSplit` per (dataset, need, split)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .errors import DataError, MissingDataError
+from .registry import did_you_mean
+
+SPLITS = ("train", "val", "test")
+
+
+def _padded(lists, k: int, fill, dtype) -> np.ndarray:
+    out = np.full((len(lists), k), fill, dtype=dtype)
+    for i, row in enumerate(lists):
+        out[i, : len(row)] = row
+    return out
+
+
+@dataclass
+class DatasetSplit:
+    """One built split. Arrays are (n instances x K) with K the largest candidate count;
+    ``mask`` marks real candidate slots (ESCI lists vary in length)."""
+
+    dataset: str
+    need: str
+    split: str
+    root: Path
+    manifest: dict
+    frame: pd.DataFrame = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def instance_ids(self) -> list[str]:
+        return self.frame["instance_id"].tolist()
+
+    @property
+    def candidates(self) -> list[list[str]]:
+        return [list(c) for c in self.frame["candidates"]]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @cached_property
+    def k(self) -> int:
+        return int(self.frame["candidates"].map(len).max()) if len(self.frame) else 0
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        return _padded([np.ones(len(c), bool) for c in self.frame["candidates"]], self.k, False, bool)
+
+    @cached_property
+    def relevance(self) -> np.ndarray:
+        return _padded(self.frame["relevance"].tolist(), self.k, 0.0, np.float64)
+
+    @cached_property
+    def relevant(self) -> np.ndarray:
+        return _padded(self.frame["relevant"].tolist(), self.k, False, bool)
+
+    @cached_property
+    def observed(self) -> np.ndarray:
+        return _padded(self.frame["observed"].tolist(), self.k, False, bool)
+
+    @cached_property
+    def retrieval_scores(self) -> np.ndarray:
+        return _padded(self.frame["retrieval_scores"].tolist(), self.k, -np.inf, np.float64)
+
+    @cached_property
+    def items(self) -> pd.DataFrame:
+        return pq.read_table(self.root / "items.parquet").to_pandas().set_index("item_id", drop=False)
+
+    @cached_property
+    def interactions(self) -> pd.DataFrame:
+        return pq.read_table(self.root / "interactions.parquet").to_pandas()
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:
+        return np.load(self.root / "embeddings.npy", allow_pickle=False)
+
+    @cached_property
+    def instruction(self) -> str:
+        return self.manifest["needs"][self.need]["instruction"]
+
+    @cached_property
+    def signal_kind(self) -> str:
+        from .datasets import DATASETS
+
+        return DATASETS.get(self.dataset).signal_kind
+
+    def head(self, n: int | None) -> DatasetSplit:
+        if n is None or n >= len(self):
+            return self
+        return DatasetSplit(self.dataset, self.need, self.split, self.root, self.manifest,
+                            self.frame.iloc[:n].reset_index(drop=True))
+
+
+def load_manifest(data_dir: str | Path, dataset: str) -> dict:
+    from .datasets import DATASETS
+
+    DATASETS.get(dataset)  # unknown name -> did-you-mean error
+    root = Path(data_dir) / dataset
+    path = root / "manifest.json"
+    if not path.exists():
+        raise MissingDataError(f"{dataset} is not built in {data_dir}: run `flexrec-bench build-data --dataset {dataset} "
+                               f"--out {data_dir}`")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from None
+
+
+def load_split(data_dir: str | Path, dataset: str, need: str, split: str = "test") -> DatasetSplit:
+    if split not in SPLITS:
+        raise MissingDataError(f"unknown split {split!r}; {did_you_mean(split, list(SPLITS))}")
+    manifest = load_manifest(data_dir, dataset)
+    root = Path(data_dir) / dataset
+    if need not in manifest["needs"]:
+        from .need import NEEDS
+
+        if need not in NEEDS:
+            NEEDS.get(need)  # raises with did-you-mean
+        raise MissingDataError(f"{dataset} was built without need {need!r} (built: {', '.join(manifest['needs'])}); "
+                               f"run `flexrec-bench build-data --dataset {dataset} --needs {need} --out {data_dir}`")
+    path = root / need / f"{split}.parquet"
+    if not path.exists():
+        raise MissingDataError(f"{path} is missing: rebuild with `flexrec-bench build-data --dataset {dataset} --out {data_dir}`")
+    frame = pq.read_table(path).to_pandas()
+    return DatasetSplit(dataset, need, split, root, manifest, frame)

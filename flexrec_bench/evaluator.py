@@ -1,0 +1,128 @@
+"""``flexrec_bench.evaluate``: the public entry point of the one evaluator, and ``run_eval``, the
+job behind ``flexrec-bench eval``."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .data import DatasetSplit, load_split
+from .errors import FlexRecError
+from .io import sha256_file, write_json_atomic, write_parquet_atomic
+from .metrics import DEFAULT_METRICS, Report, per_instance_scores, summarize
+from .ranking import RankResult, check_permutations
+
+
+def order_from_item_ids(rankings: dict[str, list[str]], split: DatasetSplit, where: str = "rankings") -> np.ndarray:
+    """Candidate-position orders from {instance_id: ranked item ids}; every instance must be present
+    and every list must be a permutation of that instance's candidates."""
+    n, k = split.mask.shape
+    order = np.full((n, k), -1, np.int64)
+    for i, (iid, cands) in enumerate(zip(split.instance_ids, split.frame["candidates"])):
+        if iid not in rankings:
+            raise FlexRecError(f"{where}: instance {iid!r} is missing")
+        pos = {c: j for j, c in enumerate(cands)}
+        ranked = list(rankings[iid])
+        if len(ranked) != len(cands) or set(ranked) != set(pos):
+            raise FlexRecError(f"{where}: instance {iid!r} is not a permutation of its {len(cands)} candidates")
+        order[i, : len(ranked)] = [pos[c] for c in ranked]
+    extra = set(rankings) - set(split.instance_ids)
+    if extra:
+        raise FlexRecError(f"{where}: {len(extra)} unknown instance id(s), e.g. {sorted(extra)[0]!r}")
+    return order
+
+
+def evaluate(rankings, split: DatasetSplit, metrics: tuple[str, ...] = DEFAULT_METRICS, bootstrap: int = 1000,
+             seed: int = 0) -> Report:
+    """Score ``rankings`` on ``split``. ``rankings``: a :class:`RankResult`, an (n, K) array of
+    candidate positions (best first, -1 padding), or {instance_id: [item ids, best first]}."""
+    if isinstance(rankings, RankResult):
+        order = rankings.order
+    elif isinstance(rankings, dict):
+        order = order_from_item_ids(rankings, split)
+    else:
+        order = np.asarray(rankings)
+    check_permutations(order, split.mask)
+    per = per_instance_scores(order, split.relevance, split.relevant, tuple(metrics))
+    return summarize(per, split.relevant, bootstrap, seed)
+
+
+def rankings_table(split: DatasetSplit, result: RankResult) -> pa.Table:
+    cands = split.frame["candidates"]
+    ranked = [[cands.iloc[i][j] for j in row if j >= 0] for i, row in enumerate(result.order)]
+    cols = {"instance_id": pa.array(split.instance_ids, pa.string()), "ranked": pa.array(ranked, pa.list_(pa.string()))}
+    if result.outputs is not None:
+        cols["output"] = pa.array(result.outputs, pa.string())
+    return pa.table(cols)
+
+
+def read_rankings(path: Path) -> dict[str, list[str]]:
+    t = pq.read_table(path, columns=["instance_id", "ranked"]).to_pydict()
+    return dict(zip(t["instance_id"], t["ranked"]))
+
+
+def model_slug(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model.replace(":", "__")).strip("_") or "model"
+
+
+@dataclass
+class EvalConfig:
+    """Options of ``flexrec-bench eval``; written, resolved, into results.json."""
+
+    model: str                          #: ranker, e.g. star, popularity, hf:<path>, openai:<model>
+    dataset: str = "ml-100k"            #: built dataset
+    need: str = "interest"              #: need to score
+    split: str = "test"                 #: train, val or test
+    data: str = "data"                  #: the --out of build-data
+    limit: int | None = None            #: score only the first N instances
+    out: str = "results"                #: results root
+    seed: int = 0                       #: seeds ties, padding, sampling and the bootstrap
+    bootstrap: int = 1000               #: bootstrap resamples for the 95% CIs
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    options: dict = field(default_factory=dict)  #: ranker options (-o key=value)
+
+
+def results_dir(cfg: EvalConfig) -> Path:
+    d = Path(cfg.out) / model_slug(cfg.model) / cfg.dataset / cfg.need
+    return d if cfg.split == "test" else d / cfg.split
+
+
+def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
+    """Rank, score and write results.json + rankings.parquet; returns (ResultsFile, Report, path)."""
+    from .rankers import make_ranker
+    from .results import BootstrapInfo, DatasetInfo, ModelInfo, ParseInfo, RankingsInfo, ResultsFile, provenance
+
+    t0 = time.perf_counter()
+    split = load_split(cfg.data, cfg.dataset, cfg.need, cfg.split).head(cfg.limit)
+    if len(split) == 0:
+        raise FlexRecError(f"{cfg.dataset}/{cfg.need}/{cfg.split} has no instances")
+    if ranker is None:
+        opts = dict(cfg.options)
+        if cfg.model.partition(":")[0] in ("hf", "vllm", "openai"):
+            opts.setdefault("progress", progress)
+        ranker = make_ranker(cfg.model, seed=cfg.seed, **opts)
+    result = ranker.rank(split)
+    report = evaluate(result, split, cfg.metrics, cfg.bootstrap, cfg.seed)
+    out_dir = results_dir(cfg)
+    table = rankings_table(split, result)
+    write_parquet_atomic(out_dir / "rankings.parquet", table)
+    res = ResultsFile(
+        model=ModelInfo(**ranker.info()),
+        dataset=DatasetInfo(name=cfg.dataset, fingerprint=split.fingerprint, split=cfg.split, need=cfg.need,
+                            instances=len(split)),
+        metrics={k: {"mean": v.mean, "ci95": v.ci95, "n": v.n} for k, v in report.metrics.items()},
+        n_no_relevant=report.n_no_relevant,
+        bootstrap=BootstrapInfo(samples=cfg.bootstrap, seed=cfg.seed),
+        parse=ParseInfo(**asdict(result.parse)) if result.parse else None,
+        rankings=RankingsInfo(file="rankings.parquet", sha256=sha256_file(out_dir / "rankings.parquet")),
+        config={**asdict(cfg), "metrics": list(cfg.metrics)},
+        provenance=provenance(time.perf_counter() - t0),
+    )
+    write_json_atomic(out_dir / "results.json", res.model_dump(mode="json"))
+    return res, report, out_dir / "results.json"

@@ -1,0 +1,99 @@
+"""One prompt builder for every LLM ranker, trainer and SFT baseline.
+
+Truncation rule (docs/prompts.md): item texts are cut to ``max_item_chars``; if the prompt is
+still over ``max_prompt_tokens``, the oldest history items are dropped one by one; if it is
+still over, candidate texts are shortened (halving their character budget, down to 40).
+Candidates are never dropped: the answer must be able to name all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .parsing import short_id
+
+DEFAULT_SYSTEM = ("You are a recommender system. You rank a fixed set of candidate items for a user according "
+                  "to an explicit need. You only use the candidate ids you are given.")
+
+
+@dataclass
+class PromptConfig:
+    """How prompts are written and kept within a token budget."""
+
+    max_prompt_tokens: int = 3072   #: budget for the whole chat prompt (system + user)
+    max_item_chars: int = 240       #: first cut of every item text
+    system: str = DEFAULT_SYSTEM    #: system message
+    reasoning: bool = False         #: ask for a short <think> block before the answer
+
+
+def _signal_text(kind: str, value: float) -> str:
+    if kind == "rating":
+        return f"rated {value:g}/5"
+    if kind == "watch_ratio":
+        return f"watched {value:.2f}x its length"
+    return ""
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: max(0, n - 1)].rstrip() + "…"
+
+
+def answer_format(k: int, reasoning: bool) -> str:
+    ex = ", ".join(short_id(i) for i in range(min(k, 3)))
+    think = "First think briefly inside <think></think>. Then " if reasoning else ""
+    return (f"{think}Output all {k} candidate ids, best first, separated by commas, inside <answer></answer>, "
+            f"for example <answer>{ex}, ...</answer>. Use every id exactly once.")
+
+
+def user_message(instruction: str, history: list[tuple[str, str]], query: str, candidates: list[str],
+                 reasoning: bool) -> str:
+    parts = [f"Need: {instruction}", ""]
+    if query:
+        parts += [f"Search query: {query}", ""]
+    if history:
+        parts.append("User history (oldest to newest):")
+        parts += [f"- {text}" + (f" ({sig})" if sig else "") for text, sig in history]
+        parts.append("")
+    parts.append("Candidates:")
+    parts += [f"[{short_id(i)}] {text}" for i, text in enumerate(candidates)]
+    parts += ["", answer_format(len(candidates), reasoning)]
+    return "\n".join(parts)
+
+
+def build_messages(instruction: str, history_texts: list[str], history_signals: list[float], signal_kind: str,
+                   query: str, candidate_texts: list[str], cfg: PromptConfig,
+                   count_tokens: Callable[[str], int] | None = None) -> list[dict[str, str]]:
+    count = count_tokens or (lambda s: len(s) // 4 + 1)
+    hist = [(_cut(t, cfg.max_item_chars), _signal_text(signal_kind, s)) for t, s in zip(history_texts, history_signals)]
+    cand_chars = cfg.max_item_chars
+
+    def render() -> list[dict[str, str]]:
+        cands = [_cut(t, cand_chars) for t in candidate_texts]
+        return [{"role": "system", "content": cfg.system},
+                {"role": "user", "content": user_message(instruction, hist, query, cands, cfg.reasoning)}]
+
+    msgs = render()
+    while count(msgs[0]["content"] + msgs[1]["content"]) > cfg.max_prompt_tokens:
+        if hist:
+            hist = hist[1:]
+        elif cand_chars > 40:
+            cand_chars = max(40, cand_chars // 2)
+        else:
+            break
+        msgs = render()
+    return msgs
+
+
+def split_messages(split, i: int, cfg: PromptConfig, count_tokens=None) -> list[dict[str, str]]:
+    """Messages for instance ``i`` of a :class:`~flexrec_bench.data.DatasetSplit`."""
+    row = split.frame.iloc[i]
+    texts = split.items["text"]
+    return build_messages(
+        split.instruction, [texts.get(h, h) for h in row["history"]], list(row["history_signals"]), split.signal_kind,
+        row["query"], [texts.get(c, c) for c in row["candidates"]], cfg, count_tokens)
+
+
+def target_completion(order: list[int], reasoning: bool = False) -> str:
+    """The completion an ideal ranker would write (TALLRec SFT target, Rec-R1 warm-up)."""
+    return "<answer>" + ", ".join(short_id(p) for p in order) + "</answer>"

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from ..errors import FlexRecError
+from ..ranking import RankResult
+from ..registry import Registry
+
+
+class Ranker(ABC):
+    """One protocol for every ranker: a split in, one permutation per instance out (batched inside)."""
+
+    kind: ClassVar[str]
+    #: whether ``kind:<arg>`` needs an argument (a model name, path or checkpoint)
+    needs_arg: ClassVar[bool] = False
+
+    def __init__(self, arg: str | None = None, seed: int = 0, **options):
+        if self.needs_arg and not arg:
+            raise FlexRecError(f"model {self.kind!r} needs an argument: --model {self.kind}:<name-or-path>")
+        if not self.needs_arg and arg:
+            raise FlexRecError(f"model {self.kind!r} takes no argument (got {self.kind}:{arg})")
+        if options:
+            raise FlexRecError(f"model {self.kind!r} does not take option(s): {', '.join(sorted(options))}")
+        self.arg = arg
+        self.seed = seed
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.arg}" if self.arg else self.kind
+
+    @abstractmethod
+    def rank(self, split) -> RankResult: ...
+
+    def info(self) -> dict:
+        """Model id, revision and resolved configuration, for the results file."""
+        return {"name": self.name, "id": self.arg or self.kind, "revision": None, "config": {"seed": self.seed}}
+
+
+RANKERS: Registry[type[Ranker]] = Registry("model", entry_point_group="flexrec_bench.rankers")
+for _kind, _target in {
+    "random": "flexrec_bench.rankers.simple:RandomRanker",
+    "popularity": "flexrec_bench.rankers.simple:PopularityRanker",
+    "oracle": "flexrec_bench.rankers.simple:OracleRanker",
+    "star": "flexrec_bench.rankers.star:StarRanker",
+    "hf": "flexrec_bench.rankers.hf:HFRanker",
+    "vllm": "flexrec_bench.rankers.vllm:VLLMRanker",
+    "openai": "flexrec_bench.rankers.openai:OpenAIRanker",
+}.items():
+    RANKERS.register(_kind, lazy=_target)
+
+
+def make_ranker(model: str, seed: int = 0, **options) -> Ranker:
+    """``"star"`` or ``"hf:/path/to/model"`` -> a ranker instance."""
+    kind, sep, arg = model.partition(":")
+    return RANKERS.get(kind)(arg if sep else None, seed=seed, **options)

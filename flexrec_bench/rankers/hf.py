@@ -1,0 +1,93 @@
+"""``hf:<name-or-path>``: any Hugging Face causal LM through transformers, greedy by default.
+A directory with ``adapter_config.json`` (a LoRA checkpoint) is loaded through peft."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ..errors import FlexRecError, require
+from .llm import LLMRanker
+
+
+def local_fingerprint(path: Path) -> str:
+    """Content fingerprint of a local checkpoint: config and weight files (sizes, head and tail)."""
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.suffix in (".json", ".safetensors", ".bin", ".model", ".txt") and f.is_file():
+            h.update(f.name.encode())
+            h.update(str(f.stat().st_size).encode())
+            with open(f, "rb") as fh:
+                h.update(fh.read(1 << 20))
+                if f.stat().st_size > 2 << 20:
+                    fh.seek(-(1 << 20), 2)
+                    h.update(fh.read())
+    return "local-" + h.hexdigest()[:16]
+
+
+class HFRanker(LLMRanker):
+    kind = "hf"
+
+    def __init__(self, arg=None, seed: int = 0, device: str | None = None, dtype: str = "auto",
+                 revision: str | None = None, trust_remote_code: bool = False, sample: bool = False,
+                 temperature: float = 1.0, **options):
+        super().__init__(arg, seed, **options)
+        self.device, self.dtype, self.revision = device, dtype, revision
+        self.trust_remote_code = str(trust_remote_code).lower() in ("1", "true", "yes")
+        self.sample, self.temperature = str(sample).lower() in ("1", "true", "yes"), float(temperature)
+        self._model = self._tok = None
+
+    def _load(self):
+        if self._model is not None:
+            return
+        torch = require("torch", "core", "the hf: ranker")
+        transformers = require("transformers", "core", "the hf: ranker")
+        path = Path(self.arg)
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        kw = dict(revision=self.revision, trust_remote_code=self.trust_remote_code)
+        try:
+            if (path / "adapter_config.json").exists():
+                peft = require("peft", "train", "loading a LoRA checkpoint")
+                self._model = peft.AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=self.dtype, **kw)
+            else:
+                self._model = transformers.AutoModelForCausalLM.from_pretrained(self.arg, dtype=self.dtype, **kw)
+            self._tok = transformers.AutoTokenizer.from_pretrained(self.arg, **kw)
+        except OSError as exc:
+            raise FlexRecError(f"cannot load hf model {self.arg!r}: {exc}".splitlines()[0]) from None
+        self._model.to(device).eval()
+        self._tok.padding_side = "left"
+        if self._tok.pad_token is None:
+            self._tok.pad_token = self._tok.eos_token
+        self._device = device
+
+    def count_tokens(self, text: str) -> int | None:
+        self._load()
+        return len(self._tok(text, add_special_tokens=False)["input_ids"])
+
+    def _prompt_text(self, messages) -> str:
+        if getattr(self._tok, "chat_template", None):
+            return self._tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
+
+    def generate(self, batch, max_new_tokens: int) -> list[str]:
+        import torch
+
+        self._load()
+        texts = [self._prompt_text(m) for m in batch]
+        enc = self._tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._device)
+        gen_kw = dict(max_new_tokens=max_new_tokens, pad_token_id=self._tok.pad_token_id)
+        if self.sample:
+            torch.manual_seed(self.seed)
+            gen_kw.update(do_sample=True, temperature=self.temperature)
+        else:
+            gen_kw.update(do_sample=False)
+        with torch.no_grad():
+            out = self._model.generate(**enc, **gen_kw)
+        return self._tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def info(self) -> dict:
+        d = super().info()
+        path = Path(self.arg)
+        d["revision"] = self.revision or (local_fingerprint(path) if path.is_dir() else None)
+        d["config"].update(dtype=self.dtype, sample=self.sample, temperature=self.temperature)
+        return d

@@ -1,0 +1,63 @@
+"""The shared loop of every LLM ranker: prompt -> generate -> parse -> permutation."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import asdict
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..parsing import parse_ranking
+from ..prompts import PromptConfig, split_messages
+from ..ranking import ParseStats, RankResult
+from .base import Ranker
+
+
+class LLMRanker(Ranker):
+    needs_arg = True
+
+    def __init__(self, arg=None, seed: int = 0, batch_size: int = 8, max_new_tokens: int | None = None,
+                 max_prompt_tokens: int = 3072, max_item_chars: int = 240, reasoning: bool = False,
+                 progress: bool = True):
+        super().__init__(arg, seed)
+        self.batch_size = int(batch_size)
+        self.max_new_tokens = None if max_new_tokens is None else int(max_new_tokens)
+        self.prompt = PromptConfig(max_prompt_tokens=int(max_prompt_tokens), max_item_chars=int(max_item_chars),
+                                   reasoning=str(reasoning).lower() in ("1", "true", "yes"))
+        self.progress = progress
+
+    def new_tokens(self, k: int) -> int:
+        """Default answer budget: about 5 tokens per id plus the tags (and 256 for reasoning)."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        return 5 * k + 32 + (256 if self.prompt.reasoning else 0)
+
+    def count_tokens(self, text: str) -> int | None:
+        return None
+
+    @abstractmethod
+    def generate(self, batch: list[list[dict[str, str]]], max_new_tokens: int) -> list[str]: ...
+
+    def info(self) -> dict:
+        d = super().info()
+        d["config"].update(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, prompt=asdict(self.prompt))
+        return d
+
+    def rank(self, split) -> RankResult:
+        n, k = split.mask.shape
+        counter = self.count_tokens if self.count_tokens("x") is not None else None
+        order = np.full((n, k), -1, np.int64)
+        outputs: list[str] = []
+        stats = ParseStats()
+        nvalid = split.mask.sum(1)
+        for start in tqdm(range(0, n, self.batch_size), desc=f"rank ({self.name})", disable=not self.progress):
+            idx = range(start, min(n, start + self.batch_size))
+            msgs = [split_messages(split, i, self.prompt, counter) for i in idx]
+            texts = self.generate(msgs, self.new_tokens(int(nvalid[list(idx)].max())))
+            for i, text in zip(idx, texts):
+                rng = np.random.default_rng([self.seed, 13, i])
+                perm = parse_ranking(text, int(nvalid[i]), rng, stats)
+                order[i, : len(perm)] = perm
+                outputs.append(text)
+        return RankResult(order, outputs, stats)

