@@ -266,8 +266,9 @@ def _sequential_instances(raw: RawData, inter: pd.DataFrame, cfg: BuildConfig, s
     for s_i, split in enumerate(SPLITS):
         cand = pairs[split]
         if not cand:
+            extra = " and a row in the fully observed matrix" if raw.eval_labels is not None and split != "train" else ""
             raise DataError(raw.sources[0], f"empty {split} split: no user in it has more than "
-                                            f"min_history={cfg.min_history} interactions")
+                                            f"min_history={cfg.min_history} interactions{extra}")
         if len(cand) > sizes[split]:
             pick = np.sort(_rng(cfg.seed, 10 + s_i).choice(len(cand), sizes[split], replace=False))
             cand = [cand[i] for i in pick]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -71,11 +72,19 @@ def fetch(spec: DownloadSpec, dest_dir: Path, *, timeout: float = 60.0, progress
             total = resp.headers.get("Content-Length")
             total_bytes = int(total) + offset if total else spec.size
             mode = "ab" if offset else "wb"
+            got = 0
             with open(part, mode) as f, tqdm(total=total_bytes, initial=offset, unit="B", unit_scale=True,
                                              desc=spec.filename, disable=not progress) as bar:
-                while chunk := resp.read(1 << 16):
-                    f.write(chunk)
-                    bar.update(len(chunk))
+                try:
+                    while chunk := resp.read(1 << 16):
+                        f.write(chunk)
+                        got += len(chunk)
+                        bar.update(len(chunk))
+                except (OSError, http.client.HTTPException) as exc:
+                    raise DownloadError(f"{spec.url}: transfer broke off ({exc!r}); run again to resume "
+                                        f"from {part}") from None
+            if total is not None and got < int(total):
+                raise DownloadError(f"{spec.url}: got {got} of {total} bytes; run again to resume from {part}")
     try:
         _verify(spec, part)
     except DataError:

@@ -33,33 +33,38 @@ def discounts(k: int) -> np.ndarray:
 def per_instance_scores(order: np.ndarray, relevance: np.ndarray, relevant: np.ndarray,
                         metrics: tuple[str, ...] = DEFAULT_METRICS) -> dict[str, np.ndarray]:
     """Score rankings. ``order``: (n, K) candidate positions, best first, -1 for padding slots.
-    ``relevance``: (n, K) graded labels by candidate position (0 on padding). ``relevant``: (n, K) bool."""
+    ``relevance``: (n, K) graded labels by candidate position (0 on padding). ``relevant``: (n, K) bool.
+
+    DCG@k is a matrix-vector product of the gains with the discounts; the ideal ranking is the
+    instance's own labels sorted in descending order."""
     order = np.asarray(order)
     n, kmax = relevance.shape
-    valid = order >= 0
-    safe = np.where(valid, order, 0)
-    gains = np.where(valid, np.take_along_axis(relevance, safe, axis=1), 0.0)
-    hits = valid & np.take_along_axis(relevant, safe, axis=1)
-    ideal = -np.sort(-relevance, axis=1)
-    n_rel = relevant.sum(1)
+    padded = bool((order < 0).any())
+    safe = np.where(order >= 0, order, 0) if padded else order
+    gains = np.take_along_axis(relevance, safe, axis=1)
+    hits = np.take_along_axis(relevant, safe, axis=1)
+    if padded:
+        gains = np.where(order >= 0, gains, 0.0)
+        hits &= order >= 0
+    ideal = np.sort(relevance, axis=1)[:, ::-1]
     disc = discounts(kmax)
-    dcg_cum = np.cumsum(gains * disc, axis=1)
-    idcg_cum = np.cumsum(ideal * disc, axis=1)
-    hits_cum = np.cumsum(hits, axis=1)
-    first_hit = np.where(hits.any(1), hits.argmax(1) + 1, np.iinfo(np.int64).max)
+    n_rel = np.count_nonzero(relevant, axis=1)
+    first_hit = None
     out: dict[str, np.ndarray] = {}
     for name in metrics:
         kind, k = parse_metric(name)
-        kk = min(k, kmax) - 1
+        kk = min(k, kmax)
         if kind == "ndcg":
-            idcg = idcg_cum[:, kk]
-            out[name] = np.divide(dcg_cum[:, kk], idcg, out=np.zeros(n), where=idcg > 0)
+            idcg = ideal[:, :kk] @ disc[:kk]
+            out[name] = np.divide(gains[:, :kk] @ disc[:kk], idcg, out=np.zeros(n), where=idcg > 0)
         elif kind == "recall":
-            out[name] = np.divide(hits_cum[:, kk], n_rel, out=np.zeros(n), where=n_rel > 0)
+            out[name] = np.divide(np.count_nonzero(hits[:, :kk], axis=1), n_rel, out=np.zeros(n), where=n_rel > 0)
         elif kind == "precision":
-            out[name] = hits_cum[:, kk] / float(k)
+            out[name] = np.count_nonzero(hits[:, :kk], axis=1) / float(k)
         else:
-            out[name] = np.where(first_hit <= k, 1.0 / np.minimum(first_hit, np.iinfo(np.int64).max), 0.0)
+            if first_hit is None:
+                first_hit = np.where(hits.any(1), hits.argmax(1) + 1, kmax + 1)
+            out[name] = np.where(first_hit <= k, 1.0 / first_hit, 0.0)
     return out
 
 

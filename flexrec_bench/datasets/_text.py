@@ -15,9 +15,9 @@ MISSING_MARKERS = frozenset({"", "UNKNOWN", "-124", "nan", "NaN", "None"})
 
 def clean_text(value: str | None) -> str | None:
     """Normalise whitespace (non-breaking spaces, stray CR/LF) and map missing markers to None."""
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN
         return None
-    value = value.replace("\xa0", " ").replace("\u3000", " ").replace("\r", " ").replace("\n", " ")
+    value = str(value).replace("\xa0", " ").replace("\u3000", " ").replace("\r", " ").replace("\n", " ")
     value = " ".join(value.split())
     return None if value in MISSING_MARKERS else value
 

@@ -53,4 +53,28 @@ for _kind, _target in {
 def make_ranker(model: str, seed: int = 0, **options) -> Ranker:
     """``"star"`` or ``"hf:/path/to/model"`` -> a ranker instance."""
     kind, sep, arg = model.partition(":")
-    return RANKERS.get(kind)(arg if sep else None, seed=seed, **options)
+    cls = RANKERS.get(kind)
+    accepted = accepted_options(cls)
+    unknown = sorted(set(options) - accepted) if "options" not in accepted else []
+    if unknown:
+        from ..registry import did_you_mean
+
+        raise FlexRecError(f"model {kind!r} does not take option(s) {', '.join(unknown)}; "
+                           f"{did_you_mean(unknown[0], sorted(accepted - {'arg', 'seed'}))}")
+    return cls(arg if sep else None, seed=seed, **options)
+
+
+def accepted_options(cls: type) -> set[str]:
+    """Keyword options a ranker class accepts, following ``**options`` up the class hierarchy."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_home(tmp_path_factory):
+    """Downloads and embedding caches go to a per-session directory, never the user's cache."""
+    home = tmp_path_factory.mktemp("flexrec_home")
+    old = os.environ.get("FLEXREC_HOME")
+    os.environ["FLEXREC_HOME"] = str(home)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    yield home
+    if old is None:
+        os.environ.pop("FLEXREC_HOME", None)
+    else:
+        os.environ["FLEXREC_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def ml100k(tmp_path_factory, _isolated_home):
+    """The bundled MovieLens-100K, built end to end with the default embedder (small samples)."""
+    from flexrec_bench.build import BuildConfig, build
+
+    out = tmp_path_factory.mktemp("data")
+    build(BuildConfig(out=str(out), train_size=400, test_size=200, val_size=100), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from flexrec_bench.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")

@@ -1,0 +1,37 @@
+"""Imports flow one way: the core imports none of needs/, baselines/, training/, leaderboard/;
+needs/ imports only the core; leaderboard/ imports only the core."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ALLOWED = {
+    "flexrec_bench": set(),
+    "needs": {"flexrec_bench"},
+    "baselines": {"flexrec_bench", "needs", "training"},
+    "training": {"flexrec_bench", "needs"},
+    "leaderboard": {"flexrec_bench"},
+}
+PROJECT = set(ALLOWED)
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out & PROJECT
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_import_direction(package):
+    for path in (ROOT / package).rglob("*.py"):
+        bad = _imports(path) - ALLOWED[package] - {package}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"

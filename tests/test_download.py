@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from flexrec_bench.download import DownloadSpec, fetch
+from flexrec_bench.errors import DataError
+
+PAYLOAD = bytes(range(256)) * 4000
+
+
+class _Files(BaseHTTPRequestHandler):
+    files: dict = {}
+    cut_after: int | None = None
+    ranges: list = []
+
+    def do_GET(self):
+        data = self.files.get(self.path)
+        if data is None:
+            self.send_response(404)
+            self.end_headers()
+            return
+        start = 0
+        rng = self.headers.get("Range")
+        type(self).ranges.append(rng)
+        if rng:
+            start = int(rng.split("=")[1].split("-")[0])
+            self.send_response(206)
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if type(self).cut_after is not None:
+            self.wfile.write(body[: type(self).cut_after])
+            type(self).cut_after = None
+            self.wfile.flush()
+            self.connection.close()
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def server():
+    _Files.files, _Files.cut_after, _Files.ranges = {}, None, []
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_fetch_verifies_sha256(server, tmp_path):
+    _Files.files["/a.bin"] = PAYLOAD
+    spec = DownloadSpec(f"{server}/a.bin", "a.bin", sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    path = fetch(spec, tmp_path, progress=False)
+    assert path.read_bytes() == PAYLOAD
+    assert fetch(spec, tmp_path, progress=False) == path  # present: verified again, not re-fetched
+    assert len(_Files.ranges) == 1
+
+
+def test_checksum_mismatch_leaves_nothing(server, tmp_path):
+    _Files.files["/a.bin"] = PAYLOAD
+    spec = DownloadSpec(f"{server}/a.bin", "a.bin", sha256="0" * 64)
+    with pytest.raises(DataError, match="sha256 .* does not match"):
+        fetch(spec, tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_download_resumes_with_range(server, tmp_path):
+    _Files.files["/a.bin"] = PAYLOAD
+    _Files.cut_after = 100_000
+    spec = DownloadSpec(f"{server}/a.bin", "a.bin", sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    with pytest.raises(Exception):
+        fetch(spec, tmp_path, progress=False)
+    assert not (tmp_path / "a.bin").exists() and (tmp_path / "a.bin.part").stat().st_size == 100_000
+    fetch(spec, tmp_path, progress=False)
+    assert (tmp_path / "a.bin").read_bytes() == PAYLOAD
+    assert _Files.ranges[-1] == "bytes=100000-"
+
+
+def test_zip_is_extracted_and_zip_slip_refused(server, tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("ml-1m/ratings.dat", "1::1::5::1\n")
+    _Files.files["/ok.zip"] = buf.getvalue()
+    spec = DownloadSpec(f"{server}/ok.zip", "ok.zip", md5=hashlib.md5(buf.getvalue()).hexdigest(), extract=True)
+    fetch(spec, tmp_path, progress=False)
+    assert (tmp_path / "ml-1m" / "ratings.dat").read_text() == "1::1::5::1\n"
+    bad = io.BytesIO()
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("../evil.txt", "x")
+    _Files.files["/bad.zip"] = bad.getvalue()
+    with pytest.raises(DataError, match="outside"):
+        fetch(DownloadSpec(f"{server}/bad.zip", "bad.zip", sha256=hashlib.sha256(bad.getvalue()).hexdigest(),
+                           extract=True), tmp_path / "x", progress=False)
+    assert not (tmp_path / "evil.txt").exists()

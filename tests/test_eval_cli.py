@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from flexrec_bench.cli import app
+from flexrec_bench.data import load_split
+from flexrec_bench.evaluator import EvalConfig, evaluate, read_rankings, run_eval
+from flexrec_bench.results import ResultsFile
+
+runner = CliRunner()
+
+
+def _run(*args):
+    from flexrec_bench.cli import main
+
+    return subprocess.run([sys.executable, "-c", "from flexrec_bench.cli import main; main()", *args],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("model", ["random", "popularity", "oracle", "star"])
+def test_reference_rankers_write_valid_results(ml100k, tmp_path, model):
+    res, report, path = run_eval(EvalConfig(model=model, data=str(ml100k), out=str(tmp_path), need="interest",
+                                            bootstrap=200), progress=False)
+    data = json.loads(path.read_text())
+    ResultsFile.model_validate(data)
+    assert data["dataset"]["fingerprint"] == json.loads((ml100k / "ml-100k" / "manifest.json").read_text())["fingerprint"]
+    assert path == tmp_path / model / "ml-100k" / "interest" / "results.json"
+    # the rankings file re-scores to the same numbers
+    split = load_split(ml100k, "ml-100k", "interest")
+    again = evaluate(read_rankings(path.parent / "rankings.parquet"), split, bootstrap=200)
+    for name, m in report.metrics.items():
+        assert again.metrics[name].mean == pytest.approx(m.mean)
+    lo, hi = data["metrics"]["ndcg@10"]["ci95"]
+    assert lo <= data["metrics"]["ndcg@10"]["mean"] <= hi
+
+
+def test_ranker_ordering_is_sane(ml100k, tmp_path):
+    means = {}
+    for model in ("random", "star", "oracle"):
+        _, rep, _ = run_eval(EvalConfig(model=model, data=str(ml100k), out=str(tmp_path), bootstrap=0), progress=False)
+        means[model] = rep.metrics["ndcg@10"].mean
+    assert means["random"] < means["star"] < means["oracle"]
+
+
+def test_cli_eval_prints_table(ml100k, tmp_path):
+    r = runner.invoke(app, ["eval", "--model", "star", "--data", str(ml100k), "--out", str(tmp_path), "--need", "trend",
+                            "--limit", "50", "--quiet", "--metrics", "ndcg@5,mrr@3"])
+    assert r.exit_code == 0, r.output
+    assert "ndcg@5" in r.output and "mrr@3" in r.output and "(50 instances" in r.output
+
+
+def test_cli_errors_are_one_line_with_hints(ml100k, tmp_path):
+    r = _run("eval", "--model", "popularty", "--data", str(ml100k))
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: unknown model 'popularty'; known: hf, openai, oracle, popularity, random, star, vllm; did you mean "
+        "'popularity'?") or "did you mean 'popularity'" in r.stderr
+    r = _run("eval", "--model", "star", "--dataset", "ml-1m", "--data", str(tmp_path))
+    assert r.returncode == 2 and "run `flexrec-bench build-data --dataset ml-1m" in r.stderr
+    r = _run("eval", "--model", "star", "--need", "intrest", "--data", str(ml100k))
+    assert r.returncode == 2 and "did you mean 'interest'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_ls_lists_registries():
+    r = runner.invoke(app, ["ls"])
+    assert r.exit_code == 0
+    for name in ("ml-100k", "kuairec", "esci", "interest", "niche", "trend", "search", "star", "hf", "openai"):
+        assert name in r.output
+
+
+def test_results_file_rejects_non_finite(ml100k, tmp_path):
+    _, _, path = run_eval(EvalConfig(model="random", data=str(ml100k), out=str(tmp_path), bootstrap=0), progress=False)
+    data = json.loads(path.read_text())
+    data["metrics"]["ndcg@5"]["mean"] = float("nan")
+    with pytest.raises(ValueError):
+        ResultsFile.model_validate(data)
+
+
+def test_star_does_not_import_heavy_packages(ml100k, tmp_path):
+    code = ("import sys; from flexrec_bench.cli import main; sys.argv=['x','eval','--model','star','--data',%r,"
+            "'--out',%r,'--quiet','--limit','5']\ntry: main()\nexcept SystemExit: pass\n"
+            "heavy=[m for m in ('transformers','trl','recbole','verl','vllm','peft','sentence_transformers') if m in sys.modules]\n"
+            "print('HEAVY', heavy)") % (str(ml100k), str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+from flexrec_bench.cli import app
+from flexrec_bench.errors import FlexRecError
+from flexrec_bench.evaluator import EvalConfig, run_eval
+from flexrec_bench.results import ResultsFile
+
+
+@pytest.mark.slow
+def test_hf_tiny_model_end_to_end(ml100k, tiny_model, tmp_path):
+    r = CliRunner().invoke(app, ["eval", "--model", f"hf:{tiny_model}", "--data", str(ml100k), "--out", str(tmp_path),
+                                 "--limit", "4", "--quiet", "-o", "batch_size=2", "-o", "max_new_tokens=12"])
+    assert r.exit_code == 0, r.output
+    files = list(tmp_path.rglob("results.json"))
+    assert len(files) == 1
+    res = ResultsFile.model_validate_json(files[0].read_text())
+    assert res.parse.instances == 4 and res.model.revision.startswith("local-")
+    assert res.model.config["max_new_tokens"] == 12
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(files[0].parent / "rankings.parquet").to_pandas()
+    assert len(t) == 4 and all(len(x) == 30 for x in t["ranked"]) and "output" in t.columns
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    calls: list = []
+    fail_first = 0
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls.append(body)
+        if type(self).fail_first > 0:
+            type(self).fail_first -= 1
+            self.send_response(429)
+            self.send_header("Retry-After", "0")
+            self.end_headers()
+            return
+        if self.headers.get("Authorization") != "Bearer sk-test":
+            self.send_response(401)
+            self.end_headers()
+            self.wfile.write(b'{"error": "bad key"}')
+            return
+        k = body["messages"][1]["content"].count("\n[C")
+        answer = "<answer>" + ", ".join(f"C{i}" for i in range(k, 0, -1)) + "</answer>"
+        out = json.dumps({"model": body["model"], "choices": [{"message": {"role": "assistant", "content": answer}}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(out.encode())
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def fake_openai():
+    _FakeOpenAI.calls, _FakeOpenAI.fail_first = [], 0
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+
+
+def test_openai_ranker_retries_caches_and_resumes(ml100k, tmp_path, fake_openai):
+    _FakeOpenAI.fail_first = 1
+    opts = {"base_url": fake_openai, "api_key": "sk-test", "cache_dir": str(tmp_path / "cache"),
+            "requests_per_minute": "0", "batch_size": "2"}
+    cfg = EvalConfig(model="openai:gpt-4o", data=str(ml100k), out=str(tmp_path / "res"), limit=3, options=opts,
+                     bootstrap=0)
+    res, _, _ = run_eval(cfg, progress=False)
+    assert len(_FakeOpenAI.calls) == 4  # one 429 retried
+    assert res.parse.complete == 3 and res.parse.missing_items == 0
+    assert _FakeOpenAI.calls[-1]["model"] == "gpt-4o" and _FakeOpenAI.calls[-1]["temperature"] == 0.0
+    run_eval(cfg, progress=False)  # a re-run (or a resumed crash) is served from the cache
+    assert len(_FakeOpenAI.calls) == 4
+
+
+def test_openai_ranker_bad_key_is_a_clear_error(ml100k, tmp_path, fake_openai):
+    opts = {"base_url": fake_openai, "api_key": "wrong", "cache_dir": str(tmp_path / "c")}
+    with pytest.raises(FlexRecError, match="HTTP 401"):
+        run_eval(EvalConfig(model="openai:gpt-4o", data=str(ml100k), out=str(tmp_path), limit=1, options=opts),
+                 progress=False)
+
+
+def test_vllm_missing_is_reported(ml100k, tmp_path):
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vllm installed")
+    except ImportError:
+        pass
+    with pytest.raises(FlexRecError, match=r"pip install 'flexrec-bench\[vllm\]'"):
+        run_eval(EvalConfig(model="vllm:some/model", data=str(ml100k), out=str(tmp_path), limit=1), progress=False)
+
+
+def test_model_argument_rules(ml100k, tmp_path):
+    with pytest.raises(FlexRecError, match="needs an argument"):
+        run_eval(EvalConfig(model="hf", data=str(ml100k), out=str(tmp_path)), progress=False)
+    with pytest.raises(FlexRecError, match="takes no argument"):
+        run_eval(EvalConfig(model="star:x", data=str(ml100k), out=str(tmp_path)), progress=False)
+    with pytest.raises(FlexRecError, match="does not take option"):
+        run_eval(EvalConfig(model="star", data=str(ml100k), out=str(tmp_path), options={"bogus": "1"}), progress=False)

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flexrec_bench.need import LabelContext, get_need, minmax
+from flexrec_bench.retrieval import history_weights, profile_vectors, retrieve
+
+
+def _ctx(**kw):
+    n, k = kw.get("known_signal", np.zeros((1, 3))).shape
+    base = dict(signal_kind="rating", candidates=np.arange(n * k).reshape(n, k), mask=np.ones((n, k), bool),
+                known_signal=np.full((n, k), np.nan), similarity=np.zeros((n, k), np.float32),
+                candidate_topics=[[frozenset()] * k] * n, history_topics=[frozenset()] * n,
+                query_time=np.zeros(n, np.int64), window_counts=lambda w: np.zeros((n, k)))
+    base.update(kw)
+    return LabelContext(**base)
+
+
+def test_interest_rating_exponential_mapping():
+    lab = get_need("interest").label(_ctx(known_signal=np.array([[5.0, 4.0, np.nan]])))
+    np.testing.assert_allclose(lab.relevance[0], [1.0, 15 / 31, 0.0], rtol=1e-6)
+    assert lab.relevant[0].tolist() == [True, True, False]
+    assert lab.observed[0].tolist() == [True, True, False]
+
+
+def test_interest_watch_ratio():
+    lab = get_need("interest").label(_ctx(signal_kind="watch_ratio", known_signal=np.array([[4.5, 2.0, 0.6]])))
+    np.testing.assert_allclose(lab.relevance[0], [1.0, 2 / 3, 0.2], rtol=1e-6)
+    assert lab.relevant[0].tolist() == [True, True, False]
+
+
+def test_niche_bonus_for_unseen_topics():
+    ctx = _ctx(similarity=np.array([[0.9, 0.9, 0.1]], np.float32),
+               candidate_topics=[[frozenset({"Drama"}), frozenset({"Horror", "Drama"}), frozenset({"Western"})]],
+               history_topics=[frozenset({"Drama"})])
+    lab = get_need("niche", bonus=1.0).label(ctx)
+    # base = [1, 1, 0]; novelty = [0, 0.5, 1]; rel = base * (1 + novelty) / 2
+    np.testing.assert_allclose(lab.relevance[0], [0.5, 0.75, 0.0])
+    assert lab.relevant[0].tolist() == [False, True, False]
+
+
+def test_trend_mixes_similarity_and_recent_counts():
+    ctx = _ctx(similarity=np.array([[0.2, 0.4, 0.6]], np.float32), window_counts=lambda w: np.array([[10, 0, 5]]))
+    lab = get_need("trend", alpha=0.5).label(ctx)
+    np.testing.assert_allclose(lab.relevance[0], [0.5 * 0 + 0.5 * 1, 0.5 * 0.5, 0.5 * 1 + 0.5 * 0.5])
+    assert lab.relevant[0].tolist() == [False, False, True]
+
+
+def test_search_esci_gains():
+    lab = get_need("search").label(_ctx(signal_kind="esci", known_signal=np.array([[3.0, 2.0, 1.0, 0.0]]),
+                                        candidates=np.arange(4)[None], mask=np.ones((1, 4), bool)))
+    np.testing.assert_allclose(lab.relevance[0], [1.0, 0.1, 0.01, 0.0], rtol=1e-6)
+    assert lab.relevant[0].tolist() == [True, False, False, False]
+
+
+def test_minmax_constant_rows_and_padding():
+    x = np.array([[1.0, 1.0, 1.0], [0.0, 2.0, 9.0]])
+    m = np.array([[True, True, True], [True, True, False]])
+    np.testing.assert_allclose(minmax(x, m), [[0, 0, 0], [0, 1, 0]])
+
+
+def test_history_weights_discount_most_recent_highest():
+    w = history_weights(np.array([5.0, 5.0, 5.0]), 0.7, 5.0)
+    np.testing.assert_allclose(w, [0.49, 0.7, 1.0])
+
+
+def test_retrieve_excludes_history_and_breaks_ties_by_index():
+    emb = np.eye(4, dtype=np.float32)[[0, 0, 1, 2, 3]]  # items 0 and 1 identical
+    q = profile_vectors([np.array([0])], [np.array([5.0])], emb)
+    idx, sc = retrieve(q, emb, k=3, exclude=[np.array([0])])
+    assert idx[0].tolist()[0] == 1 and 0 not in idx[0]
+    idx, _ = retrieve(q, emb, k=2, exclude=[np.array([], np.int64)])
+    assert idx[0].tolist() == [0, 1]
+    idx, sc = retrieve(q, emb, k=9, exclude=[np.array([0])])
+    assert (idx[0] >= 0).sum() == 4 and np.isinf(sc[0, -1])
+
+
+def test_unknown_need_did_you_mean():
+    with pytest.raises(KeyError, match="did you mean 'trend'"):
+        get_need("trnd")

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import rawfixtures as fx
+
+from flexrec_bench.datasets.esci import read_esci
+from flexrec_bench.datasets.kuairec import read_kuairec
+from flexrec_bench.datasets.movielens import bundled_ml100k_dir, read_ml1m, read_ml100k
+from flexrec_bench.errors import DataError
+
+
+def test_bundled_ml100k_counts_and_records():
+    raw = read_ml100k(None)
+    assert len(raw.interactions) == 100_000
+    assert len(raw.items) == 1682
+    assert raw.interactions["user_id"].nunique() == 943
+    first = raw.interactions.iloc[0]
+    assert (first.user_id, first.item_id, first.signal, first.timestamp) == ("196", "242", 3.0, 881250949)
+    toy = raw.items.set_index("item_id").loc["1"]
+    assert toy.title == "Toy Story"
+    assert toy.text == "Title: Toy Story; Year: 1995; Genres: Animation, Children's, Comedy"
+    assert raw.items.iloc[-1].item_id == "1682"
+    assert bundled_ml100k_dir().name == "ml-100k"
+
+
+def test_ml100k_grouplens_latin1(tmp_path):
+    raw = read_ml100k(fx.write_ml100k_grouplens(tmp_path))
+    items = raw.items.set_index("item_id")
+    assert items.loc["3"].title == "Amélie 3"
+    assert "Year: 1995" in items.loc["3"].text
+    assert len(raw.interactions) == 30 * 20
+    assert all(len(t) == 2 for t in raw.items["topics"])
+
+
+def test_atomic_files(tmp_path):
+    raw = read_ml100k(fx.write_atomic(tmp_path))
+    assert len(raw.interactions) == 600
+    assert raw.items.iloc[0].topics == ["Comedy", "Horror"]
+
+
+def test_ml1m_reader(tmp_path):
+    raw = read_ml1m(fx.write_ml1m(tmp_path))
+    assert len(raw.interactions) == 40 * 25
+    assert raw.items.set_index("item_id").loc["7"].title == "Café Movie 7"
+    assert raw.interactions["timestamp"].dtype == "int64"
+
+
+def test_ml1m_wrong_separator_names_file_and_line(tmp_path):
+    d = fx.write_ml1m(tmp_path)
+    lines = (d / "ratings.dat").read_text(encoding="latin-1").splitlines()
+    lines[4] = lines[4].replace("::", "\t")
+    (d / "ratings.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    with pytest.raises(DataError, match=r"ratings.dat:5: expected 4 fields \('::'-separated"):
+        read_ml1m(d)
+
+
+def test_ml1m_bad_number_names_field(tmp_path):
+    d = fx.write_ml1m(tmp_path)
+    lines = (d / "ratings.dat").read_text(encoding="latin-1").splitlines()
+    lines[2] = "1::2::five::880000000"
+    (d / "ratings.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    with pytest.raises(DataError, match=r"ratings.dat:3 \[Rating\]: expected float, got 'five'"):
+        read_ml1m(d)
+
+
+def test_missing_file_is_named(tmp_path):
+    d = fx.write_ml1m(tmp_path)
+    (d / "movies.dat").unlink()
+    with pytest.raises(DataError, match=r"movies.dat: file not found"):
+        read_ml1m(d)
+
+
+def test_kuairec_quirks(tmp_path):
+    raw = read_kuairec(fx.write_kuairec(tmp_path))
+    items = raw.items.set_index("item_id")
+    # bare CR inside an unquoted caption and a non-breaking space survive as plain spaces
+    assert items.loc["0"].text.startswith("Caption: 视频 0 第二行")
+    assert "\r" not in "".join(raw.items["text"]) and "\xa0" not in "".join(raw.items["text"])
+    # empty caption (and UNKNOWN cover text) -> no caption part, category path kept
+    assert items.loc["7"].text.startswith("Video 7; Category: 音乐 > 子类1")
+    # -124 / UNKNOWN third-level category dropped; tags parsed from the list literal
+    assert "UNKNOWN" not in items.loc["3"].text
+    assert "Tags: 标签3, tag3" in items.loc["3"].text
+    assert items.loc["1"].topics == ["游戏"]
+    assert len(raw.eval_labels) == 20 * 25
+    assert raw.interactions["timestamp"].dtype == "int64"
+
+
+def test_kuairec_bad_list_literal(tmp_path):
+    root = fx.write_kuairec(tmp_path)
+    p = root / "KuaiRec 2.0" / "data" / "item_categories.csv"
+    lines = p.read_text().splitlines()
+    lines[3] = '2,"[1, 2"'
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"item_categories.csv:4 \[feat\]: expected a list literal"):
+        read_kuairec(root)
+
+
+def test_kuairec_bad_encoding(tmp_path):
+    root = fx.write_kuairec(tmp_path)
+    p = root / "KuaiRec 2.0" / "data" / "kuairec_caption_category.csv"
+    data = p.read_bytes().split(b"\n")
+    data[5] = data[5] + b"\xff\xfe"
+    p.write_bytes(b"\n".join(data))
+    with pytest.raises(DataError, match=r"kuairec_caption_category.csv:6: bad utf-8 byte"):
+        read_kuairec(root)
+
+
+def test_kuairec_missing_column_and_wrong_separator(tmp_path):
+    root = fx.write_kuairec(tmp_path)
+    p = root / "KuaiRec 2.0" / "data" / "small_matrix.csv"
+    p.write_text(p.read_text().replace(",", ";"))
+    with pytest.raises(DataError, match=r"small_matrix.csv:1: missing column.*comma-separated"):
+        read_kuairec(root)
+
+
+def test_esci_join_and_locale(tmp_path):
+    raw = read_esci(fx.write_esci(tmp_path))
+    assert set(raw.queries["split"]) == {"train", "test"}
+    assert "999" not in set(raw.queries["query_id"])  # es locale dropped
+    text = raw.items.set_index("item_id").iloc[0].text
+    assert text.startswith("Title: Product") and "Features: bullet" in text and "Brand: Brand" in text
+
+
+def test_esci_bad_label_and_missing_column(tmp_path):
+    d = fx.write_esci(tmp_path)
+    ex = pd.read_parquet(d / "shopping_queries_dataset_examples.parquet")
+    ex.loc[3, "esci_label"] = "X"
+    ex.to_parquet(d / "shopping_queries_dataset_examples.parquet")
+    with pytest.raises(DataError, match=r"examples.parquet:4 \[esci_label\]: esci_label must be one of E/S/C/I"):
+        read_esci(d)
+    ex.drop(columns=["split"]).to_parquet(d / "shopping_queries_dataset_examples.parquet")
+    with pytest.raises(DataError, match=r"missing column\(s\) split"):
+        read_esci(d)
