@@ -41,6 +41,20 @@ def extract_ids(text: str) -> list[int]:
     return [int(m.group(1)) - 1 for m in _ID.finditer(body)]
 
 
+def id_spans(text: str) -> list[tuple[int, int, int]]:
+    """(position, start, end) of each candidate id the answer names, with character offsets into
+    ``text`` itself (the last <answer> block when there is one, reasoning excluded)."""
+    think_end = 0
+    for m in _THINK.finditer(text):
+        think_end = m.end()
+    blocks = [m for m in _ANSWER.finditer(text) if m.start() >= think_end]
+    if blocks:
+        lo, hi = blocks[-1].span(1)
+    else:
+        lo, hi = think_end, len(text)
+    return [(int(m.group(1)) - 1, lo + m.start(), lo + m.end()) for m in _ID.finditer(text[lo:hi])]
+
+
 def parse_ranking(text: str, k: int, rng: np.random.Generator, stats: ParseStats) -> list[int]:
     """A full permutation of range(k) from LLM text; repairs are counted in ``stats``."""
     return complete_ranking(extract_ids(text), k, rng, stats)

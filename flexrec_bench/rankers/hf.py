@@ -37,8 +37,17 @@ class HFRanker(LLMRanker):
         self.sample, self.temperature = str(sample).lower() in ("1", "true", "yes"), float(temperature)
         self._model = self._tok = None
 
+    @classmethod
+    def from_loaded(cls, model, tokenizer, name: str = "in-memory", **options) -> HFRanker:
+        """Rank with a model already in memory (validation during training)."""
+        r = cls(name, **options)
+        r._model, r._tok = model, tokenizer
+        r._device = next(model.parameters()).device
+        return r
+
     def _load(self):
         if self._model is not None:
+            self._tok.padding_side = "left"
             return
         torch = require("torch", "core", "the hf: ranker")
         transformers = require("transformers", "core", "the hf: ranker")

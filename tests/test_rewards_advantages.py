@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from training.advantages import (item_advantages, per_token_advantages, rank_advantages, sequence_advantages,
+                                 token_spans, uncertainty_weights)
+from training.rewards import (brute_force_swap_rewards, causal_swap_rewards, ideal_dcg, independent_rewards,
+                              noncausal_swap_rewards, sequence_ndcg, sequence_variance, suffix_dcg_rewards)
+
+gains_st = st.integers(1, 12).flatmap(lambda k: arrays(np.float64, (3, k), elements=st.sampled_from(
+    [0.0, 0.0, 0.01, 0.1, 0.5, 1.0, 1.0])))
+
+
+@settings(max_examples=200, deadline=None)
+@given(gains_st)
+def test_causal_swap_equals_brute_force(g):
+    np.testing.assert_allclose(causal_swap_rewards(g), brute_force_swap_rewards(g, causal=True), atol=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(gains_st)
+def test_noncausal_swap_equals_brute_force(g):
+    np.testing.assert_allclose(noncausal_swap_rewards(g), brute_force_swap_rewards(g, causal=False), atol=1e-12)
+
+
+def test_hand_worked_example():
+    # ranking puts gains [0, 1, 0.5]; d = [1, 1/log2 3, 1/2]; IDCG = 1 + 0.5/log2 3
+    g = np.array([[0.0, 1.0, 0.5]])
+    d1 = 1 / math.log2(3)
+    z = 1 + 0.5 * d1
+    r = causal_swap_rewards(g)[0]
+    # rank 0 vs 1: (0-1)(1-d1); vs 2: (0-0.5)(1-0.5)
+    assert r[0] == pytest.approx(((0 - 1) * (1 - d1) + (0 - 0.5) * (1 - 0.5)) / 2 / z)
+    assert r[1] == pytest.approx((1 - 0.5) * (d1 - 0.5) / z)
+    assert r[2] == 0.0  # last rank: nothing left to swap with
+    assert sequence_ndcg(g)[0] == pytest.approx((d1 + 0.25) / z)
+    np.testing.assert_allclose(independent_rewards(g)[0], [0, d1 / z, 0.25 / z])
+    np.testing.assert_allclose(suffix_dcg_rewards(g)[0], [(d1 + 0.25) / z, (d1 + 0.25) / z, 0.25 / z])
+
+
+def test_ideal_ranking_has_nonnegative_causal_rewards_and_zero_labels_give_zero():
+    g = np.array([[1.0, 0.5, 0.5, 0.1, 0.0]])
+    assert (causal_swap_rewards(g) >= 0).all()
+    assert not causal_swap_rewards(np.zeros((2, 6))).any()
+    assert sequence_ndcg(g)[0] == pytest.approx(1.0)
+    assert ideal_dcg(np.array([[0.0, 1.0]]))[0] == pytest.approx(1.0)
+
+
+def test_sequence_variance_scales_by_squared_discount():
+    v = np.array([[0.0, 0.2, 0.0]])
+    assert sequence_variance(v, idcg=np.array([2.0]))[0] == pytest.approx(0.2 * (1 / math.log2(3)) ** 2 / 4)
+
+
+def test_group_normalisations():
+    a = sequence_advantages(np.array([1.0, 0.0, 0.5, 0.5]))
+    assert a.mean() == pytest.approx(0) and a[0] > a[2] > a[1]
+    items = np.array([[1.0, 0.0], [0.5, 0.5]])
+    ia = item_advantages(items)
+    assert ia.mean() == pytest.approx(0) and ia.std() == pytest.approx(1, rel=1e-3)
+    ra = rank_advantages(np.array([[1.0, 0.2], [0.0, 0.2]]))
+    np.testing.assert_allclose(ra[:, 1], 0.0)
+    assert ra[0, 0] > 0 > ra[1, 0]
+
+
+def test_uncertainty_weights_downweight_uncertain_rollouts():
+    w = uncertainty_weights(np.array([0.0, 0.0, 0.02, 0.1]))
+    assert w[0] == w[1] > w[2] > w[3] >= 0.1
+    clipped = uncertainty_weights(np.array([0.0, 5.0]))
+    assert clipped[1] == 0.1 and clipped[0] == pytest.approx(2 * 100 / (100 + 1 / 5.01), rel=1e-6)
+
+
+def test_token_spans_and_per_token_advantages():
+    # tokens: "<answer>" "C" "2" "," " C" "1" "</answer>"
+    offsets = [(0, 8), (8, 9), (9, 10), (10, 11), (11, 13), (13, 14), (14, 23)]
+    spans = token_spans(offsets, [(8, 10), (12, 14)])
+    assert spans == [[1, 2], [4, 5]]
+    adv = per_token_advantages(7, 0.3, spans, [1.0, -1.0])
+    assert adv.tolist() == [0.3, 1.0, 1.0, 0.3, -1.0, -1.0, 0.3]

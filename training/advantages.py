@@ -1,0 +1,80 @@
+"""Group-relative advantages at sequence, item and rank level; uncertainty weights; and the map
+from completion tokens to the items they name."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+EPS = 1e-4
+
+
+def sequence_advantages(rewards: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """GRPO: (r - mean) / (std + eps) over the G rollouts of one prompt. rewards: (G,)."""
+    r = np.asarray(rewards, np.float64)
+    return (r - r.mean()) / (r.std() + eps)
+
+
+def item_advantages(item_rewards: np.ndarray, valid: np.ndarray | None = None, eps: float = EPS) -> np.ndarray:
+    """FlexRec: normalise item rewards pooled over all items of all rollouts of one prompt. (G, K)."""
+    r = np.asarray(item_rewards, np.float64)
+    v = np.ones(r.shape, bool) if valid is None else valid
+    pool = r[v]
+    if pool.size == 0:
+        return np.zeros_like(r)
+    return np.where(v, (r - pool.mean()) / (pool.std() + eps), 0.0)
+
+
+def rank_advantages(rank_rewards: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """Rank-GRPO: normalise each rank's reward across the G rollouts of one prompt. (G, K)."""
+    r = np.asarray(rank_rewards, np.float64)
+    return (r - r.mean(0, keepdims=True)) / (r.std(0, keepdims=True) + eps)
+
+
+def uncertainty_weights(seq_variance: np.ndarray, eps: float = 1e-2, clip: tuple[float, float] = (0.1, 3.0)
+                        ) -> np.ndarray:
+    """w = 1 / (Var + eps), normalised to mean 1 over the group, then clipped. (G,).
+    Rollouts whose reward rests on uncertain (critic-filled) labels move the policy less."""
+    w = 1.0 / (np.asarray(seq_variance, np.float64) + eps)
+    w = w / w.mean()
+    return np.clip(w, *clip)
+
+
+def token_spans(offsets: Sequence[tuple[int, int]], char_spans: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """For each character span (an item id in the completion text), the indices of the tokens whose
+    offset range overlaps it. ``offsets`` are per-token (start, end) character offsets."""
+    out: list[list[int]] = []
+    for s, e in char_spans:
+        out.append([t for t, (a, b) in enumerate(offsets) if a < e and b > s and b > a])
+    return out
+
+
+def token_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+    """The decoded text of ``token_ids`` and each token's character range in it, taken from the
+    tokenizer itself: prefix decodes (exact for byte-level BPE; a token that ends inside a
+    multi-byte character gets an empty range and its successor the whole character)."""
+    ids = list(token_ids)
+    text = tokenizer.decode(ids, skip_special_tokens=False)
+    offsets: list[tuple[int, int]] = []
+    prev = 0
+    for t in range(len(ids)):
+        cur = len(tokenizer.decode(ids[: t + 1], skip_special_tokens=False))
+        if "\ufffd" in tokenizer.decode(ids[t:t + 1], skip_special_tokens=False) and cur > prev and t + 1 < len(ids):
+            offsets.append((prev, prev))
+            continue
+        offsets.append((prev, cur))
+        prev = cur
+    return text, offsets
+
+
+def per_token_advantages(n_tokens: int, seq_adv: float, item_spans: Sequence[Sequence[int]],
+                         item_adv: Sequence[float]) -> np.ndarray:
+    """(T,) token advantages: tokens of the item at rank k get A_k; every other token (reasoning,
+    format) gets the sequence-level GRPO advantage."""
+    a = np.full(n_tokens, float(seq_adv))
+    for toks, adv in zip(item_spans, item_adv):
+        for t in toks:
+            if t < n_tokens:
+                a[t] = adv
+    return a

@@ -1,0 +1,153 @@
+"""The ranking environment shared by the TRL and verl trainers: prompts, labels (observed, or
+filled in by the critic with a variance), rollout rewards and per-token advantages. No trainer
+framework is imported here."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from flexrec_bench.data import DatasetSplit
+from flexrec_bench.parsing import extract_ids, id_spans, parse_ranking
+from flexrec_bench.prompts import PromptConfig, split_messages
+from flexrec_bench.ranking import ParseStats
+
+from .advantages import (item_advantages, per_token_advantages, rank_advantages, sequence_advantages, token_spans,
+                         uncertainty_weights)
+from .rewards import ITEM_REWARDS, ideal_dcg, sequence_ndcg, sequence_variance
+
+ALGOS = ("flexrec", "rec-r1", "rank-grpo")
+#: reward variants: the paper's ablation (sequence, independent, noncausal_swap, causal_swap)
+ITEM_REWARD_VARIANTS = ("sequence", "independent", "noncausal_swap", "causal_swap")
+
+
+@dataclass
+class _Instance:
+    key: str
+    k: int
+    gains: np.ndarray      # (K,) labels used for rewards (critic-filled where unobserved)
+    variance: np.ndarray   # (K,) 0 where observed
+    idcg: float
+
+
+@dataclass
+class Rollout:
+    key: str
+    order: list[int]                 # candidate positions, best first (repaired)
+    spans: list[list[int]]           # token indices of the item at each rank (empty when not named)
+    format_ok: bool
+
+
+@dataclass
+class RankingEnv:
+    """Instances keyed ``"<need>|<split>|<row>"`` with their reward labels."""
+
+    algo: str = "flexrec"
+    item_reward: str = "causal_swap"
+    uncertainty: bool = True
+    seed: int = 0
+    instances: dict[str, _Instance] = field(default_factory=dict)
+    stats: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            from flexrec_bench.registry import did_you_mean
+
+            raise ValueError(f"unknown algo {self.algo!r}; {did_you_mean(self.algo, list(ALGOS))}")
+        if self.item_reward not in ITEM_REWARD_VARIANTS:
+            raise ValueError(f"unknown item reward {self.item_reward!r}; expected one of {ITEM_REWARD_VARIANTS}")
+
+    def add_split(self, split: DatasetSplit, critic=None, limit: int | None = None,
+                  prompt: PromptConfig | None = None, count_tokens=None) -> list[dict]:
+        """Register a split's instances; return TRL-style rows {prompt, instance_key}."""
+        split = split.head(limit)
+        if critic is not None:
+            gains, var = critic.fill(split)
+        else:
+            gains, var = split.relevance, np.zeros_like(split.relevance)
+        nvalid = split.mask.sum(1)
+        rows = []
+        prompt = prompt or PromptConfig()
+        for i in range(len(split)):
+            key = f"{split.need}|{split.split}|{i}"
+            k = int(nvalid[i])
+            g = gains[i, :k].astype(np.float64)
+            self.instances[key] = _Instance(key, k, g, var[i, :k].astype(np.float64), float(ideal_dcg(g[None])[0]))
+            rows.append({"prompt": split_messages(split, i, prompt, count_tokens), "instance_key": key})
+        return rows
+
+    # -- rollouts -------------------------------------------------------------------------------
+    def parse(self, key: str, text: str, offsets: Sequence[tuple[int, int]] | None, salt: int = 0) -> Rollout:
+        inst = self.instances[key]
+        rng = np.random.default_rng([self.seed, 17, salt])
+        ids = extract_ids(text)
+        stats = ParseStats()
+        order = parse_ranking(text, inst.k, rng, stats)
+        first_span: dict[int, tuple[int, int]] = {}
+        for pos, s, e in id_spans(text):
+            if 0 <= pos < inst.k and pos not in first_span:
+                first_span[pos] = (s, e)
+        spans: list[list[int]] = []
+        if offsets is not None:
+            chars = [first_span.get(p, (-1, -1)) for p in order]
+            spans = token_spans(offsets, chars)
+        ok = stats.complete == 1 and len(ids) == inst.k
+        return Rollout(key, order, spans, ok)
+
+    def ranked_gains(self, r: Rollout) -> tuple[np.ndarray, np.ndarray]:
+        inst = self.instances[r.key]
+        o = np.asarray(r.order)
+        return inst.gains[o], inst.variance[o]
+
+    def sequence_reward(self, r: Rollout) -> float:
+        g, _ = self.ranked_gains(r)
+        return float(sequence_ndcg(g[None], np.array([self.instances[r.key].idcg]))[0])
+
+    def group_advantages(self, rollouts: list[Rollout]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Per-rank advantages (one (K,) array per rollout) and sequence advantages (G,) for the
+        rollouts of one prompt, following the algorithm and reward variant."""
+        key = rollouts[0].key
+        inst = self.instances[key]
+        gains = np.stack([self.ranked_gains(r)[0] for r in rollouts])
+        var = np.stack([self.ranked_gains(r)[1] for r in rollouts])
+        z = np.full(len(rollouts), inst.idcg)
+        seq = sequence_ndcg(gains, z)
+        seq_adv = sequence_advantages(seq)
+        if self.algo == "rec-r1" or (self.algo == "flexrec" and self.item_reward == "sequence"):
+            item_adv = np.repeat(seq_adv[:, None], inst.k, axis=1)
+        elif self.algo == "rank-grpo":
+            item_adv = rank_advantages(ITEM_REWARDS["suffix_dcg"](gains, z))
+        else:
+            rewards = ITEM_REWARDS[self.item_reward](gains, z)
+            item_adv = item_advantages(rewards)
+            self.stats["item_reward_mean"].append(float(rewards.mean()))
+        if self.algo == "flexrec" and self.uncertainty:
+            w = uncertainty_weights(sequence_variance(var, z))
+            item_adv, seq_adv = item_adv * w[:, None], seq_adv * w
+            self.stats["adv_weight_mean"].append(float(w.mean()))
+            self.stats["adv_weight_min"].append(float(w.min()))
+        self.stats["ndcg"].extend(seq.tolist())
+        return list(item_adv), seq_adv
+
+    def token_advantages(self, keys: Sequence[str], texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]]],
+                         lengths: Sequence[int]) -> list[np.ndarray]:
+        """(T_b,) advantages for each completion of a batch; completions of one prompt are grouped by key."""
+        rollouts = [self.parse(k, t, o, salt=b) for b, (k, t, o) in enumerate(zip(keys, texts, offsets))]
+        groups: dict[str, list[int]] = defaultdict(list)
+        for b, k in enumerate(keys):
+            groups[k].append(b)
+        out: list[np.ndarray] = [np.zeros(n) for n in lengths]
+        for members in groups.values():
+            item_adv, seq_adv = self.group_advantages([rollouts[b] for b in members])
+            for j, b in enumerate(members):
+                out[b] = per_token_advantages(lengths[b], seq_adv[j], rollouts[b].spans, item_adv[j])
+        self.stats["format_ok"].extend(float(r.format_ok) for r in rollouts)
+        return out
+
+    def pop_stats(self) -> dict[str, float]:
+        out = {f"flexrec/{k}": float(np.mean(v)) for k, v in self.stats.items() if v}
+        self.stats.clear()
+        return out
