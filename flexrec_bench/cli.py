@@ -137,6 +137,71 @@ def eval_cmd(
     typer.echo(f"wrote {path}")
 
 
+@app.command("train-critic")
+def train_critic_cmd(
+    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
+    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    out: Annotated[Optional[Path], typer.Option(help="checkpoint directory (default <data>/<dataset>/critic)")] = None,
+    epochs: Annotated[int, typer.Option(help="training epochs")] = 30,
+    max_pairs: Annotated[Optional[int], typer.Option(help="subsample observed pairs (quick runs)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the 8:1:1 split and initialisation")] = 0,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Train the uncertainty critic on observed interactions; report MSE, MAE and correlations."""
+    from training.critic import CriticConfig, train_critic
+
+    dest = out or data / dataset / "critic"
+    _, rep = train_critic(data, dataset, CriticConfig(epochs=epochs, max_pairs=max_pairs, seed=seed), dest,
+                          progress=not quiet)
+    typer.echo(f"critic on {dataset}: pairs {rep['pairs']}")
+    typer.echo(f"  test MSE {rep['test_mse']:.4f} (predicting the training mean: {rep['baseline_mse_predict_mean']:.4f}), "
+               f"MAE {rep['test_mae']:.4f}")
+    typer.echo(f"  Pearson(mean, label) {rep['test_pearson_mean']:.3f}, "
+               f"Pearson(variance, squared error) {rep['test_pearson_var_sqerr']:.3f}")
+    typer.echo(f"wrote {dest}/critic.pt and metrics.json")
+
+
+@app.command("train")
+def train_cmd(
+    algo: Annotated[str, typer.Option(help="flexrec, rec-r1 or rank-grpo")] = "flexrec",
+    model: Annotated[str, typer.Option(help="policy: Hugging Face name or local path")] = "",
+    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
+    need: Annotated[str, typer.Option(help="comma-separated training needs (several = joint training)")] = "interest",
+    eval_need: Annotated[Optional[str], typer.Option(help="comma-separated validation needs (default: --need)")] = None,
+    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    config: Annotated[Optional[Path], typer.Option(help="YAML config (default training/configs/<algo>.yaml)")] = None,
+    backend: Annotated[str, typer.Option(help="local (TRL, CPU or a few GPUs) or verl (GPUs + vLLM)")] = "local",
+    critic: Annotated[Optional[Path], typer.Option(help="critic checkpoint directory")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="checkpoint directory")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="optimizer steps")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="any TrainConfig field, key=value (repeatable)")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Post-train an LLM ranker with GRPO (FlexRec, Rec-R1 or Rank-GRPO)."""
+    from training.local import TrainConfig
+
+    import importlib.resources
+
+    cfg_path = config or Path(str(importlib.resources.files("training") / "configs" / f"{algo}.yaml"))
+    overrides = {"algo": algo, "model": model, "dataset": dataset, "needs": need, "eval_needs": eval_need,
+                 "data": str(data), "critic": str(critic) if critic else None,
+                 "output_dir": str(output_dir) if output_dir else None, "max_steps": max_steps}
+    overrides.update(_options(set_))
+    cfg = TrainConfig.from_yaml(cfg_path, **overrides) if cfg_path.exists() else TrainConfig(**{
+        k: v for k, v in overrides.items() if v is not None})
+    if backend == "local":
+        from training.local import train_local
+
+        final = train_local(cfg, progress=not quiet)
+    elif backend == "verl":
+        from training.verl_backend import launch_verl
+
+        final = launch_verl(cfg)
+    else:
+        raise FlexRecError(f"unknown --backend {backend!r}: local or verl")
+    typer.echo(f"checkpoint: {final} (evaluate with `flexrec-bench eval --model hf:{final}`)")
+
+
 def main() -> None:
     try:
         app()

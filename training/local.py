@@ -89,9 +89,24 @@ class TrainConfig:
 
             raise FlexRecError(f"{path}: unknown field {bad[0]!r}; {did_you_mean(bad[0], sorted(known))}")
         raw.update({k: v for k, v in overrides.items() if v is not None})
+        bad = sorted(set(raw) - known)
+        if bad:
+            from flexrec_bench.registry import did_you_mean
+
+            raise FlexRecError(f"unknown training option {bad[0]!r}; {did_you_mean(bad[0], sorted(known))}")
         for k in ("needs", "eval_needs"):
             if isinstance(raw.get(k), str):
                 raw[k] = tuple(x.strip() for x in raw[k].split(",") if x.strip())
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for k, v in list(raw.items()):  # --set values arrive as strings
+            if isinstance(v, str) and k not in ("needs", "eval_needs"):
+                t = str(types[k])
+                if t.startswith("int"):
+                    raw[k] = int(v)
+                elif t.startswith("float"):
+                    raw[k] = float(v)
+                elif t.startswith("bool"):
+                    raw[k] = v.lower() in ("1", "true", "yes")
         return cls(**raw)
 
 
