@@ -202,6 +202,52 @@ def train_cmd(
     typer.echo(f"checkpoint: {final} (evaluate with `flexrec-bench eval --model hf:{final}`)")
 
 
+@app.command("train-baseline")
+def train_baseline_cmd(
+    name: Annotated[str, typer.Argument(help="bert4rec or tallrec")],
+    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
+    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    out: Annotated[Optional[Path], typer.Option(help="checkpoint directory (default checkpoints/<name>-<dataset>)")] = None,
+    model: Annotated[str, typer.Option(help="tallrec: base LLM (name or path)")] = "",
+    need: Annotated[str, typer.Option(help="tallrec: comma-separated training needs")] = "interest",
+    max_steps: Annotated[Optional[int], typer.Option(help="tallrec: SFT steps")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="tallrec: first N training instances per need")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="bert4rec: RecBole config key=value; tallrec: SFT setting key=value (repeatable)")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Train a baseline; evaluate it with `eval --model bert4rec:<dir>` or `--model hf:<dir>/final`."""
+    import yaml
+
+    sets = {k: yaml.safe_load(v) for k, v in _options(set_).items()}
+    dest = out or Path("checkpoints") / f"{name}-{dataset}"
+    if name == "bert4rec":
+        from baselines.bert4rec.runner import Bert4RecSettings, train_bert4rec
+
+        final = train_bert4rec(data, dataset, dest, Bert4RecSettings(overrides=sets))
+        typer.echo(f"checkpoint: {final} (evaluate with `flexrec-bench eval --model bert4rec:{final}`)")
+    elif name == "tallrec":
+        if not model:
+            raise FlexRecError("tallrec needs --model (the base LLM)")
+        from baselines.tallrec import train_tallrec
+        from training.sft import SFTSettings
+
+        if max_steps is not None:
+            sets["max_steps"] = max_steps
+        bad = sorted(set(sets) - set(SFTSettings.__dataclass_fields__))
+        if bad:
+            from .registry import did_you_mean
+
+            raise FlexRecError(f"unknown SFT setting {bad[0]!r}; {did_you_mean(bad[0], sorted(SFTSettings.__dataclass_fields__))}")
+        final = train_tallrec(model, data, dataset, list(_csv(need) or ("interest",)), dest, SFTSettings(**sets),
+                              limit=limit, progress=not quiet)
+        typer.echo(f"checkpoint: {final} (evaluate with `flexrec-bench eval --model hf:{final}`)")
+    else:
+        from .registry import did_you_mean
+
+        raise FlexRecError(f"unknown baseline {name!r}; {did_you_mean(name, ['bert4rec', 'tallrec'])}. "
+                           "STAR is `eval --model star`; Rec-R1 and Rank-GRPO are `train --algo rec-r1|rank-grpo`.")
+
+
 def main() -> None:
     try:
         app()

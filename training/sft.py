@@ -63,7 +63,9 @@ def sft_train(model: str, splits: list[DatasetSplit], out_dir: str | Path, s: SF
     args = trl.SFTConfig(output_dir=str(out), max_steps=s.max_steps, learning_rate=s.learning_rate,
                          per_device_train_batch_size=s.per_device_train_batch_size, use_cpu=use_cpu, seed=s.seed,
                          save_strategy="no", report_to="none", logging_steps=max(1, s.max_steps // 10),
-                         disable_tqdm=not progress, completion_only_loss=True, bf16=False)
+                         disable_tqdm=not progress, completion_only_loss=True, bf16=False,
+                         # prompts are already within max_prompt_tokens: never truncate the target away
+                         max_length=s.max_prompt_tokens + 1024)
     trainer = trl.SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model), args=args, train_dataset=ds,
                              processing_class=tok, peft_config=peft_config)
     trainer.train()

@@ -1,0 +1,122 @@
+"""Our side of BERT4Rec: export training interactions as RecBole atomic files, train in the worker
+subprocess, and the ``bert4rec:<checkpoint>`` ranker that scores exactly our candidate sets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from flexrec_bench.data import load_manifest
+from flexrec_bench.errors import FlexRecError, MissingDataError
+from flexrec_bench.io import write_json_atomic
+from flexrec_bench.rankers.base import Ranker
+from flexrec_bench.ranking import RankResult, scores_to_order
+
+CONFIG = Path(__file__).with_name("config.yaml")
+
+
+@dataclass
+class Bert4RecSettings:
+    """Options of ``train-baseline bert4rec``; ``overrides`` reach RecBole's config as is."""
+
+    overrides: dict = field(default_factory=dict)   #: e.g. {"epochs": 1, "n_layers": 1, "hidden_size": 32}
+    timeout_s: int = 6 * 3600
+
+
+def export_atomic(data_dir: str | Path, dataset: str, dest: Path) -> Path:
+    """Training users' interactions as ``<dest>/<name>/<name>.inter`` (typed atomic header)."""
+    root = Path(data_dir) / dataset
+    inter = pq.read_table(root / "interactions.parquet").to_pandas()
+    inter = inter[inter["split"] == "train"].sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    if inter.empty:
+        raise MissingDataError(f"{dataset} has no training interactions (ESCI has no user sequences for BERT4Rec)")
+    name = "flexrec"
+    d = dest / name
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"{name}.inter", "w") as f:
+        f.write("user_id:token\titem_id:token\ttimestamp:float\n")
+        for u, i, t in zip(inter["user_id"], inter["item_id"], inter["timestamp"]):
+            f.write(f"{u}\t{i}\t{int(t)}\n")
+    return d
+
+
+def _run_worker(cmd: str, spec: dict, work: Path, timeout: int) -> dict:
+    spec_path = work / f"{cmd}_spec.json"
+    spec["result_out"] = str(work / f"{cmd}_result.json")
+    spec_path.write_text(json.dumps(spec))
+    r = subprocess.run([sys.executable, "-m", "baselines.bert4rec.worker", cmd, str(spec_path)], capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode != 0:
+        log = work / f"{cmd}.log"
+        log.write_text(r.stdout + r.stderr)
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise FlexRecError(f"RecBole {cmd} failed: {tail[0]} (full log: {log})")
+    return json.loads(Path(spec["result_out"]).read_text())
+
+
+def train_bert4rec(data_dir: str | Path, dataset: str, out_dir: str | Path, settings: Bert4RecSettings) -> Path:
+    """Train BERT4Rec on the training users' sequences; returns the checkpoint directory."""
+    manifest = load_manifest(data_dir, dataset)
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    export_atomic(data_dir, dataset, tmp / "atomic")
+    res = _run_worker("train", {"name": "flexrec", "data_path": str(tmp / "atomic"), "checkpoint_dir": str(tmp / "saved"),
+                                "config_file": str(CONFIG), "overrides": settings.overrides}, tmp, settings.timeout_s)
+    model_file = Path(res["model_file"])
+    final_model = tmp / "model.pth"
+    model_file.rename(final_model)
+    shutil.rmtree(tmp / "saved", ignore_errors=True)
+    write_json_atomic(tmp / "bert4rec.json", {"dataset": dataset, "fingerprint": manifest["fingerprint"],
+                                              "data_dir": str(data_dir), "overrides": settings.overrides,
+                                              "train_result": {**res, "model_file": "model.pth"}})
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+class Bert4RecRanker(Ranker):
+    """``bert4rec:<checkpoint dir>``: BERT4Rec scores of each instance's own candidates, given its history."""
+
+    kind = "bert4rec"
+    needs_arg = True
+
+    def __init__(self, arg=None, seed: int = 0, timeout_s: int = 3600):
+        super().__init__(arg, seed)
+        self.dir = Path(arg)
+        meta = self.dir / "bert4rec.json"
+        if not meta.exists():
+            raise MissingDataError(f"{self.dir} is not a BERT4Rec checkpoint: run `flexrec-bench train-baseline bert4rec`")
+        self.meta = json.loads(meta.read_text())
+        self.timeout = int(timeout_s)
+
+    def info(self) -> dict:
+        d = super().info()
+        d["revision"] = f"build-{self.meta['fingerprint']}"
+        d["config"].update(overrides=self.meta["overrides"])
+        return d
+
+    def rank(self, split) -> RankResult:
+        if split.fingerprint != self.meta["fingerprint"]:
+            raise FlexRecError(f"{self.dir} was trained on build {self.meta['fingerprint']}, the split is build "
+                               f"{split.fingerprint}")
+        work = self.dir / "scoring"
+        work.mkdir(exist_ok=True)
+        inst = [{"history": list(h), "candidates": list(c)} for h, c in zip(split.frame["history"], split.frame["candidates"])]
+        (work / "instances.json").write_text(json.dumps(inst))
+        _run_worker("score", {"model_file": str(self.dir / "model.pth"), "data_path": str(self.dir / "atomic" / "flexrec"),
+                              "instances": str(work / "instances.json"), "scores_out": str(work / "scores.npy")},
+                    work, self.timeout)
+        scores = np.load(work / "scores.npy")
+        full = np.full(split.mask.shape, -np.inf)
+        full[:, : scores.shape[1]] = scores
+        return RankResult(scores_to_order(full, split.mask, self.seed))

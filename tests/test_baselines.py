@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from flexrec_bench.cli import app
+from flexrec_bench.results import ResultsFile
+
+runner = CliRunner()
+
+
+@pytest.mark.slow
+def test_bert4rec_trains_in_a_subprocess_and_scores_our_candidates(ml100k, tmp_path):
+    ck = tmp_path / "b4r"
+    r = runner.invoke(app, ["train-baseline", "bert4rec", "--data", str(ml100k), "--out", str(ck), "--set", "epochs=1",
+                            "--set", "n_layers=1", "--set", "hidden_size=16", "--set", "inner_size=32",
+                            "--set", "MAX_ITEM_LIST_LENGTH=10"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((ck / "bert4rec.json").read_text())
+    assert meta["overrides"]["hidden_size"] == 16 and meta["train_result"]["n_users"] > 700
+    r = runner.invoke(app, ["eval", "--model", f"bert4rec:{ck}", "--data", str(ml100k), "--out", str(tmp_path / "res"),
+                            "--quiet", "--bootstrap", "100"])
+    assert r.exit_code == 0, r.output
+    res = ResultsFile.model_validate_json(next((tmp_path / "res").rglob("results.json")).read_text())
+    assert res.model.name == f"bert4rec:{ck}" and res.dataset.instances == 200
+    assert res.metrics["ndcg@10"].mean > 0
+    # the main process never imported recbole
+    import sys
+
+    assert "recbole" not in sys.modules
+
+
+def test_recbole_compat_is_contained():
+    import numpy as np
+
+    from baselines.bert4rec import compat  # noqa: F401  (importing applies nothing)
+
+    assert not hasattr(np, "float_")
+
+
+@pytest.mark.slow
+def test_tallrec_lora_sft_checkpoint_loads_in_eval(ml100k, tiny_model, tmp_path):
+    r = runner.invoke(app, ["train-baseline", "tallrec", "--model", str(tiny_model), "--data", str(ml100k), "--out",
+                            str(tmp_path / "tallrec"), "--max-steps", "2", "--limit", "8", "--quiet"])
+    assert r.exit_code == 0, r.output
+    final = tmp_path / "tallrec" / "final"
+    assert (final / "adapter_config.json").exists()
+    cfg = json.loads((final / "adapter_config.json").read_text())
+    assert cfg["r"] == 8 and cfg["lora_alpha"] == 16 and set(cfg["target_modules"]) == {"q_proj", "v_proj"}
+    r = runner.invoke(app, ["eval", "--model", f"hf:{final}", "--data", str(ml100k), "--out", str(tmp_path / "res"),
+                            "--limit", "2", "--quiet", "-o", "max_new_tokens=8"])
+    assert r.exit_code == 0, r.output
+
+
+def test_unknown_baseline_points_to_the_right_command():
+    r = runner.invoke(app, ["train-baseline", "rec-r1"])
+    assert r.exit_code != 0
