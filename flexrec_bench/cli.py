@@ -248,6 +248,54 @@ def train_baseline_cmd(
                            "STAR is `eval --model star`; Rec-R1 and Rank-GRPO are `train --algo rec-r1|rank-grpo`.")
 
 
+@app.command("submit")
+def submit_cmd(
+    results: Annotated[Path, typer.Argument(help="a results.json written by `flexrec-bench eval`")],
+    leaderboard: Annotated[Optional[Path], typer.Option(help="leaderboard file (default leaderboard/leaderboard.json)")] = None,
+    data: Annotated[Path, typer.Option(help="the locally built datasets to re-score against")] = Path("data"),
+    replace: Annotated[bool, typer.Option(help="replace an existing entry with the same key")] = False,
+) -> None:
+    """Verify a results file (schema, fingerprint, permutations, re-scored metrics) and add it."""
+    from leaderboard.submit import DEFAULT_PATH, submit
+
+    entry, replaced = submit(results, leaderboard or DEFAULT_PATH, data, replace)
+    r = entry.results
+    typer.echo(f"{'replaced' if replaced else 'added'}: {r.model.name} on {r.dataset.name}/{r.dataset.need}/"
+               f"{r.dataset.split} (re-scored {entry.verification.instances} instances)")
+
+
+lb_app = typer.Typer(help="Show the leaderboard, or render it as a static page.", invoke_without_command=True,
+                     no_args_is_help=False)
+app.add_typer(lb_app, name="leaderboard")
+
+
+@lb_app.callback()
+def leaderboard_cmd(
+    ctx: typer.Context,
+    dataset: Annotated[Optional[str], typer.Option(help="only this dataset")] = None,
+    need: Annotated[Optional[str], typer.Option(help="only this need")] = None,
+    path: Annotated[Optional[Path], typer.Option("--leaderboard", help="leaderboard file")] = None,
+) -> None:
+    """Print the leaderboard tables."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from leaderboard.submit import DEFAULT_PATH, load, table
+
+    typer.echo(table(load(path or DEFAULT_PATH), dataset, need))
+
+
+@lb_app.command("render")
+def render_cmd(
+    out: Annotated[Path, typer.Option(help="output folder for index.html")] = Path("site"),
+    path: Annotated[Optional[Path], typer.Option("--leaderboard", help="leaderboard file")] = None,
+) -> None:
+    """Write the leaderboard as a static HTML page (tables with CIs and provenance, bar charts)."""
+    from leaderboard.render import render
+    from leaderboard.submit import DEFAULT_PATH, load
+
+    typer.echo(f"wrote {render(load(path or DEFAULT_PATH), out)}")
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,1 @@
+"""The leaderboard: verified submissions of results files, a terminal table and a static page."""

@@ -1,0 +1,71 @@
+"""Leaderboard models. An entry *is* a results file (the same pydantic model) plus what the
+verification established; the JSON Schema in ``leaderboard.schema.json`` is generated from these
+models (``python -m leaderboard.schema`` rewrites it; a test fails when it is stale)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flexrec_bench.results import ResultsFile
+
+LEADERBOARD_SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("leaderboard.schema.json")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Verification(_Strict):
+    rescored: Literal[True] = Field(description="metrics were recomputed from rankings.parquet and matched")
+    rankings_sha256: str
+    instances: int = Field(ge=1)
+    submitted_at: str = Field(description="UTC, ISO 8601")
+    flexrec_bench_version: str = Field(description="version that verified the entry")
+
+
+class Entry(_Strict):
+    results: ResultsFile
+    verification: Verification
+
+    @property
+    def key(self) -> tuple[str, str | None, str, str, str]:
+        r = self.results
+        return (r.model.name, r.model.revision, r.dataset.fingerprint, r.dataset.need, r.dataset.split)
+
+
+class ReportedResult(_Strict):
+    """A number reported in a paper: shown apart, labelled, never verified or ranked with entries."""
+
+    source: str = Field(description="citation, e.g. 'Pan et al. (FlexRec), Table 2'")
+    method: str
+    dataset: str
+    need: str
+    metric: str
+    value: float
+
+
+class Leaderboard(_Strict):
+    schema_version: Literal[1] = LEADERBOARD_SCHEMA_VERSION
+    registered_builds: dict[str, str] = Field(
+        default_factory=dict, description="dataset -> fingerprint of the build every entry must be scored on")
+    entries: list[Entry] = Field(default_factory=list)
+    reported_in_paper: list[ReportedResult] = Field(
+        default_factory=list, description="reference numbers from papers, unverified, shown in a separate table")
+
+
+def json_schema() -> dict:
+    return Leaderboard.model_json_schema()
+
+
+def write_schema(path: Path = SCHEMA_PATH) -> None:
+    path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    write_schema()
+    print(f"wrote {SCHEMA_PATH}")

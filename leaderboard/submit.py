@@ -1,0 +1,157 @@
+"""``flexrec-bench submit``: validate, re-score and record a results file, atomically."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from pydantic import ValidationError
+
+from flexrec_bench import __version__
+from flexrec_bench.data import SPLITS, load_split
+from flexrec_bench.datasets import DATASETS
+from flexrec_bench.errors import FlexRecError
+from flexrec_bench.evaluator import evaluate, read_rankings
+from flexrec_bench.io import sha256_file, write_json_atomic
+from flexrec_bench.need import NEEDS
+from flexrec_bench.results import ResultsFile
+
+from .schema import Entry, Leaderboard, Verification
+
+DEFAULT_PATH = Path(__file__).with_name("leaderboard.json")
+TOLERANCE = 1e-9
+
+
+class SubmissionRefused(FlexRecError):
+    pass
+
+
+def load(path: str | Path) -> Leaderboard:
+    p = Path(path)
+    if not p.exists():
+        return Leaderboard()
+    try:
+        return Leaderboard.model_validate_json(p.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise FlexRecError(f"{p}: invalid leaderboard at {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+def _read_results(path: Path) -> ResultsFile:
+    try:
+        return ResultsFile.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise SubmissionRefused(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SubmissionRefused(f"{path}: cannot read ({exc})") from None
+
+
+def _rankings_path(results_path: Path, name: str) -> Path:
+    """The rankings file named inside a submission, only if it lies in the results folder itself."""
+    folder = results_path.resolve().parent
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise SubmissionRefused(f"{results_path}: rankings.file must be a plain file name beside results.json, got {name!r}")
+    p = (folder / name).resolve()
+    if p.parent != folder or p.is_symlink() or (folder / name).is_symlink():
+        raise SubmissionRefused(f"{results_path}: rankings file {name!r} resolves outside {folder}")
+    if not p.is_file():
+        raise SubmissionRefused(f"{results_path}: rankings file {p} is missing")
+    return p
+
+
+def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -> Entry:
+    """All the checks; returns the entry to record. Raises SubmissionRefused with the reason."""
+    rp = Path(results_path)
+    res = _read_results(rp)
+    ds, need, split = res.dataset.name, res.dataset.need, res.dataset.split
+    if ds not in DATASETS:
+        raise SubmissionRefused(f"{rp}: unknown dataset {ds!r}")
+    if need not in NEEDS:
+        raise SubmissionRefused(f"{rp}: unknown need {need!r}")
+    if split not in SPLITS:
+        raise SubmissionRefused(f"{rp}: unknown split {split!r}")
+    registered = board.registered_builds.get(ds)
+    if registered and res.dataset.fingerprint != registered:
+        raise SubmissionRefused(f"{rp}: dataset fingerprint {res.dataset.fingerprint} is not the registered {ds} build "
+                                f"{registered}")
+    local = load_split(data_dir, ds, need, split)
+    if local.fingerprint != res.dataset.fingerprint:
+        raise SubmissionRefused(f"{rp}: scored on build {res.dataset.fingerprint}, but the local {ds} build is "
+                                f"{local.fingerprint}: rebuild with the registered configuration")
+    rk = _rankings_path(rp, res.rankings.file)
+    digest = sha256_file(rk)
+    if digest != res.rankings.sha256:
+        raise SubmissionRefused(f"{rk}: sha256 {digest[:12]}… does not match the results file's {res.rankings.sha256[:12]}…")
+    try:
+        rankings = read_rankings(rk)
+    except Exception as exc:  # pyarrow raises several kinds for a corrupt file
+        raise SubmissionRefused(f"{rk}: unreadable rankings ({type(exc).__name__})") from None
+    if len(rankings) != len(local):
+        missing = [i for i in local.instance_ids if i not in rankings]
+        raise SubmissionRefused(f"{rk}: {len(local) - len(rankings)} instance(s) missing (e.g. {missing[:1]}); "
+                                f"entries must rank the whole {split} split (no --limit)")
+    try:
+        report = evaluate(rankings, local, tuple(res.metrics), res.bootstrap.samples, res.bootstrap.seed)
+    except FlexRecError as exc:
+        raise SubmissionRefused(f"{rk}: {exc}") from None
+    for name, claimed in res.metrics.items():
+        got = report.metrics[name]
+        if abs(got.mean - claimed.mean) > TOLERANCE or claimed.n != got.n or \
+                np.abs(np.array(got.ci95) - np.array(claimed.ci95)).max() > TOLERANCE:
+            raise SubmissionRefused(f"{rp}: claimed {name} = {claimed.mean:.6f} (n {claimed.n}), re-scored "
+                                    f"{got.mean:.6f} (n {got.n})")
+    return Entry(results=res, verification=Verification(
+        rescored=True, rankings_sha256=digest, instances=len(local),
+        submitted_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        flexrec_bench_version=__version__))
+
+
+def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, data_dir: str | Path = "data",
+           replace: bool = False) -> tuple[Entry, bool]:
+    """Verify and record; the leaderboard file is locked, rewritten to a temp file and renamed."""
+    lb_path = Path(leaderboard)
+    lb_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lb_path) + ".lock", timeout=60):
+        board = load(lb_path)
+        entry = verify(results_path, data_dir, board)
+        same = [i for i, e in enumerate(board.entries) if e.key == entry.key]
+        if same and not replace:
+            raise SubmissionRefused(f"{results_path}: an entry for {entry.key[0]} (revision {entry.key[1]}) on "
+                                    f"{entry.key[3]}/{entry.key[4]} of build {entry.key[2]} exists; pass --replace")
+        replaced = bool(same)
+        board.entries = [e for e in board.entries if e.key != entry.key] + [entry]
+        board.entries.sort(key=lambda e: (e.results.dataset.name, e.results.dataset.need, e.results.dataset.split,
+                                          e.results.model.name))
+        board.registered_builds.setdefault(entry.results.dataset.name, entry.results.dataset.fingerprint)
+        write_json_atomic(lb_path, json.loads(board.model_dump_json()))
+    return entry, replaced
+
+
+def table(board: Leaderboard, dataset: str | None = None, need: str | None = None,
+          metrics: tuple[str, ...] = ("ndcg@5", "ndcg@10", "recall@5", "mrr@5")) -> str:
+    rows = [e for e in board.entries if (dataset is None or e.results.dataset.name == dataset)
+            and (need is None or e.results.dataset.need == need)]
+    if not rows:
+        return "(no entries)"
+    out = []
+    groups: dict[tuple[str, str, str], list[Entry]] = {}
+    for e in rows:
+        groups.setdefault((e.results.dataset.name, e.results.dataset.need, e.results.dataset.split), []).append(e)
+    for (ds, nd, sp), es in groups.items():
+        out.append(f"{ds} / {nd} / {sp}")
+        width = max(len(e.results.model.name) for e in es)
+        out.append(f"  {'model':<{width}}  " + "  ".join(f"{m:>22}" for m in metrics))
+        es = sorted(es, key=lambda e: -(e.results.metrics[metrics[0]].mean if metrics[0] in e.results.metrics else -1))
+        for e in es:
+            cells = []
+            for m in metrics:
+                v = e.results.metrics.get(m)
+                cells.append(f"{v.mean:.4f} [{v.ci95[0]:.3f},{v.ci95[1]:.3f}]" if v else f"{'-':>22}")
+            out.append(f"  {e.results.model.name:<{width}}  " + "  ".join(f"{c:>22}" for c in cells))
+        out.append("")
+    return "\n".join(out).rstrip()

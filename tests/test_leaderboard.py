@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from flexrec_bench.cli import app
+from flexrec_bench.evaluator import EvalConfig, run_eval
+from flexrec_bench.io import sha256_file
+from leaderboard.schema import SCHEMA_PATH, Leaderboard, json_schema
+from leaderboard.submit import SubmissionRefused, load, submit
+
+runner = CliRunner()
+
+
+def test_committed_schema_is_current():
+    committed = json.loads(SCHEMA_PATH.read_text())
+    assert committed == json.loads(json.dumps(json_schema())), "run `python -m leaderboard.schema`"
+
+
+@pytest.fixture
+def results(ml100k, tmp_path):
+    out = {}
+    for model in ("random", "star"):
+        _, _, path = run_eval(EvalConfig(model=model, data=str(ml100k), out=str(tmp_path / "res"), bootstrap=100),
+                              progress=False)
+        out[model] = path
+    return out
+
+
+def test_submit_verifies_and_refuses_duplicates(ml100k, tmp_path, results):
+    lb = tmp_path / "lb.json"
+    entry, replaced = submit(results["star"], lb, ml100k)
+    assert not replaced and entry.verification.instances == 200
+    board = load(lb)
+    assert len(board.entries) == 1 and board.registered_builds["ml-100k"] == entry.results.dataset.fingerprint
+    with pytest.raises(SubmissionRefused, match="exists; pass --replace"):
+        submit(results["star"], lb, ml100k)
+    _, replaced = submit(results["star"], lb, ml100k, replace=True)
+    assert replaced and len(load(lb).entries) == 1
+
+
+def _copy(path, tmp_path, name):
+    d = tmp_path / name
+    shutil.copytree(path.parent, d)
+    return d / "results.json"
+
+
+def test_refuses_inflated_metrics(ml100k, tmp_path, results):
+    p = _copy(results["random"], tmp_path, "inflated")
+    data = json.loads(p.read_text())
+    data["metrics"]["ndcg@10"]["mean"] = 0.99
+    p.write_text(json.dumps(data))
+    with pytest.raises(SubmissionRefused, match="claimed ndcg@10 = 0.990000"):
+        submit(p, tmp_path / "lb.json", ml100k)
+
+
+def test_refuses_non_permutations_and_missing_instances(ml100k, tmp_path, results):
+    p = _copy(results["random"], tmp_path, "dup")
+    t = pq.read_table(p.parent / "rankings.parquet").to_pydict()
+    t["ranked"][0] = [t["ranked"][0][0]] * len(t["ranked"][0])
+    pq.write_table(pa.table(t), p.parent / "rankings.parquet")
+    data = json.loads(p.read_text())
+    data["rankings"]["sha256"] = sha256_file(p.parent / "rankings.parquet")
+    p.write_text(json.dumps(data))
+    with pytest.raises(SubmissionRefused, match="not a permutation"):
+        submit(p, tmp_path / "lb.json", ml100k)
+    p = _copy(results["random"], tmp_path, "missing")
+    t = pq.read_table(p.parent / "rankings.parquet").slice(0, 150)
+    pq.write_table(t, p.parent / "rankings.parquet")
+    data = json.loads(p.read_text())
+    data["rankings"]["sha256"] = sha256_file(p.parent / "rankings.parquet")
+    p.write_text(json.dumps(data))
+    with pytest.raises(SubmissionRefused, match="50 instance\\(s\\) missing"):
+        submit(p, tmp_path / "lb.json", ml100k)
+
+
+def test_refuses_tampered_rankings_and_paths_outside(ml100k, tmp_path, results):
+    p = _copy(results["random"], tmp_path, "tampered")
+    with open(p.parent / "rankings.parquet", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(SubmissionRefused, match="sha256"):
+        submit(p, tmp_path / "lb.json", ml100k)
+    for evil in ("../star/rankings.parquet", "/etc/passwd", ".."):
+        p = _copy(results["random"], tmp_path, f"evil{len(evil)}")
+        data = json.loads(p.read_text())
+        data["rankings"]["file"] = evil
+        p.write_text(json.dumps(data))
+        with pytest.raises(SubmissionRefused, match="plain file name"):
+            submit(p, tmp_path / "lb.json", ml100k)
+    p = _copy(results["random"], tmp_path, "link")
+    (p.parent / "rankings.parquet").unlink()
+    os.symlink(results["star"].parent / "rankings.parquet", p.parent / "rankings.parquet")
+    with pytest.raises(SubmissionRefused, match="outside|sha256"):
+        submit(p, tmp_path / "lb.json", ml100k)
+
+
+def test_refuses_other_builds_and_bad_json(ml100k, tmp_path, results):
+    p = _copy(results["random"], tmp_path, "otherbuild")
+    data = json.loads(p.read_text())
+    data["dataset"]["fingerprint"] = "0123456789abcdef"
+    p.write_text(json.dumps(data))
+    with pytest.raises(SubmissionRefused, match="local ml-100k build"):
+        submit(p, tmp_path / "lb.json", ml100k)
+    board = Leaderboard(registered_builds={"ml-100k": "fedcba9876543210"})
+    (tmp_path / "reg.json").write_text(board.model_dump_json())
+    with pytest.raises(SubmissionRefused, match="not the registered ml-100k build"):
+        submit(results["random"], tmp_path / "reg.json", ml100k)
+    p = _copy(results["random"], tmp_path, "nan")
+    p.write_text(p.read_text().replace('"seed": 0', '"seed": NaN', 1))
+    with pytest.raises(SubmissionRefused):
+        submit(p, tmp_path / "lb.json", ml100k)
+    p = _copy(results["random"], tmp_path, "need")
+    data = json.loads(p.read_text())
+    data["dataset"]["need"] = "fun"
+    p.write_text(json.dumps(data))
+    with pytest.raises(SubmissionRefused, match="unknown need 'fun'"):
+        submit(p, tmp_path / "lb.json", ml100k)
+
+
+def test_refused_submission_leaves_the_leaderboard_unchanged(ml100k, tmp_path, results):
+    lb = tmp_path / "lb.json"
+    submit(results["star"], lb, ml100k)
+    before = lb.read_bytes()
+    p = _copy(results["random"], tmp_path, "bad")
+    data = json.loads(p.read_text())
+    data["metrics"]["mrr@5"]["mean"] = 0.5
+    p.write_text(json.dumps(data))
+    with pytest.raises(SubmissionRefused):
+        submit(p, lb, ml100k)
+    assert lb.read_bytes() == before
+    assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".lb")] == []
+
+
+def test_concurrent_submits_keep_every_entry(ml100k, tmp_path, results):
+    lb = tmp_path / "lb.json"
+    errors = []
+
+    def go(path):
+        try:
+            submit(path, lb, ml100k)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(results[m],)) for m in ("random", "star")]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and {e.results.model.name for e in load(lb).entries} == {"random", "star"}
+
+
+def test_cli_table_and_render_in_chromium(ml100k, tmp_path, results):
+    lb = tmp_path / "lb.json"
+    for m in ("random", "star"):
+        r = runner.invoke(app, ["submit", str(results[m]), "--leaderboard", str(lb), "--data", str(ml100k)])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["leaderboard", "--leaderboard", str(lb), "--need", "interest"])
+    assert r.exit_code == 0 and "star" in r.output and "random" in r.output and "[" in r.output
+    site = tmp_path / "site"
+    r = runner.invoke(app, ["leaderboard", "render", "--leaderboard", str(lb), "--out", str(site)])
+    assert r.exit_code == 0, r.output
+    page = (site / "index.html").read_text()
+    assert page.count('class="entry"') == 2 and "http" not in page.replace("http-equiv", "")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (.ci/run does)")
+        pytest.skip("chromium not installed")
+    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+            "--virtual-time-budget=3000"]
+    dom = subprocess.run(args + ["--dump-dom", (site / "index.html").as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    assert 'data-ready="1"' in dom.stdout and 'data-rows="2"' in dom.stdout, dom.stderr[-2000:]
+    assert "data-errors" not in dom.stdout and "Uncaught" not in dom.stderr
+    shot = tmp_path / "leaderboard.png"
+    subprocess.run(args + ["--window-size=1280,900", f"--screenshot={shot}", (site / "index.html").as_uri()],
+                   capture_output=True, timeout=120, cwd=tmp_path)
+    assert shot.exists() and shot.stat().st_size > 10_000
