@@ -204,6 +204,10 @@ def _make_callback(helper: _JsonlAndEval):
     from transformers import TrainerCallback
 
     class Callback(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            if helper.cfg.eval_steps:
+                helper.validate(0)  # the starting point of every learning curve
+
         def on_log(self, args, state, control, logs=None, **kw):
             if logs:
                 helper.write({"step": state.global_step, "kind": "train", "elapsed_s": time.time() - helper.t0, **logs})
