@@ -296,6 +296,19 @@ def render_cmd(
     typer.echo(f"wrote {render(load(path or DEFAULT_PATH), out)}")
 
 
+@app.command("make-tiny-model")
+def make_tiny_model_cmd(
+    out: Annotated[Path, typer.Argument(help="directory to write the model and tokenizer to")],
+    hidden_size: Annotated[int, typer.Option(help="hidden size")] = 64,
+    layers: Annotated[int, typer.Option(help="decoder layers")] = 2,
+    seed: Annotated[int, typer.Option(help="initialisation seed")] = 0,
+) -> None:
+    """Write a random-init Qwen2 causal LM with a locally trained tokenizer (no download), for smoke runs."""
+    from .tiny import build_tiny_model
+
+    typer.echo(f"wrote {build_tiny_model(out, hidden_size=hidden_size, layers=layers, seed=seed)}")
+
+
 def main() -> None:
     try:
         app()

@@ -15,7 +15,9 @@ class NicheNeed(Need):
     base = minmax over the instance of cosine(user profile, candidate);
     novelty = share of the candidate's topics that occur nowhere in the shown history (0 when it has none);
     rel = base * (1 + bonus * novelty) / (1 + bonus)   (in [0, 1]);
-    relevant: novelty > 0 (at least one new topic) and base >= ``relevant_base``.
+    relevant: rel > 1 / (1 + bonus), the most any candidate without a new topic can score; so every
+    relevant item has a new topic and beats every familiar one, and the relevant set is a superlevel
+    set of the graded relevance (the ideal ranking puts all relevant items first, as for every need).
     """
 
     name: ClassVar[str] = "niche"
@@ -25,8 +27,7 @@ class NicheNeed(Need):
     label_source: ClassVar[str] = "derived: minmax embedding similarity x novelty bonus for unseen topics"
     signal_kinds: ClassVar[tuple[str, ...]] = ("rating", "watch_ratio")
 
-    bonus: float = 1.0
-    relevant_base: float = 0.3
+    bonus: float = 2.0
 
     def label(self, ctx: LabelContext) -> Labels:
         base = minmax(ctx.similarity.astype(np.float64), ctx.mask)
@@ -37,5 +38,5 @@ class NicheNeed(Need):
                     novelty[i, j] = len(t - hist) / len(t)
         rel = base * (1.0 + self.bonus * novelty) / (1.0 + self.bonus)
         rel = np.where(ctx.mask, rel, 0.0).astype(np.float32)
-        relevant = ctx.mask & (novelty > 0) & (base >= self.relevant_base)
+        relevant = ctx.mask & (rel > 1.0 / (1.0 + self.bonus) + 1e-9)
         return Labels(rel, relevant, ctx.mask.copy())

@@ -37,7 +37,7 @@ def test_niche_bonus_for_unseen_topics():
     lab = get_need("niche", bonus=1.0).label(ctx)
     # base = [1, 1, 0]; novelty = [0, 0.5, 1]; rel = base * (1 + novelty) / 2
     np.testing.assert_allclose(lab.relevance[0], [0.5, 0.75, 0.0])
-    assert lab.relevant[0].tolist() == [False, True, False]
+    assert lab.relevant[0].tolist() == [False, True, False]  # rel > 0.5: only the item with a new topic
 
 
 def test_trend_mixes_similarity_and_recent_counts():
