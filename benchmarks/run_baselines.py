@@ -11,7 +11,6 @@ with --submit adds every results file to leaderboard/leaderboard.json (re-scored
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -57,7 +56,9 @@ def main() -> None:
                   f"({res.provenance.wall_seconds:.1f}s)")
     md = ["| need | model | NDCG@5 | NDCG@10 | NDCG@30 | Recall@5 | MRR@5 | wall s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        cell = lambda k: f"{r[k]['mean']:.3f} [{r[k]['ci95'][0]:.3f}, {r[k]['ci95'][1]:.3f}]"  # noqa: E731
+        def cell(k: str, r: dict = r) -> str:
+            return f"{r[k]['mean']:.3f} [{r[k]['ci95'][0]:.3f}, {r[k]['ci95'][1]:.3f}]"
+
         md.append(f"| {r['need']} | {r['model']} | {cell('ndcg@5')} | {cell('ndcg@10')} | {cell('ndcg@30')} | "
                   f"{cell('recall@5')} | {cell('mrr@5')} | {r['wall_s']:.1f} |")
     print("\n".join(md))

@@ -6,6 +6,7 @@ docs/data.md) and is written, resolved, into the manifest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -470,8 +471,6 @@ def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, 
     fp_payload = json.dumps({"config": {k: v for k, v in config.items() if k not in ("out", "raw_dir")},
                              "outputs": {k: v["sha256"] for k, v in outputs.items()},
                              "sources": {k: v["sha256"] for k, v in sources.items()}}, sort_keys=True)
-    import hashlib
-
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "flexrec_bench_version": __version__,

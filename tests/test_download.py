@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flexrec_bench.download import DownloadSpec, fetch
+from flexrec_bench.download import DownloadError, DownloadSpec, fetch
 from flexrec_bench.errors import DataError
 
 PAYLOAD = bytes(range(256)) * 4000
@@ -78,7 +78,7 @@ def test_interrupted_download_resumes_with_range(server, tmp_path):
     _Files.files["/a.bin"] = PAYLOAD
     _Files.cut_after = 100_000
     spec = DownloadSpec(f"{server}/a.bin", "a.bin", sha256=hashlib.sha256(PAYLOAD).hexdigest())
-    with pytest.raises(Exception):
+    with pytest.raises(DownloadError, match="run again to resume"):
         fetch(spec, tmp_path, progress=False)
     assert not (tmp_path / "a.bin").exists() and (tmp_path / "a.bin.part").stat().st_size == 100_000
     fetch(spec, tmp_path, progress=False)

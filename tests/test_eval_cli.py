@@ -16,8 +16,6 @@ runner = CliRunner()
 
 
 def _run(*args):
-    from flexrec_bench.cli import main
-
     return subprocess.run([sys.executable, "-c", "from flexrec_bench.cli import main; main()", *args],
                           capture_output=True, text=True)
 

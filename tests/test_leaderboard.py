@@ -62,22 +62,23 @@ def test_refuses_inflated_metrics(ml100k, tmp_path, results):
         submit(p, tmp_path / "lb.json", ml100k)
 
 
+def _rewrite_rankings(p, table: pa.Table) -> None:
+    """Replace a submission's rankings and update its checksum (a consistent but wrong submission)."""
+    pq.write_table(table, p.parent / "rankings.parquet")
+    data = json.loads(p.read_text())
+    data["rankings"]["sha256"] = sha256_file(p.parent / "rankings.parquet")
+    p.write_text(json.dumps(data))
+
+
 def test_refuses_non_permutations_and_missing_instances(ml100k, tmp_path, results):
     p = _copy(results["random"], tmp_path, "dup")
     t = pq.read_table(p.parent / "rankings.parquet").to_pydict()
     t["ranked"][0] = [t["ranked"][0][0]] * len(t["ranked"][0])
-    pq.write_table(pa.table(t), p.parent / "rankings.parquet")
-    data = json.loads(p.read_text())
-    data["rankings"]["sha256"] = sha256_file(p.parent / "rankings.parquet")
-    p.write_text(json.dumps(data))
+    _rewrite_rankings(p, pa.table(t))
     with pytest.raises(SubmissionRefused, match="not a permutation"):
         submit(p, tmp_path / "lb.json", ml100k)
     p = _copy(results["random"], tmp_path, "missing")
-    t = pq.read_table(p.parent / "rankings.parquet").slice(0, 150)
-    pq.write_table(t, p.parent / "rankings.parquet")
-    data = json.loads(p.read_text())
-    data["rankings"]["sha256"] = sha256_file(p.parent / "rankings.parquet")
-    p.write_text(json.dumps(data))
+    _rewrite_rankings(p, pq.read_table(p.parent / "rankings.parquet").slice(0, 150))
     with pytest.raises(SubmissionRefused, match="50 instance\\(s\\) missing"):
         submit(p, tmp_path / "lb.json", ml100k)
 

@@ -72,7 +72,6 @@ def test_mrr_matches_definition_on_random_data():
 
 
 def test_constant_scores_do_not_get_a_perfect_ranking():
-    rng = np.random.default_rng(2)
     rel = np.zeros((500, 30))
     rel[:, 0] = 1  # the relevant item is always first in candidate order
     order = scores_to_order(np.zeros((500, 30)), np.ones((500, 30), bool), seed=0)

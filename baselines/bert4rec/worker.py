@@ -66,12 +66,10 @@ def score(spec: dict) -> dict:
             chunk = instances[s:s + batch]
             seqs = [[vocab[t] for t in x["history"] if t in vocab][-(max_len - 1):] for x in chunk]
             seq = torch.zeros((len(chunk), max_len), dtype=torch.long)
-            lens = torch.tensor([max(1, len(q)) for q in seqs], dtype=torch.long)
             for i, q in enumerate(seqs):
                 seq[i, : len(q)] = torch.tensor(q, dtype=torch.long)
+            # an empty history reads as a lone mask token; its candidates keep score -inf below
             inter = Interaction({model.ITEM_SEQ: seq, model.ITEM_SEQ_LEN: torch.tensor([len(q) for q in seqs])})
-            if any(len(q) == 0 for q in seqs):  # BERT4Rec cannot read an empty sequence: give it a mask only
-                inter[model.ITEM_SEQ_LEN] = torch.clamp(inter[model.ITEM_SEQ_LEN], min=0)
             scores = model.full_sort_predict(inter).view(len(chunk), -1).numpy()
             for i, x in enumerate(chunk):
                 for j, c in enumerate(x["candidates"]):

@@ -57,6 +57,21 @@ def _check_ratings(path: Path, line: int, rating: float) -> None:
         raise DataError(path, f"rating {rating} outside 1..5", line=line, field="rating")
 
 
+def _read_ratings(path: Path, encoding: str, sep: str, names: list[str], cols: tuple[int, int, int, int],
+                  header: bool = False) -> pd.DataFrame:
+    """(user, item, rating, timestamp) rows of a ratings file; ``cols`` are their field positions."""
+    users, items, ratings, times = [], [], [], []
+    u, i, r, t = cols
+    for line, f in split_lines(path, encoding, sep, len(names), names, header=header):
+        rating = to_number(path, line, names[r], f[r])
+        _check_ratings(path, line, rating)
+        users.append(f[u])
+        items.append(f[i])
+        ratings.append(rating)
+        times.append(int(to_number(path, line, names[t], f[t])))
+    return _interactions_frame(users, items, ratings, times)
+
+
 def bundled_ml100k_dir() -> Path:
     """The MovieLens-100K atomic files that the ``recbole`` wheel ships (found without importing it)."""
     spec = importlib.util.find_spec("recbole")
@@ -92,14 +107,8 @@ def read_ml100k_grouplens(raw_dir: Path) -> RawData:
             year = date[-4:]
         genres = [g for g, x in zip(ML100K_GENRES, flags) if x == "1" and g != "unknown"]
         rows.append((f[0].strip(), title or f"movie {f[0]}", year, genres))
-    users, items, ratings, times = [], [], [], []
-    for line, f in split_lines(data_path, "latin-1", "\t", 4, ["user id", "item id", "rating", "timestamp"]):
-        r = to_number(data_path, line, "rating", f[2])
-        _check_ratings(data_path, line, r)
-        users.append(f[0]); items.append(f[1]); ratings.append(r)
-        times.append(to_number(data_path, line, "timestamp", f[3], int))
-    return RawData("ml-100k", _items_frame(rows), _interactions_frame(users, items, ratings, times),
-                   sources=[data_path, item_path])
+    inter = _read_ratings(data_path, "latin-1", "\t", ["user id", "item id", "rating", "timestamp"], (0, 1, 2, 3))
+    return RawData("ml-100k", _items_frame(rows), inter, sources=[data_path, item_path])
 
 
 def _atomic_header(path: Path, required: dict[str, str]) -> list[str]:
@@ -117,12 +126,8 @@ def read_atomic(raw_dir: Path, name: str) -> RawData:
     inter_path, item_path = raw_dir / f"{name}.inter", raw_dir / f"{name}.item"
     ih = _atomic_header(inter_path, {"user_id": "token", "item_id": "token", "rating": "float", "timestamp": "float"})
     col = {h.split(":")[0]: i for i, h in enumerate(ih)}
-    users, items, ratings, times = [], [], [], []
-    for line, f in split_lines(inter_path, "utf-8", "\t", len(ih), [h for h in ih], header=True):
-        r = to_number(inter_path, line, "rating", f[col["rating"]])
-        _check_ratings(inter_path, line, r)
-        users.append(f[col["user_id"]]); items.append(f[col["item_id"]]); ratings.append(r)
-        times.append(int(to_number(inter_path, line, "timestamp", f[col["timestamp"]])))
+    inter = _read_ratings(inter_path, "utf-8", "\t", [h.split(":")[0] for h in ih],
+                          (col["user_id"], col["item_id"], col["rating"], col["timestamp"]), header=True)
     th = _atomic_header(item_path, {"item_id": "token", "movie_title": "token_seq"})
     tcol = {h.split(":")[0]: i for i, h in enumerate(th)}
     rows = []
@@ -131,8 +136,7 @@ def read_atomic(raw_dir: Path, name: str) -> RawData:
         year = clean_text(f[tcol["release_year"]]) if "release_year" in tcol else None
         genres = (f[tcol["class"]].split() if "class" in tcol else [])
         rows.append((f[tcol["item_id"]], title, year, [g for g in genres if g != "unknown"]))
-    return RawData(name, _items_frame(rows), _interactions_frame(users, items, ratings, times),
-                   sources=[inter_path, item_path])
+    return RawData(name, _items_frame(rows), inter, sources=[inter_path, item_path])
 
 
 def read_ml1m(raw_dir: Path | None) -> RawData:
@@ -150,11 +154,6 @@ def read_ml1m(raw_dir: Path | None) -> RawData:
         title, year = _split_title(clean_text(f[1]) or "")
         genres = [g for g in f[2].strip().split("|") if g and g != "(no genres listed)"]
         rows.append((f[0].strip(), title, year, genres))
-    users, items, ratings, times = [], [], [], []
-    for line, f in split_lines(ratings_path, "latin-1", "::", 4, ["UserID", "MovieID", "Rating", "Timestamp"]):
-        r = to_number(ratings_path, line, "Rating", f[2])
-        _check_ratings(ratings_path, line, r)
-        users.append(f[0]); items.append(f[1]); ratings.append(r)
-        times.append(to_number(ratings_path, line, "Timestamp", f[3], int))
+    inter = _read_ratings(ratings_path, "latin-1", "::", ["UserID", "MovieID", "Rating", "Timestamp"], (0, 1, 2, 3))
     sources = [ratings_path, movies_path] + ([raw_dir / "users.dat"] if (raw_dir / "users.dat").exists() else [])
-    return RawData("ml-1m", _items_frame(rows), _interactions_frame(users, items, ratings, times), sources=sources)
+    return RawData("ml-1m", _items_frame(rows), inter, sources=sources)
