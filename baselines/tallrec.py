@@ -6,12 +6,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from flexrec_bench.data import load_split
+from flexrec_bench.errors import FlexRecError
 from training.sft import SFTSettings, sft_train
+
+CONFIG = Path(__file__).with_name("tallrec.yaml")
+
+
+def tallrec_settings(path: Path = CONFIG, **overrides) -> SFTSettings:
+    """SFT settings from TALLRec's YAML (the paper's defaults) with ``overrides`` on top."""
+    raw = {**(yaml.safe_load(Path(path).read_text()) or {}), **overrides}
+    bad = sorted(set(raw) - set(SFTSettings.__dataclass_fields__))
+    if bad:
+        from flexrec_bench.registry import did_you_mean
+
+        raise FlexRecError(f"unknown SFT setting {bad[0]!r}; {did_you_mean(bad[0], sorted(SFTSettings.__dataclass_fields__))}")
+    if "target_modules" in raw:
+        raw["target_modules"] = tuple(raw["target_modules"])
+    return SFTSettings(**raw)
 
 
 def train_tallrec(model: str, data_dir: str | Path, dataset: str, needs: list[str], out_dir: str | Path,
                   settings: SFTSettings | None = None, limit: int | None = None, progress: bool = True) -> Path:
-    settings = settings or SFTSettings()
+    settings = settings or tallrec_settings()
     splits = [load_split(data_dir, dataset, n, "train").head(limit) for n in needs]
     return sft_train(model, splits, out_dir, settings, progress=progress)

@@ -228,17 +228,11 @@ def train_baseline_cmd(
     elif name == "tallrec":
         if not model:
             raise FlexRecError("tallrec needs --model (the base LLM)")
-        from baselines.tallrec import train_tallrec
-        from training.sft import SFTSettings
+        from baselines.tallrec import tallrec_settings, train_tallrec
 
         if max_steps is not None:
             sets["max_steps"] = max_steps
-        bad = sorted(set(sets) - set(SFTSettings.__dataclass_fields__))
-        if bad:
-            from .registry import did_you_mean
-
-            raise FlexRecError(f"unknown SFT setting {bad[0]!r}; {did_you_mean(bad[0], sorted(SFTSettings.__dataclass_fields__))}")
-        final = train_tallrec(model, data, dataset, list(_csv(need) or ("interest",)), dest, SFTSettings(**sets),
+        final = train_tallrec(model, data, dataset, list(_csv(need) or ("interest",)), dest, tallrec_settings(**sets),
                               limit=limit, progress=not quiet)
         typer.echo(f"checkpoint: {final} (evaluate with `flexrec-bench eval --model hf:{final}`)")
     else:

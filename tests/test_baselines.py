@@ -54,6 +54,17 @@ def test_tallrec_lora_sft_checkpoint_loads_in_eval(ml100k, tiny_model, tmp_path)
     assert r.exit_code == 0, r.output
 
 
+def test_tallrec_config_holds_the_paper_settings():
+    from baselines.tallrec import tallrec_settings
+    from flexrec_bench.errors import FlexRecError
+
+    s = tallrec_settings()
+    assert (s.lora, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules) == (True, 8, 16, 0.05, ("q_proj", "v_proj"))
+    assert tallrec_settings(max_steps=3).max_steps == 3
+    with pytest.raises(FlexRecError, match="did you mean 'lora_r'"):
+        tallrec_settings(lora_rr=4)
+
+
 def test_unknown_baseline_points_to_the_right_command():
     r = runner.invoke(app, ["train-baseline", "rec-r1"])
     assert r.exit_code != 0

@@ -82,6 +82,17 @@ def test_openai_ranker_retries_caches_and_resumes(ml100k, tmp_path, fake_openai)
     assert len(_FakeOpenAI.calls) == 4
 
 
+def test_openai_ranker_rate_limit_spaces_requests(ml100k, tmp_path, fake_openai):
+    import time
+
+    opts = {"base_url": fake_openai, "api_key": "sk-test", "cache_dir": str(tmp_path / "c"),
+            "requests_per_minute": "300"}  # one request every 0.2 s
+    t0 = time.monotonic()
+    run_eval(EvalConfig(model="openai:gpt-4o", data=str(ml100k), out=str(tmp_path), limit=4, options=opts, bootstrap=0),
+             progress=False)
+    assert len(_FakeOpenAI.calls) == 4 and time.monotonic() - t0 >= 0.6
+
+
 def test_openai_ranker_bad_key_is_a_clear_error(ml100k, tmp_path, fake_openai):
     opts = {"base_url": fake_openai, "api_key": "wrong", "cache_dir": str(tmp_path / "c")}
     with pytest.raises(FlexRecError, match="HTTP 401"):

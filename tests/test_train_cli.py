@@ -25,7 +25,8 @@ def test_train_critic_cli(ml100k, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["rec-r1", "rank-grpo"])
 def test_other_algorithms_train_and_save(ml100k, tiny_model, tmp_path, algo):
-    extra = ["--set", "sft_warmup_steps=1"] if algo == "rec-r1" else []
+    # rank-grpo also covers joint multi-need training validated on another need (generalisation)
+    extra = ["--set", "sft_warmup_steps=1"] if algo == "rec-r1" else ["--need", "interest,trend", "--eval-need", "niche"]
     r = runner.invoke(app, ["train", "--algo", algo, "--model", str(tiny_model), "--data", str(ml100k),
                             "--output-dir", str(tmp_path / algo), *QUICK, *extra])
     assert r.exit_code == 0, r.output
@@ -35,6 +36,10 @@ def test_other_algorithms_train_and_save(ml100k, tiny_model, tmp_path, algo):
     if algo == "rec-r1":
         assert (tmp_path / algo / "sft-warmup" / "final").exists()
         assert cfg["trl"]["reward_weights"] == [1.0, 0.1]
+    else:
+        assert cfg["flexrec"]["needs"] == ["interest", "trend"] and cfg["flexrec"]["eval_needs"] == ["niche"]
+        rows = [json.loads(x) for x in (tmp_path / algo / "train_log.jsonl").read_text().splitlines()]
+        assert any("val/niche/ndcg@5" in r for r in rows)
 
 
 def test_train_config_validation(tmp_path):
