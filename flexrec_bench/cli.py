@@ -63,9 +63,12 @@ def download_cmd(
     dest = raw_dir or default_raw(dataset)
     if spec.manual_instructions:
         raise FlexRecError(spec.manual_instructions.format(raw_dir=dest))
+    from .io import sha256_file
+
     for d in spec.downloads:
         path = fetch(d, dest)
-        typer.echo(f"{path}")
+        note = "" if d.sha256 else f" (no published sha256; this file's is {sha256_file(path)})"
+        typer.echo(f"{path}{note}")
     typer.echo(f"done: build with `flexrec-bench build-data --dataset {dataset}`")
 
 

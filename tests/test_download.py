@@ -102,3 +102,26 @@ def test_zip_is_extracted_and_zip_slip_refused(server, tmp_path):
         fetch(DownloadSpec(f"{server}/bad.zip", "bad.zip", sha256=hashlib.sha256(bad.getvalue()).hexdigest(),
                            extract=True), tmp_path / "x", progress=False)
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_download_command_fetches_every_file_of_a_dataset(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from flexrec_bench.cli import app
+    from flexrec_bench.datasets import DATASETS, DatasetSpec
+    from flexrec_bench.datasets.movielens import read_ml1m
+
+    _Files.files["/a.bin"] = PAYLOAD
+    spec = DatasetSpec(name="remote-test", description="test", reader=read_ml1m, signal_kind="rating",
+                       positive_threshold=4, signal_scale=5, default_needs=("interest",),
+                       downloads=(DownloadSpec(f"{server}/a.bin", "a.bin"),))
+    DATASETS.register("remote-test", spec)
+    try:
+        r = CliRunner().invoke(app, ["download", "--dataset", "remote-test", "--raw-dir", str(tmp_path)])
+    finally:
+        DATASETS._objs.pop("remote-test")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a.bin").read_bytes() == PAYLOAD
+    assert hashlib.sha256(PAYLOAD).hexdigest() in r.output and "no published sha256" in r.output
+    r = CliRunner().invoke(app, ["download", "--dataset", "kuairec", "--raw-dir", str(tmp_path)])
+    assert r.exit_code != 0 and "kuairec.com" in str(r.exception)
