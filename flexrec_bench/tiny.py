@@ -11,7 +11,9 @@ from pathlib import Path
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<answer>", "</answer>", "<think>", "</think>"]
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+#: single tokens, but ordinary text when decoded (as for real models): never stripped by skip_special_tokens
+TAGS = ["<answer>", "</answer>", "<think>", "</think>"]
 
 
 def _corpus(extra: list[str] | None) -> list[str]:
@@ -34,6 +36,7 @@ def build_tokenizer(out_dir: str | Path, extra_texts: list[str] | None = None, v
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(_corpus(extra_texts), trainer)
+    tok.add_tokens(TAGS)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    bos_token=None, unk_token=None, additional_special_tokens=SPECIAL[1:])
     fast.chat_template = CHATML
