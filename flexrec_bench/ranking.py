@@ -3,7 +3,7 @@ checking that a ranking really is one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -71,7 +71,6 @@ class RankResult:
     order: np.ndarray
     outputs: list[str] | None = None
     parse: ParseStats | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def check_permutations(order: np.ndarray, mask: np.ndarray, where: str = "rankings") -> None:

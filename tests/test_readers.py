@@ -133,3 +133,13 @@ def test_esci_bad_label_and_missing_column(tmp_path):
     ex.drop(columns=["split"]).to_parquet(d / "shopping_queries_dataset_examples.parquet")
     with pytest.raises(DataError, match=r"missing column\(s\) split"):
         read_esci(d)
+
+
+def test_kuairec_bad_number_names_line_and_field(tmp_path):
+    root = fx.write_kuairec(tmp_path)
+    p = root / "KuaiRec 2.0" / "data" / "small_matrix.csv"
+    lines = p.read_text().splitlines()
+    lines[4] = lines[4].rsplit(",", 1)[0] + ",abc"
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"small_matrix.csv:5 \[watch_ratio\]: expected a number, got 'abc'"):
+        read_kuairec(root)

@@ -14,10 +14,6 @@ from ..download import DownloadSpec
 
 SignalKind = Literal["rating", "watch_ratio", "esci"]
 
-ITEM_COLUMNS = ("item_id", "title", "text", "topics")
-INTERACTION_COLUMNS = ("user_id", "item_id", "signal", "timestamp", "observed")
-
-
 @dataclass
 class RawData:
     """A dataset read from its original files, before any split, retrieval or labelling.
