@@ -64,12 +64,42 @@ def main() -> None:
     print("\n".join(md))
     save("baselines_ml100k", {"rows": rows, "bert4rec_overrides": BERT4REC_TABLE, "bert4rec_train_s": train_s})
     (Path(__file__).parent / "out" / "baselines_ml100k.md").write_text("\n".join(md) + "\n")
+    plot(rows, Path(__file__).parent / "figures" / "baselines_ml100k.png")
     if a.submit:
         from leaderboard.submit import submit
 
         for p in paths:
             entry, _ = submit(p, a.leaderboard, a.data, replace=True)
             print(f"submitted {entry.results.model.name} {entry.results.dataset.need}")
+
+
+def plot(rows: list[dict], path: Path, metric: str = "ndcg@10") -> Path:
+    """Grouped bars of one metric per need and model, with the 95% CI as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    needs = list(dict.fromkeys(r["need"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    w = 0.8 / len(models)
+    for j, m in enumerate(models):
+        sel = [next(r for r in rows if r["need"] == n and r["model"] == m) for n in needs]
+        mean = np.array([r[metric]["mean"] for r in sel])
+        err = np.array([[r[metric]["mean"] - r[metric]["ci95"][0], r[metric]["ci95"][1] - r[metric]["mean"]]
+                        for r in sel]).T
+        ax.bar(np.arange(len(needs)) + (j - (len(models) - 1) / 2) * w, mean, w, yerr=err, capsize=2, label=m)
+    ax.set_xticks(range(len(needs)), needs)
+    ax.set_ylabel(f"{metric} (test, 95% CI)")
+    ax.set_title("MovieLens-100K baselines")
+    ax.legend(fontsize=8, ncol=len(models), loc="lower center", bbox_to_anchor=(0.5, -0.32))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":
