@@ -142,3 +142,19 @@ def test_bundled_ml100k_end_to_end(ml100k):
         assert (t["candidates"].map(len) == 30).all()
         share = (t["relevant"].map(sum) > 0).mean()
         assert share > {"interest": 0.9, "niche": 0.1, "trend": 0.5}[need], (need, share)
+
+
+def test_build_data_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from flexrec_bench.cli import app
+
+    raw = fx.write_ml1m(tmp_path / "raw")
+    args = ["build-data", "--dataset", "ml-1m", "--raw-dir", str(raw), "--out", str(tmp_path / "out"), "--needs",
+            "interest,trend", "--embedder", "hashing-32", "--candidates", "8", "--history", "6", "--min-history", "3",
+            "--train-size", "30", "--test-size", "10", "--quiet"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "interest: train 30, val 10, test 10" in r.output and "trend:" in r.output and "niche" not in r.output
+    m = json.loads((tmp_path / "out" / "ml-1m" / "manifest.json").read_text())
+    assert m["config"]["needs"] == ["interest", "trend"] and m["embedder"]["name"] == "hashing-32"

@@ -86,3 +86,10 @@ def test_star_does_not_import_heavy_packages(ml100k, tmp_path):
             "print('HEAVY', heavy)") % (str(ml100k), str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_val_split_results_go_to_their_own_folder(ml100k, tmp_path):
+    _, _, path = run_eval(EvalConfig(model="random", data=str(ml100k), out=str(tmp_path), split="val", bootstrap=0),
+                          progress=False)
+    assert path == tmp_path / "random" / "ml-100k" / "interest" / "val" / "results.json"
+    assert json.loads(path.read_text())["dataset"]["split"] == "val"
