@@ -193,10 +193,12 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     try:
         counts: dict[str, dict[str, int]] = {}
         with timer.stage("label+write"):
+            contexts = {split: _label_context(inst, spec, item_topics, counter) for split, inst in splits.items()}
+            ids = items["item_id"].to_numpy()
             for need in tqdm(needs, desc="label needs", disable=not progress):
                 counts[need.name] = {}
                 for split, inst in splits.items():
-                    table = _label_table(need, inst, spec, emb, item_topics, items, counter)
+                    table = _label_table(need, inst, contexts[split], ids)
                     write_parquet_atomic(tmp / need.name / f"{split}.parquet", table)
                     counts[need.name][split] = table.num_rows
             write_parquet_atomic(tmp / "items.parquet", _items_table(items, inter))
@@ -393,8 +395,8 @@ class _WindowCounter:
         return np.where(candidates >= 0, hi_pos - lo_pos, 0)
 
 
-def _label_table(need: Need, inst: _Instances, spec: DatasetSpec, emb: np.ndarray, item_topics, items: pd.DataFrame,
-                 counter: _WindowCounter | None) -> pa.Table:
+def _label_context(inst: _Instances, spec: DatasetSpec, item_topics, counter: _WindowCounter | None) -> LabelContext:
+    """What every need sees of one split: built once, labelled by each need."""
     cands = inst.candidates
     mask = cands >= 0
     known = np.full(cands.shape, np.nan)
@@ -405,7 +407,7 @@ def _label_table(need: Need, inst: _Instances, spec: DatasetSpec, emb: np.ndarra
             if v is not None:
                 known[i, j] = v
     sim = np.where(mask, inst.scores, 0.0).astype(np.float32)
-    ctx = LabelContext(
+    return LabelContext(
         signal_kind=spec.signal_kind, candidates=cands, mask=mask, known_signal=known, similarity=sim,
         candidate_topics=[[item_topics[c] for c in row[row >= 0]] for row in cands],
         history_topics=[frozenset().union(*(item_topics[h] for h in hist)) if len(hist) else frozenset()
@@ -414,9 +416,12 @@ def _label_table(need: Need, inst: _Instances, spec: DatasetSpec, emb: np.ndarra
         window_counts=(lambda w: counter.counts(cands, inst.query_time, w)) if counter else
         (lambda w: np.zeros(cands.shape)),
     )
+
+
+def _label_table(need: Need, inst: _Instances, ctx: LabelContext, ids: np.ndarray) -> pa.Table:
     labels = need.label(ctx)
-    ids = items["item_id"].to_numpy()
-    nvalid = mask.sum(1)
+    cands = inst.candidates
+    nvalid = ctx.mask.sum(1)
 
     def per_row(arr, cast):
         return [cast(arr[i, : nvalid[i]]) for i in range(len(inst))]

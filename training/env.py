@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flexrec_bench.data import DatasetSplit
-from flexrec_bench.parsing import extract_ids, id_spans, parse_ranking
+from flexrec_bench.parsing import extract_ids, id_spans
 from flexrec_bench.prompts import PromptConfig, split_messages
-from flexrec_bench.ranking import ParseStats
+from flexrec_bench.ranking import ParseStats, complete_ranking
 
 from .advantages import (item_advantages, per_token_advantages, rank_advantages, sequence_advantages, token_spans,
                          uncertainty_weights)
@@ -85,7 +85,7 @@ class RankingEnv:
         rng = np.random.default_rng([self.seed, 17, salt])
         ids = extract_ids(text)
         stats = ParseStats()
-        order = parse_ranking(text, inst.k, rng, stats)
+        order = complete_ranking(ids, inst.k, rng, stats)
         first_span: dict[int, tuple[int, int]] = {}
         for pos, s, e in id_spans(text):
             if 0 <= pos < inst.k and pos not in first_span:
@@ -111,8 +111,9 @@ class RankingEnv:
         rollouts of one prompt, following the algorithm and reward variant."""
         key = rollouts[0].key
         inst = self.instances[key]
-        gains = np.stack([self.ranked_gains(r)[0] for r in rollouts])
-        var = np.stack([self.ranked_gains(r)[1] for r in rollouts])
+        ranked = [self.ranked_gains(r) for r in rollouts]
+        gains = np.stack([g for g, _ in ranked])
+        var = np.stack([v for _, v in ranked])
         z = np.full(len(rollouts), inst.idcg)
         seq = sequence_ndcg(gains, z)
         seq_adv = sequence_advantages(seq)
