@@ -8,6 +8,6 @@ python3 -m venv "$dir"
 "$dir/bin/python" -m pip install -q --upgrade pip
 "$dir/bin/python" -m pip install -q torch==2.13.0
 "$dir/bin/python" -m pip install -q --no-deps verl==0.9.1
-"$dir/bin/python" -m pip install -q -r requirements-verl-cpu.txt
+"$dir/bin/python" -m pip install -q -r requirements-verl-cpu.txt -c constraints-verl.txt
 "$dir/bin/python" -m pip install -q --no-deps -e .
-echo "$PWD/$dir/bin/python"
+echo "$(cd "$dir" && pwd)/bin/python"
