@@ -53,11 +53,17 @@ def _copy(path, tmp_path, name):
     return d / "results.json"
 
 
-def test_refuses_inflated_metrics(ml100k, tmp_path, results):
-    p = _copy(results["random"], tmp_path, "inflated")
+def _tampered(path, tmp_path, name, edit):
+    """A copy of a submission whose results.json was changed by ``edit(data)``."""
+    p = _copy(path, tmp_path, name)
     data = json.loads(p.read_text())
-    data["metrics"]["ndcg@10"]["mean"] = 0.99
+    edit(data)
     p.write_text(json.dumps(data))
+    return p
+
+
+def test_refuses_inflated_metrics(ml100k, tmp_path, results):
+    p = _tampered(results["random"], tmp_path, "inflated", lambda d: d["metrics"]["ndcg@10"].update(mean=0.99))
     with pytest.raises(SubmissionRefused, match="claimed ndcg@10 = 0.990000"):
         submit(p, tmp_path / "lb.json", ml100k)
 
@@ -90,10 +96,7 @@ def test_refuses_tampered_rankings_and_paths_outside(ml100k, tmp_path, results):
     with pytest.raises(SubmissionRefused, match="sha256"):
         submit(p, tmp_path / "lb.json", ml100k)
     for evil in ("../star/rankings.parquet", "/etc/passwd", ".."):
-        p = _copy(results["random"], tmp_path, f"evil{len(evil)}")
-        data = json.loads(p.read_text())
-        data["rankings"]["file"] = evil
-        p.write_text(json.dumps(data))
+        p = _tampered(results["random"], tmp_path, f"evil{len(evil)}", lambda d, e=evil: d["rankings"].update(file=e))
         with pytest.raises(SubmissionRefused, match="plain file name"):
             submit(p, tmp_path / "lb.json", ml100k)
     p = _copy(results["random"], tmp_path, "link")
@@ -104,10 +107,8 @@ def test_refuses_tampered_rankings_and_paths_outside(ml100k, tmp_path, results):
 
 
 def test_refuses_other_builds_and_bad_json(ml100k, tmp_path, results):
-    p = _copy(results["random"], tmp_path, "otherbuild")
-    data = json.loads(p.read_text())
-    data["dataset"]["fingerprint"] = "0123456789abcdef"
-    p.write_text(json.dumps(data))
+    p = _tampered(results["random"], tmp_path, "otherbuild",
+                  lambda d: d["dataset"].update(fingerprint="0123456789abcdef"))
     with pytest.raises(SubmissionRefused, match="local ml-100k build"):
         submit(p, tmp_path / "lb.json", ml100k)
     board = Leaderboard(registered_builds={"ml-100k": "fedcba9876543210"})
@@ -118,10 +119,7 @@ def test_refuses_other_builds_and_bad_json(ml100k, tmp_path, results):
     p.write_text(p.read_text().replace('"seed": 0', '"seed": NaN', 1))
     with pytest.raises(SubmissionRefused):
         submit(p, tmp_path / "lb.json", ml100k)
-    p = _copy(results["random"], tmp_path, "need")
-    data = json.loads(p.read_text())
-    data["dataset"]["need"] = "fun"
-    p.write_text(json.dumps(data))
+    p = _tampered(results["random"], tmp_path, "need", lambda d: d["dataset"].update(need="fun"))
     with pytest.raises(SubmissionRefused, match="unknown need 'fun'"):
         submit(p, tmp_path / "lb.json", ml100k)
 
@@ -130,10 +128,7 @@ def test_refused_submission_leaves_the_leaderboard_unchanged(ml100k, tmp_path, r
     lb = tmp_path / "lb.json"
     submit(results["star"], lb, ml100k)
     before = lb.read_bytes()
-    p = _copy(results["random"], tmp_path, "bad")
-    data = json.loads(p.read_text())
-    data["metrics"]["mrr@5"]["mean"] = 0.5
-    p.write_text(json.dumps(data))
+    p = _tampered(results["random"], tmp_path, "bad", lambda d: d["metrics"]["mrr@5"].update(mean=0.5))
     with pytest.raises(SubmissionRefused):
         submit(p, lb, ml100k)
     assert lb.read_bytes() == before
