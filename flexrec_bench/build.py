@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -26,14 +27,19 @@ from . import __version__
 from .datasets import DATASETS, DatasetSpec, RawData
 from .embed import DEFAULT_EMBEDDER, Embedder
 from .errors import DataError, FlexRecError, MissingDataError
+from .audit import SplitAudit, audit_lists, summarize_audit
 from .io import sha256_file, write_json_atomic, write_parquet_atomic
 from .need import LabelContext, Need, get_need
 from .paths import embedding_cache_dir
 from .paths import raw_dir as default_raw_dir
-from .retrieval import profile_vectors, retrieve
+from .retrieval import exact_scores, profile_vectors, retrieve
 
 SPLITS = ("train", "val", "test")
-MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 2
+CANDIDATE_ORDERS = ("shuffled", "retrieval")
+#: decimals of the graded relevance that enter the fingerprint (ours): coarse enough that float
+#: noise of another machine's BLAS does not change it, fine enough that any real relabelling does
+FINGERPRINT_DECIMALS = 4
 
 
 @dataclass
@@ -55,7 +61,8 @@ class BuildConfig:
     seed: int = 0                       #: seeds the user split, the cut-point sample and the observed subsample
     lam: float = 0.7                    #: STAR temporal discount lambda
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  #: user-level train/val/test
-    ensure_positive: bool = True        #: swap the weakest retrieved candidate for the best-scored future positive when none was retrieved
+    candidate_order: str = "shuffled"   #: order the ranker sees: "shuffled" (seeded per instance, label-free) or "retrieval" (STAR's order; leaks labels, see docs/data.md)
+    ensure_positive: bool = False       #: (ours, off as in the paper) where no future positive was retrieved, one replaces the weakest candidate; counted in the manifest
     observed_fraction: float | None = None  #: share of each user's interactions kept as observed training signal (KuaiRec 0.1, else 1.0)
     esci_locale: str = "us"             #: ESCI product locale
     esci_val_fraction: float = 0.1      #: ESCI: share of the official train queries held out as val
@@ -159,6 +166,8 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
                                f"{spec.name} supports: {', '.join(spec.default_needs)}")
     if cfg.candidates < 2:
         raise FlexRecError("--candidates must be at least 2")
+    if cfg.candidate_order not in CANDIDATE_ORDERS:
+        raise FlexRecError(f"--candidate-order must be one of {', '.join(CANDIDATE_ORDERS)}, got {cfg.candidate_order!r}")
     timer = _Timer()
     with timer.stage("read"):
         options = {"locale": cfg.esci_locale} if spec.signal_kind == "esci" else {}
@@ -182,9 +191,11 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
                     allowed = np.unique(raw.eval_labels["item_id"].map(item_index).dropna().astype(np.int64))
                 inst.profiles = profile_vectors(inst.history, inst.history_signals, emb, cfg.lam, spec.signal_scale)
                 inst.candidates, inst.scores = retrieve(inst.profiles, emb, cfg.candidates, inst.exclude, allowed)
-                injected[split] = _ensure_positive(inst, emb, spec, cfg) if cfg.ensure_positive else 0
+                injected[split] = _ensure_positive(inst, emb, spec) if cfg.ensure_positive else 0
             else:
                 _esci_candidates(inst, emb, cfg)
+            if cfg.candidate_order == "shuffled":
+                _shuffle_presentation(inst, cfg.seed)
     item_topics = [frozenset(t) for t in items["topics"]]
     counter = _WindowCounter(inter, item_index) if spec.signal_kind != "esci" else None
     out_root = Path(cfg.out)
@@ -192,19 +203,25 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", suffix=".tmp", dir=out_root))
     try:
         counts: dict[str, dict[str, int]] = {}
+        audits: dict[str, dict[str, SplitAudit]] = {}
+        labels = hashlib.sha256()
         with timer.stage("label+write"):
             contexts = {split: _label_context(inst, spec, item_topics, counter) for split, inst in splits.items()}
             ids = items["item_id"].to_numpy()
             for need in tqdm(needs, desc="label needs", disable=not progress):
-                counts[need.name] = {}
+                counts[need.name], audits[need.name] = {}, {}
                 for split, inst in splits.items():
                     table = _label_table(need, inst, contexts[split], ids)
                     write_parquet_atomic(tmp / need.name / f"{split}.parquet", table)
                     counts[need.name][split] = table.num_rows
+                    labels.update(f"{need.name}/{split}\n".encode())
+                    labels.update(label_digest(table).encode())
+                    audits[need.name][split] = audit_lists(table.column("relevance").to_pylist(), cfg.seed)
             write_parquet_atomic(tmp / "items.parquet", _items_table(items, inter))
             write_parquet_atomic(tmp / "interactions.parquet", _interactions_table(inter))
             np.save(tmp / "embeddings.npy", emb, allow_pickle=False)
-            manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, embedder, emb.shape[1])
+            manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, embedder, emb.shape[1],
+                                 labels.hexdigest(), summarize_audit(audits))
             write_json_atomic(tmp / "manifest.json", manifest)
         final = out_root / spec.name
         backup = out_root / f".{spec.name}.old"
@@ -299,9 +316,10 @@ def _sequential_instances(raw: RawData, inter: pd.DataFrame, cfg: BuildConfig, s
     return out, inter
 
 
-def _ensure_positive(inst: _Instances, emb: np.ndarray, spec: DatasetSpec, cfg: BuildConfig) -> int:
-    """Where no retrieved candidate is a known positive, swap the weakest candidate for the
-    best-scored positive (its real retrieval score is kept, and the list is re-sorted)."""
+def _ensure_positive(inst: _Instances, emb: np.ndarray, spec: DatasetSpec) -> int:
+    """(Ours, off by default.) Where no retrieved candidate is a known positive, the best-scored
+    positive replaces the weakest candidate and takes over its retrieval score, so neither its
+    score nor (after the presentation shuffle) its slot marks it. Returns the number replaced."""
     injected = 0
     for i in range(len(inst)):
         pos = [k for k, v in inst.known[i].items() if v >= spec.positive_threshold]
@@ -311,18 +329,42 @@ def _ensure_positive(inst: _Instances, emb: np.ndarray, spec: DatasetSpec, cfg: 
         valid = row >= 0
         if np.isin(row[valid], pos).any():
             continue
-        pos_arr = np.array(sorted(pos), np.int64)
-        sc = emb[pos_arr] @ inst.profiles[i]
-        best = int(np.lexsort((pos_arr, -sc))[0])
         last = int(valid.sum()) - 1
         if last < 0:
             continue
-        row[last], inst.scores[i, last] = pos_arr[best], sc[best]
-        order = np.lexsort((row[: last + 1], -inst.scores[i, : last + 1]))
-        inst.candidates[i, : last + 1] = row[: last + 1][order]
-        inst.scores[i, : last + 1] = inst.scores[i, : last + 1][order]
+        pos_arr = np.array(sorted(pos), np.int64)
+        sc = exact_scores(emb[pos_arr], inst.profiles[i])
+        row[last] = pos_arr[int(np.lexsort((pos_arr, -sc))[0])]  # the score in inst.scores[i, last] stays
         injected += 1
     return injected
+
+
+def _shuffle_presentation(inst: _Instances, seed: int) -> None:
+    """Present each instance's candidates in a seeded random order of its own (keyed by the instance
+    id, so an instance keeps its order whatever else is sampled). Scores travel with their items;
+    padding stays last."""
+    for i, iid in enumerate(inst.instance_id):
+        valid = int((inst.candidates[i] >= 0).sum())
+        rng = np.random.default_rng([seed, 20, zlib.crc32(iid.encode("utf-8"))])
+        perm = rng.permutation(valid)
+        inst.candidates[i, :valid] = inst.candidates[i, :valid][perm]
+        inst.scores[i, :valid] = inst.scores[i, :valid][perm]
+
+
+def label_digest(table: pa.Table) -> str:
+    """sha256 of a label table's content that identifies the data, not the machine: instance ids,
+    users, queries, histories and their signals and times, candidates in presented order, relevance
+    rounded to FINGERPRINT_DECIMALS, the relevant and observed flags. Retrieval scores (float bits
+    of the embedder) are left out."""
+    h = hashlib.sha256()
+    for name in ("instance_id", "user_id", "query", "history", "history_signals", "history_times", "query_time",
+                 "candidates", "relevant", "observed"):
+        h.update(name.encode())
+        h.update(json.dumps(table.column(name).to_pylist(), separators=(",", ":")).encode())
+    rel = [[round(float(x), FINGERPRINT_DECIMALS) + 0.0 for x in r] for r in table.column("relevance").to_pylist()]
+    h.update(b"relevance")
+    h.update(json.dumps(rel, separators=(",", ":")).encode())
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,7 +410,7 @@ def _esci_candidates(inst: _Instances, emb: np.ndarray, cfg: BuildConfig) -> Non
     inst.scores = np.full((len(inst), k), -np.inf, np.float32)
     for i in range(len(inst)):
         items = np.array(sorted(inst.known[i]), np.int64)
-        sc = emb[items] @ inst.profiles[i]
+        sc = exact_scores(emb[items], inst.profiles[i])
         order = np.lexsort((items, -sc))[:k]
         inst.candidates[i, : len(order)] = items[order]
         inst.scores[i, : len(order)] = sc[order]
@@ -465,7 +507,8 @@ def _interactions_table(inter: pd.DataFrame) -> pa.Table:
     })
 
 
-def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, embedder, dim: int) -> dict:
+def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, embedder, dim: int, labels_sha256: str,
+              audit: dict) -> dict:
     outputs = {}
     for p in sorted(tmp.rglob("*")):
         if p.is_file() and p.name != "manifest.json":
@@ -473,14 +516,19 @@ def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, 
     sources = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in raw.sources if p.exists()}
     config = asdict(cfg)
     config["raw_dir"] = cfg.raw_dir  # as given; the resolved source files are hashed under 'sources'
+    # The fingerprint names the data, not the machine: raw inputs' content, the resolved build and
+    # need configs, and the label tables (ids, rounded relevance); never float embedding bits or paths.
     fp_payload = json.dumps({"config": {k: v for k, v in config.items() if k not in ("out", "raw_dir")},
-                             "outputs": {k: v["sha256"] for k, v in outputs.items()},
+                             "needs": {n.name: n.config() for n in needs},
+                             "labels": labels_sha256,
                              "sources": {k: v["sha256"] for k, v in sources.items()}}, sort_keys=True)
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "flexrec_bench_version": __version__,
         "dataset": spec.name,
         "fingerprint": hashlib.sha256(fp_payload.encode()).hexdigest()[:16],
+        "fingerprint_inputs": {"labels_sha256": labels_sha256, "relevance_decimals": FINGERPRINT_DECIMALS,
+                               "covers": "sources, config (without out/raw_dir), need configs, label tables"},
         "config": config,
         "embedder": {"name": embedder.name, "dim": int(dim)},
         "sources": sources,
@@ -488,6 +536,7 @@ def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, 
         "counts": {"items": int(len(items)), "interactions": int(len(inter)), "users": int(inter["user_id"].nunique()) if len(inter) else 0,
                    "instances": counts, "injected_positive": injected},
         "skipped": dict(sorted(raw.skipped.items())),
+        "audit": audit,
         "needs": {n.name: {"instruction": n.instruction, "label_source": n.label_source, "config": n.config()}
                   for n in needs},
     }

@@ -88,15 +88,18 @@ def build_data_cmd(
     test_size: Annotated[int, typer.Option(help="test instances per need")] = 1000,
     seed: Annotated[int, typer.Option(help="seed of splits and samples; same seed -> byte-identical Parquet")] = 0,
     observed_fraction: Annotated[Optional[float], typer.Option(help="share of interactions kept as observed training signal (default: 0.1 KuaiRec, 1.0 otherwise)")] = None,
+    candidate_order: Annotated[str, typer.Option(help="order the ranker sees: 'shuffled' (seeded per instance, label-free) or 'retrieval' (hands STAR's order to the ranker; leaks labels, the audit flags it)")] = "shuffled",
+    ensure_positive: Annotated[bool, typer.Option(help="(ours, off as in the paper) where no future positive was retrieved, put one in place of the weakest candidate (counted in the manifest)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
-    """Build a dataset: STAR candidates and need labels, written to Parquet with a manifest."""
+    """Build a dataset: STAR candidates and need labels, written to Parquet with a manifest and a leak audit."""
     from .build import BuildConfig, build
 
     cfg = BuildConfig(dataset=dataset, raw_dir=str(raw_dir) if raw_dir else None, out=str(out), needs=_csv(needs),
                       candidates=candidates, history=history, min_history=min_history, stride=stride,
                       embedder=embedder, train_size=train_size, val_size=val_size, test_size=test_size, seed=seed,
-                      observed_fraction=observed_fraction)
+                      observed_fraction=observed_fraction, candidate_order=candidate_order,
+                      ensure_positive=ensure_positive)
     res = build(cfg, progress=not quiet)
     m = res.manifest
     typer.echo(f"built {res.path} (fingerprint {m['fingerprint']}): {m['counts']['items']} items, "
@@ -106,6 +109,31 @@ def build_data_cmd(
     if m["skipped"]:
         typer.echo("  skipped: " + "; ".join(f"{k}: {v}" for k, v in m["skipped"].items()))
     typer.echo("  stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res.stage_seconds.items()))
+    audit = m["audit"]
+    if audit["leak_free"]:
+        typer.echo("  leak audit: ok (presented order independent of the labels; `flexrec-bench audit` for the figures)")
+    else:
+        typer.echo(f"  leak audit: LEAKS in {', '.join(audit['flagged'])} (candidate order {cfg.candidate_order}); "
+                   f"run `flexrec-bench audit --dataset {dataset} --data {out}` for the figures", err=True)
+
+
+@app.command("audit")
+def audit_cmd(
+    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
+    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the full audit as JSON here")] = None,
+) -> None:
+    """Leak audit: does the presented candidate order predict the labels? Exits 1 if it does."""
+    from .audit import audit_build, format_audit
+    from .io import write_json_atomic
+
+    summary = audit_build(data, dataset)
+    typer.echo(format_audit(summary))
+    if json_out:
+        write_json_atomic(json_out, summary)
+    if not summary["leak_free"]:
+        typer.echo(f"{dataset}: the presented candidate order predicts the labels ({summary['rule']})", err=True)
+        raise typer.Exit(1)
 
 
 @app.command("eval")

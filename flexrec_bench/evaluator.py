@@ -50,7 +50,7 @@ def evaluate(rankings, split: DatasetSplit, metrics: tuple[str, ...] = DEFAULT_M
         order = np.asarray(rankings)
     check_permutations(order, split.mask)
     per = per_instance_scores(order, split.relevance, split.relevant, tuple(metrics))
-    return summarize(per, split.relevant, bootstrap, seed)
+    return summarize(per, split.relevant, bootstrap, seed, relevance=split.relevance)
 
 
 def rankings_table(split: DatasetSplit, result: RankResult) -> pa.Table:
@@ -118,6 +118,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
                             instances=len(split)),
         metrics={k: {"mean": v.mean, "ci95": v.ci95, "n": v.n} for k, v in report.metrics.items()},
         n_no_relevant=report.n_no_relevant,
+        n_no_gain=report.n_no_gain,
         bootstrap=BootstrapInfo(samples=cfg.bootstrap, seed=cfg.seed),
         parse=ParseInfo(**asdict(result.parse)) if result.parse else None,
         rankings=RankingsInfo(file="rankings.parquet", sha256=sha256_file(out_dir / "rankings.parquet")),

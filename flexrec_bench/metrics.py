@@ -3,9 +3,11 @@ arrays, per-instance scores, and percentile-bootstrap 95% confidence intervals.
 
 Conventions (docs/metrics.md): linear gain (the need's graded relevance), discount
 1 / log2(rank + 1) with ranks from 1, ideal DCG from the instance's own labels; Recall,
-Precision and MRR use the need's relevant set. An instance whose ideal DCG is 0 scores NDCG 0; one
-with no relevant item scores Recall, Precision and MRR 0; both stay in the mean
-(``n_no_relevant`` counts the latter).
+Precision and MRR use the need's relevant set. A metric is *undefined* on an instance where it has
+nothing to find: NDCG where the ideal DCG is 0, Recall/Precision/MRR where the relevant set is
+empty. Undefined instances score NaN per instance and are left out of that metric's mean and
+bootstrap (its ``n`` counts the defined ones), as trec_eval leaves out queries without relevant
+documents; ``n_no_relevant`` and ``n_no_gain`` count them.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def per_instance_scores(order: np.ndarray, relevance: np.ndarray, relevant: np.n
     ideal = np.sort(relevance, axis=1)[:, ::-1]
     disc = discounts(kmax)
     n_rel = np.count_nonzero(relevant, axis=1)
+    has_rel = n_rel > 0
     first_hit = None
     out: dict[str, np.ndarray] = {}
     for name in metrics:
@@ -56,23 +59,29 @@ def per_instance_scores(order: np.ndarray, relevance: np.ndarray, relevant: np.n
         kk = min(k, kmax)
         if kind == "ndcg":
             idcg = ideal[:, :kk] @ disc[:kk]
-            out[name] = np.divide(gains[:, :kk] @ disc[:kk], idcg, out=np.zeros(n), where=idcg > 0)
+            out[name] = np.divide(gains[:, :kk] @ disc[:kk], idcg, out=np.full(n, np.nan), where=idcg > 0)
         elif kind == "recall":
-            out[name] = np.divide(np.count_nonzero(hits[:, :kk], axis=1), n_rel, out=np.zeros(n), where=n_rel > 0)
+            out[name] = np.divide(np.count_nonzero(hits[:, :kk], axis=1), n_rel, out=np.full(n, np.nan), where=has_rel)
         elif kind == "precision":
-            out[name] = np.count_nonzero(hits[:, :kk], axis=1) / float(k)
+            out[name] = np.where(has_rel, np.count_nonzero(hits[:, :kk], axis=1) / float(k), np.nan)
         else:
-            if first_hit is None:
-                first_hit = np.where(hits.any(1), hits.argmax(1) + 1, kmax + 1)
-            out[name] = np.where(first_hit <= k, 1.0 / first_hit, 0.0)
+            if first_hit is None:  # rank of the first hit; 0 where nothing is hit
+                first_hit = np.where(hits.any(1), hits.argmax(1) + 1, 0)
+            rr = np.divide(1.0, first_hit, out=np.zeros(n), where=(first_hit > 0) & (first_hit <= k))
+            out[name] = np.where(has_rel, rr, np.nan)
     return out
+
+
+def no_gain(relevance: np.ndarray) -> np.ndarray:
+    """(n,) bool: instances whose ideal DCG is 0 at every cut (NDCG undefined)."""
+    return ~(relevance > 0).any(axis=1)
 
 
 @dataclass
 class MetricSummary:
-    mean: float
-    ci95: tuple[float, float]
-    n: int
+    mean: float | None          #: mean over the instances where the metric is defined; None if none is
+    ci95: tuple[float, float] | None
+    n: int                      #: instances where the metric is defined
 
 
 @dataclass
@@ -81,7 +90,8 @@ class Report:
 
     metrics: dict[str, MetricSummary]
     per_instance: dict[str, np.ndarray] = field(repr=False)
-    n_no_relevant: int = 0
+    n_no_relevant: int = 0      #: instances with an empty relevant set (Recall/Precision/MRR undefined)
+    n_no_gain: int = 0          #: instances whose labels are all 0 (NDCG undefined)
     bootstrap_samples: int = 1000
     bootstrap_seed: int = 0
 
@@ -89,31 +99,54 @@ class Report:
         width = max(len(m) for m in self.metrics)
         lines = [f"{'metric':<{width}}  {'mean':>7}  {'95% CI':>17}  {'n':>7}"]
         for name, s in self.metrics.items():
-            lines.append(f"{name:<{width}}  {s.mean:7.4f}  [{s.ci95[0]:.4f}, {s.ci95[1]:.4f}]  {s.n:7d}")
+            if s.mean is None:
+                lines.append(f"{name:<{width}}  {'-':>7}  {'(undefined)':>17}  {s.n:7d}")
+            else:
+                lines.append(f"{name:<{width}}  {s.mean:7.4f}  [{s.ci95[0]:.4f}, {s.ci95[1]:.4f}]  {s.n:7d}")
         return "\n".join(lines)
 
 
 def bootstrap_ci(scores: np.ndarray, samples: int, seed: int, max_cells: int = 20_000_000) -> np.ndarray:
-    """Percentile bootstrap over instances for every row of ``scores`` (m metrics x n instances).
-    Returns (m, 2) lower/upper bounds of the 95% interval; all metrics share the resamples."""
+    """Percentile bootstrap over instances for every row of ``scores`` (m metrics x n instances;
+    NaN = undefined there, left out of each resample's mean). Returns (m, 2) lower/upper bounds of
+    the 95% interval (NaN where a metric is defined nowhere); all metrics share the resamples."""
     m, n = scores.shape
+    defined = ~np.isnan(scores)
+    vals = np.where(defined, scores, 0.0)
+    cnt = defined.sum(1)
+    mean = np.divide(vals.sum(1), cnt, out=np.full(m, np.nan), where=cnt > 0)
     if samples <= 0 or n == 0:
-        mean = scores.mean(1) if n else np.zeros(m)
         return np.stack([mean, mean], 1)
     rng = np.random.default_rng(seed)
     means = np.empty((m, samples))
     chunk = max(1, max_cells // max(n, 1))
+    w = defined.astype(np.float64)
     for s in range(0, samples, chunk):
         b = min(chunk, samples - s)
         idx = rng.integers(0, n, size=(b, n))
-        means[:, s: s + b] = scores[:, idx].mean(-1)
-    return np.percentile(means, [2.5, 97.5], axis=1).T
+        num, den = vals[:, idx].sum(-1), w[:, idx].sum(-1)
+        means[:, s: s + b] = np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0)
+    with np.errstate(invalid="ignore"):
+        out = np.nanpercentile(means, [2.5, 97.5], axis=1).T if means.size else np.zeros((m, 2))
+    return np.where(cnt[:, None] > 0, out, np.nan)
 
 
-def summarize(per_instance: dict[str, np.ndarray], relevant: np.ndarray, samples: int = 1000, seed: int = 0) -> Report:
+def summarize(per_instance: dict[str, np.ndarray], relevant: np.ndarray, samples: int = 1000, seed: int = 0,
+              relevance: np.ndarray | None = None) -> Report:
+    """Means over the defined instances, CIs, and the counts of instances where metrics are undefined."""
     names = list(per_instance)
-    mat = np.stack([per_instance[k] for k in names]) if names else np.zeros((0, 0))
-    cis = bootstrap_ci(mat, samples, seed)
-    metrics = {name: MetricSummary(float(mat[i].mean()), (float(cis[i, 0]), float(cis[i, 1])), int(mat.shape[1]))
-               for i, name in enumerate(names)}
-    return Report(metrics, per_instance, int((relevant.sum(1) == 0).sum()), samples, seed)
+    mat = np.stack([per_instance[k] for k in names]) if names else np.zeros((0, len(relevant)))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN resamples of a rarely defined metric
+        cis = bootstrap_ci(mat, samples, seed)
+    metrics = {}
+    for i, name in enumerate(names):
+        ok = ~np.isnan(mat[i])
+        if ok.any():
+            metrics[name] = MetricSummary(float(mat[i][ok].mean()), (float(cis[i, 0]), float(cis[i, 1])), int(ok.sum()))
+        else:
+            metrics[name] = MetricSummary(None, None, 0)
+    n_no_gain = int(no_gain(relevance).sum()) if relevance is not None else 0
+    return Report(metrics, per_instance, int((relevant.sum(1) == 0).sum()), n_no_gain, samples, seed)

@@ -25,9 +25,11 @@ class _Strict(BaseModel):
 
 
 class MetricValue(_Strict):
-    mean: float = Field(description="mean over instances")
-    ci95: tuple[float, float] = Field(description="95% percentile-bootstrap interval of the mean")
-    n: int = Field(ge=0, description="instances scored")
+    mean: float | None = Field(description="mean over the instances where the metric is defined (docs/metrics.md); "
+                                           "null when it is defined on none")
+    ci95: tuple[float, float] | None = Field(description="95% percentile-bootstrap interval of the mean")
+    n: int = Field(ge=0, description="instances where the metric is defined (NDCG: ideal DCG > 0; Recall, "
+                                     "Precision, MRR: a non-empty relevant set)")
 
 
 class ModelInfo(_Strict):
@@ -80,7 +82,9 @@ class ResultsFile(_Strict):
     model: ModelInfo
     dataset: DatasetInfo
     metrics: dict[str, MetricValue]
-    n_no_relevant: int = Field(ge=0, description="instances without any relevant candidate")
+    n_no_relevant: int = Field(ge=0, description="instances without any relevant candidate (left out of Recall, "
+                                                 "Precision and MRR)")
+    n_no_gain: int = Field(default=0, ge=0, description="instances whose graded labels are all 0 (left out of NDCG)")
     bootstrap: BootstrapInfo
     parse: ParseInfo | None = None
     rankings: RankingsInfo

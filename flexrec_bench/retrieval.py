@@ -26,17 +26,29 @@ def profile_vectors(histories: Sequence[np.ndarray], signals: Sequence[np.ndarra
         if w.sum() <= 0:
             w = np.ones_like(w)
         v = (w[:, None] * emb[h]).sum(0) / w.sum()
-        out[i] = v / max(np.linalg.norm(v), 1e-12)
+        out[i] = v / max(float(np.sqrt((v * v).sum())), 1e-12)  # no BLAS: thread-count independent
     return out
+
+
+#: extra candidates FAISS returns beyond k, so that the exact re-scoring can reorder the boundary
+RESCORE_MARGIN = 16
+
+
+def exact_scores(items: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Inner products in float64 by elementwise products and numpy's own summation: no BLAS call, so
+    the result does not depend on the thread count (FAISS's float32 search does, in the last bits)."""
+    return (np.asarray(items, np.float64) * np.asarray(query, np.float64)[None, :]).sum(1)
 
 
 def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.ndarray],
              allowed: np.ndarray | None = None, batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` items by inner product for each query, never returning an item in ``exclude[i]``.
 
-    ``allowed`` (item indices) restricts the catalogue. Ties are broken by item index (ascending),
-    so results are deterministic. Returns (indices (n, k) int64, scores (n, k) float32); rows with
-    fewer eligible items are padded with -1 / -inf.
+    FAISS (exact inner product) selects ``k`` + ``RESCORE_MARGIN`` items; they are re-scored with
+    :func:`exact_scores` and the top ``k`` kept, ties broken by item index (ascending), so results
+    are the same with one thread or many. ``allowed`` (item indices) restricts the catalogue.
+    Returns (indices (n, k) int64, scores (n, k) float32); rows with fewer eligible items are padded
+    with -1 / -inf.
     """
     import faiss
 
@@ -50,15 +62,15 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         extra = max((len(exclude[i]) for i in range(start, stop)), default=0)
-        kk = min(len(cat), k + extra + 1)
+        kk = min(len(cat), k + extra + 1 + RESCORE_MARGIN)
         scores, local = index.search(np.ascontiguousarray(queries[start:stop], dtype=np.float32), kk)
         for r in range(stop - start):
             i = start + r
             ok = local[r] >= 0
-            items, sc = cat[local[r][ok]], scores[r][ok]
+            items = cat[local[r][ok]]
             if len(exclude[i]):
-                keep = ~np.isin(items, exclude[i])
-                items, sc = items[keep], sc[keep]
+                items = items[~np.isin(items, exclude[i])]
+            sc = exact_scores(emb[items], queries[i])
             order = np.lexsort((items, -sc))[:k]
             idx_out[i, : len(order)] = items[order]
             sc_out[i, : len(order)] = sc[order]

@@ -70,12 +70,17 @@ def _provenance(e: Entry) -> str:
 def _table(entries: list[Entry], tid: str) -> str:
     head = "".join(f'<th data-sort="num">{m}</th>' for m in METRICS)
     rows = []
-    for e in sorted(entries, key=lambda e: -e.results.metrics.get("ndcg@10", e.results.metrics[next(iter(e.results.metrics))]).mean):
+    def sort_key(e: Entry) -> float:
+        v = e.results.metrics.get("ndcg@10") or next(iter(e.results.metrics.values()), None)
+        return -(v.mean if v is not None and v.mean is not None else -1.0)
+
+    for e in sorted(entries, key=sort_key):
         cells = []
         for m in METRICS:
             v = e.results.metrics.get(m)
             cells.append(f'<td data-value="{v.mean:.6f}">{v.mean:.4f}<br><span class="ci">[{v.ci95[0]:.3f}, '
-                         f'{v.ci95[1]:.3f}]</span></td>' if v else '<td data-value="-1">–</td>')
+                         f'{v.ci95[1]:.3f}]</span></td>' if v is not None and v.mean is not None
+                         else '<td data-value="-1">–</td>')
         prov = _provenance(e)
         parse = e.results.parse
         extra = (f"; parse: {parse.unparseable} unparseable, {parse.invalid_ids} invalid ids, {parse.duplicates} "
@@ -103,7 +108,7 @@ def _chart(entries: list[Entry]) -> str:
         x0 = left + gap / 2 + i * (m * bw + gap)
         for j, metric in enumerate(CHART_METRICS):
             v = e.results.metrics.get(metric)
-            if v is None:
+            if v is None or v.mean is None:
                 continue
             bh = max(0.0, v.mean) * h
             parts.append(f'<rect x="{x0 + j * bw}" y="{h + 10 - bh}" width="{bw - 2}" height="{bh}" fill="{COLORS[j]}">'

@@ -100,14 +100,22 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -
         raise SubmissionRefused(f"{rk}: {exc}") from None
     for name, claimed in res.metrics.items():
         got = report.metrics[name]
-        if abs(got.mean - claimed.mean) > TOLERANCE or claimed.n != got.n or \
-                np.abs(np.array(got.ci95) - np.array(claimed.ci95)).max() > TOLERANCE:
-            raise SubmissionRefused(f"{rp}: claimed {name} = {claimed.mean:.6f} (n {claimed.n}), re-scored "
-                                    f"{got.mean:.6f} (n {got.n})")
+        if claimed.n != got.n or (got.mean is None) != (claimed.mean is None) or (
+                got.mean is not None and (abs(got.mean - claimed.mean) > TOLERANCE
+                                          or np.abs(np.array(got.ci95) - np.array(claimed.ci95)).max() > TOLERANCE)):
+            raise SubmissionRefused(f"{rp}: claimed {name} = {_fmt(claimed.mean)} (n {claimed.n}), re-scored "
+                                    f"{_fmt(got.mean)} (n {got.n})")
+    if res.n_no_relevant != report.n_no_relevant or res.n_no_gain != report.n_no_gain:
+        raise SubmissionRefused(f"{rp}: claimed n_no_relevant {res.n_no_relevant} / n_no_gain {res.n_no_gain}, "
+                                f"re-scored {report.n_no_relevant} / {report.n_no_gain}")
     return Entry(results=res, verification=Verification(
         rescored=True, rankings_sha256=digest, instances=len(local),
         submitted_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         flexrec_bench_version=__version__))
+
+
+def _fmt(x: float | None) -> str:
+    return "undefined" if x is None else f"{x:.6f}"
 
 
 def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, data_dir: str | Path = "data",
@@ -145,12 +153,16 @@ def table(board: Leaderboard, dataset: str | None = None, need: str | None = Non
         out.append(f"{ds} / {nd} / {sp}")
         width = max(len(e.results.model.name) for e in es)
         out.append(f"  {'model':<{width}}  " + "  ".join(f"{m:>22}" for m in metrics))
-        es = sorted(es, key=lambda e: -(e.results.metrics[metrics[0]].mean if metrics[0] in e.results.metrics else -1))
-        for e in es:
+        def first(e: Entry) -> float:
+            v = e.results.metrics.get(metrics[0])
+            return -(v.mean if v is not None and v.mean is not None else -1.0)
+
+        for e in sorted(es, key=first):
             cells = []
             for m in metrics:
                 v = e.results.metrics.get(m)
-                cells.append(f"{v.mean:.4f} [{v.ci95[0]:.3f},{v.ci95[1]:.3f}]" if v else f"{'-':>22}")
+                cells.append(f"{v.mean:.4f} [{v.ci95[0]:.3f},{v.ci95[1]:.3f}]" if v is not None and v.mean is not None
+                             else f"{'-':>22}")
             out.append(f"  {e.results.model.name:<{width}}  " + "  ".join(f"{c:>22}" for c in cells))
         out.append("")
     return "\n".join(out).rstrip()

@@ -40,8 +40,13 @@ def test_ml1m_build_layout_and_manifest(tmp_path):
     for row in t.itertuples():
         assert len(row.candidates) == 10 == len(set(row.candidates)) == len(row.relevance)
         assert not set(row.candidates) & set(row.history)  # history never retrieved
-        assert list(row.retrieval_scores) == sorted(row.retrieval_scores, reverse=True)
         assert max(row.history_times) <= row.query_time
+    # presented in a per-instance shuffle, not in retrieval order (which would leak the labels)
+    in_retrieval_order = [list(r) == sorted(r, reverse=True) for r in t["retrieval_scores"]]
+    assert sum(in_retrieval_order) <= 2
+    assert m["config"]["candidate_order"] == "shuffled" and m["config"]["ensure_positive"] is False
+    assert m["counts"]["injected_positive"] == {"train": 0, "val": 0, "test": 0}
+    assert m["audit"]["leak_free"] is True and set(m["audit"]["needs"]) == {"interest", "niche", "trend"}
     # train/val/test users are disjoint
     users = {s: set(pq.read_table(root / "interest" / f"{s}.parquet").column("user_id").to_pylist()) for s in ("train", "val", "test")}
     assert not users["train"] & users["test"] and not users["train"] & users["val"]
@@ -141,7 +146,8 @@ def test_bundled_ml100k_end_to_end(ml100k):
         t = pq.read_table(ml100k / "ml-100k" / need / "test.parquet").to_pandas()
         assert (t["candidates"].map(len) == 30).all()
         share = (t["relevant"].map(sum) > 0).mean()
-        assert share > {"interest": 0.9, "niche": 0.1, "trend": 0.5}[need], (need, share)
+        assert share > {"interest": 0.4, "niche": 0.1, "trend": 0.5}[need], (need, share)
+    assert m["audit"]["leak_free"], m["audit"]["flagged"]
 
 
 def test_build_data_cli(tmp_path):

@@ -24,14 +24,42 @@ def test_hand_computed_golden_case():
     assert s["mrr@2"][0] == 0.0 and s["mrr@3"][0] == pytest.approx(1 / 3)
 
 
-def test_no_relevant_instances_score_zero_and_are_counted():
-    rel = np.zeros((2, 3))
+def test_instances_without_relevant_items_are_undefined_excluded_and_counted():
+    rel = np.zeros((3, 3))
     rel[1, 0] = 1
-    relevant = rel > 0
-    s = per_instance_scores(np.array([[0, 1, 2], [0, 1, 2]]), rel, relevant, ("ndcg@3", "recall@3", "mrr@3"))
-    assert s["ndcg@3"].tolist() == [0.0, 1.0] and s["recall@3"].tolist() == [0.0, 1.0]
-    rep = summarize(s, relevant, samples=100, seed=0)
-    assert rep.n_no_relevant == 1 and rep.metrics["ndcg@3"].mean == 0.5
+    rel[2, 1] = 0.2  # graded gain but no relevant item: NDCG defined, Recall/Precision/MRR not
+    relevant = rel >= 1
+    names = ("ndcg@3", "recall@3", "precision@3", "mrr@3")
+    s = per_instance_scores(np.array([[0, 1, 2], [0, 1, 2], [1, 0, 2]]), rel, relevant, names)
+    assert np.isnan(s["ndcg@3"][0]) and s["ndcg@3"][1:].tolist() == [1.0, 1.0]
+    for name in names[1:]:
+        assert np.isnan(s[name][[0, 2]]).all() and s[name][1] in (1.0, 1 / 3)
+    rep = summarize(s, relevant, samples=100, seed=0, relevance=rel)
+    assert rep.n_no_relevant == 2 and rep.n_no_gain == 1
+    assert rep.metrics["ndcg@3"].mean == 1.0 and rep.metrics["ndcg@3"].n == 2
+    assert rep.metrics["recall@3"].mean == 1.0 and rep.metrics["recall@3"].n == 1
+    assert rep.metrics["ndcg@3"].ci95 == (1.0, 1.0)
+
+
+def test_metric_defined_nowhere_has_no_mean():
+    rel = np.zeros((2, 3))
+    s = per_instance_scores(np.array([[0, 1, 2], [2, 1, 0]]), rel, rel > 0, ("ndcg@3", "mrr@3"))
+    rep = summarize(s, rel > 0, samples=50, seed=0, relevance=rel)
+    assert rep.metrics["ndcg@3"].mean is None and rep.metrics["ndcg@3"].n == 0
+    assert "undefined" in rep.table()
+
+
+def test_mrr_cutoff_beyond_the_list_gives_no_credit_without_a_hit():
+    rel = np.array([[0.0, 0.0, 1.0]])
+    s = per_instance_scores(np.array([[0, 1, 2]]), rel, rel > 0, ("mrr@2", "mrr@3", "mrr@4", "mrr@50"))
+    assert s["mrr@2"][0] == 0.0 and s["mrr@3"][0] == s["mrr@4"][0] == s["mrr@50"][0] == pytest.approx(1 / 3)
+    # the reliability probe's case (no hit, k past the list): once 1/(K+1) = 0.25, now undefined, never credit
+    none = per_instance_scores(np.array([[0, 1, 2]]), np.zeros((1, 3)), np.zeros((1, 3), bool), ("mrr@3", "mrr@4"))
+    assert np.isnan(none["mrr@3"][0]) and np.isnan(none["mrr@4"][0])
+    # a relevant item hidden behind padding is never hit: 0, not 1/(K+1)
+    padded = per_instance_scores(np.array([[0, 1, -1]]), np.array([[0.0, 0.0, 1.0]]),
+                                 np.array([[False, False, True]]), ("mrr@4",))
+    assert padded["mrr@4"][0] == 0.0
 
 
 def test_padding_slots_are_ignored():
@@ -68,7 +96,10 @@ def test_mrr_matches_definition_on_random_data():
     got = per_instance_scores(order, rel, rel > 0, ("mrr@5",))["mrr@5"]
     for i in range(200):
         hits = [r + 1 for r, p in enumerate(order[i][:5]) if rel[i, p] > 0]
-        assert got[i] == pytest.approx(1 / hits[0] if hits else 0.0)
+        if rel[i].any():
+            assert got[i] == pytest.approx(1 / hits[0] if hits else 0.0)
+        else:
+            assert np.isnan(got[i])  # undefined: nothing to find
 
 
 def test_constant_scores_do_not_get_a_perfect_ranking():

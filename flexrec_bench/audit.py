@@ -1,0 +1,180 @@
+"""The leak audit: does the order in which candidates are *presented* tell a ranker anything about
+their labels?
+
+A benchmark instance shows its candidates in some order. If that order correlates with the labels
+(the retrieval order does: niche and trend labels are built from the same similarity that orders a
+STAR list, and an injected positive always landed last), a ranker can score well by reading the
+positions, not the user. For each need and split the audit reports
+
+- where the best candidate (highest graded relevance, ties broken at random) sits among the
+  presented positions, with a chi-square test against the uniform distribution that a label-free
+  order gives (each instance contributes 1/K_i to each of its K_i positions; adjacent positions are
+  pooled until every expected count is at least 5);
+- NDCG@10 of ranking by presented order, and by its reverse, beside the exact expectation of a
+  uniformly random ranking (E[NDCG@k] = mean(rel) * sum_{r<=k} 1/log2(r+1) / IDCG@k per instance).
+
+A split is flagged when the chi-square p-value is below ``P_THRESHOLD`` or when either order's
+NDCG@10 is more than ``NDCG_MARGIN`` from random *and* the gap is beyond ``Z_THRESHOLD`` standard
+errors (so that a few hundred instances of noise do not flag a tiny build). Instances whose labels
+are all 0 carry no information and are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .metrics import discounts, per_instance_scores
+
+P_THRESHOLD = 1e-4       #: chi-square p-value below which position predicts the best candidate
+NDCG_MARGIN = 0.03       #: largest |NDCG@10(order) - NDCG@10(random)| tolerated
+Z_THRESHOLD = 4.0        #: ... when the gap is also this many standard errors from 0
+MIN_EXPECTED = 5.0       #: pool adjacent positions until each expected count reaches this
+AUDIT_K = 10             #: the NDCG cut the audit reports
+RULE = (f"flagged when the best candidate's presented position departs from uniform (chi-square p < {P_THRESHOLD:g}) "
+        f"or when ranking by presented order or its reverse moves NDCG@{AUDIT_K} more than {NDCG_MARGIN} from random "
+        f"(and by more than {Z_THRESHOLD:g} standard errors)")
+
+
+@dataclass
+class SplitAudit:
+    """The audit of one (need, split)."""
+
+    instances: int                       #: instances in the split
+    informative: int                     #: instances with at least one label > 0 (the ones tested)
+    best_position_counts: list[int]      #: how often the best candidate sits at each presented position
+    chi2: float | None                   #: chi-square statistic against uniform (None: too few instances to test)
+    dof: int                             #: degrees of freedom after pooling
+    p_value: float                       #: 1.0 when untestable
+    ndcg_presented: float | None         #: NDCG@10 of ranking in presented order
+    ndcg_reversed: float | None          #: NDCG@10 of ranking in reverse presented order
+    ndcg_random: float | None            #: exact expected NDCG@10 of a uniformly random ranking
+    leak: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+
+def _pooled(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge adjacent cells until every expected count is at least MIN_EXPECTED."""
+    obs, exp = [], []
+    o_acc = e_acc = 0.0
+    for o, e in zip(observed, expected):
+        o_acc, e_acc = o_acc + o, e_acc + e
+        if e_acc >= MIN_EXPECTED:
+            obs.append(o_acc)
+            exp.append(e_acc)
+            o_acc = e_acc = 0.0
+    if e_acc > 0:
+        if exp:
+            obs[-1] += o_acc
+            exp[-1] += e_acc
+        else:
+            obs.append(o_acc)
+            exp.append(e_acc)
+    return np.array(obs), np.array(exp)
+
+
+def audit_arrays(relevance: np.ndarray, mask: np.ndarray, seed: int = 0) -> SplitAudit:
+    """Audit one split given its graded labels in presented order, (n, K) with ``mask`` marking real
+    slots (padding, if any, after the real ones)."""
+    from scipy.stats import chi2 as chi2_dist
+
+    relevance = np.where(mask, np.asarray(relevance, np.float64), 0.0)
+    n, k = relevance.shape
+    nvalid = mask.sum(1)
+    info = (relevance > 0).any(1)
+    rng = np.random.default_rng([seed, 31])
+    counts = np.zeros(k, np.int64)
+    expected = np.zeros(k)
+    if info.any():
+        rel, nv = relevance[info], nvalid[info]
+        top = rel.max(1, keepdims=True)
+        keys = np.where(rel == top, rng.random(rel.shape), -1.0)  # random tie-break among the best
+        np.add.at(counts, keys.argmax(1), 1)
+        slots = np.arange(k)[None, :] < nv[:, None]
+        expected = (slots / nv[:, None]).sum(0)
+    obs_p, exp_p = _pooled(counts.astype(np.float64), expected)
+    if len(exp_p) >= 2:
+        stat = float(((obs_p - exp_p) ** 2 / exp_p).sum())
+        dof = len(exp_p) - 1
+        p = float(chi2_dist.sf(stat, dof))
+    else:
+        stat, dof, p = None, 0, 1.0
+    res = SplitAudit(instances=int(n), informative=int(info.sum()), best_position_counts=counts.tolist(),
+                     chi2=stat, dof=dof, p_value=p, ndcg_presented=None, ndcg_reversed=None, ndcg_random=None)
+    if not info.any():
+        return res
+    rel, msk, nv = relevance[info], mask[info], nvalid[info]
+    ar = np.arange(k)[None, :]
+    presented = np.where(ar < nv[:, None], ar, -1)
+    reverse = np.where(ar < nv[:, None], nv[:, None] - 1 - ar, -1)
+    name = f"ndcg@{AUDIT_K}"
+    s_pres = per_instance_scores(presented, rel, rel > 0, (name,))[name]
+    s_rev = per_instance_scores(reverse, rel, rel > 0, (name,))[name]
+    disc = discounts(k)
+    cut = np.minimum(AUDIT_K, nv)
+    disc_sum = np.array([disc[:c].sum() for c in cut])
+    ideal = np.sort(rel, axis=1)[:, ::-1][:, :AUDIT_K] @ disc[:min(AUDIT_K, k)]
+    s_rand = rel.sum(1) / nv * disc_sum / ideal
+    res.ndcg_presented, res.ndcg_reversed, res.ndcg_random = (float(s_pres.mean()), float(s_rev.mean()),
+                                                              float(s_rand.mean()))
+    if p < P_THRESHOLD:
+        res.reasons.append(f"best candidate's position is not uniform (chi-square {stat:.1f}, dof {dof}, p {p:.2g})")
+    for label, s in (("presented order", s_pres), ("reverse presented order", s_rev)):
+        d = s - s_rand
+        gap = float(d.mean())
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+        if abs(gap) > NDCG_MARGIN and abs(gap) > Z_THRESHOLD * se:
+            res.reasons.append(f"ranking by {label} scores NDCG@{AUDIT_K} {float(s.mean()):.3f} against random "
+                               f"{float(s_rand.mean()):.3f} (gap {gap:+.3f}, "
+                               f"{f'{abs(gap) / se:.1f} s.e.' if se > 0 else 'no spread'})")
+    res.leak = bool(res.reasons)
+    return res
+
+
+def audit_lists(relevance_lists, seed: int = 0) -> SplitAudit:
+    """Audit from per-instance relevance lists in presented order (a label table's column)."""
+    k = max((len(r) for r in relevance_lists), default=0)
+    rel = np.zeros((len(relevance_lists), k))
+    mask = np.zeros((len(relevance_lists), k), bool)
+    for i, r in enumerate(relevance_lists):
+        rel[i, : len(r)] = r
+        mask[i, : len(r)] = True
+    return audit_arrays(rel, mask, seed)
+
+
+def summarize_audit(results: dict[str, dict[str, SplitAudit]]) -> dict:
+    """The manifest's ``audit`` entry: the verdict, the rule, and every split's figures."""
+    flagged = [f"{need}/{split}" for need, by in results.items() for split, a in by.items() if a.leak]
+    return {"leak_free": not flagged, "flagged": flagged, "rule": RULE,
+            "needs": {need: {split: asdict(a) for split, a in by.items()} for need, by in results.items()}}
+
+
+def audit_build(data_dir, dataset: str, seed: int = 0) -> dict:
+    """Audit every need and split of a built dataset (what ``flexrec-bench audit`` runs)."""
+    from .data import SPLITS, load_manifest, load_split
+
+    manifest = load_manifest(data_dir, dataset)
+    out: dict[str, dict[str, SplitAudit]] = {}
+    for need in manifest["needs"]:
+        out[need] = {}
+        for split in SPLITS:
+            s = load_split(data_dir, dataset, need, split)
+            out[need][split] = audit_arrays(s.relevance, s.mask, seed)
+    return summarize_audit(out)
+
+
+def format_audit(summary: dict) -> str:
+    """A terminal table of an audit summary."""
+    lines = [f"{'need':<9} {'split':<5} {'tested':>6} {'chi2 p':>9} {'ndcg@10 order':>13} {'reverse':>8} "
+             f"{'random':>7}  verdict"]
+    for need, by in summary["needs"].items():
+        for split, a in by.items():
+            def f(x):
+                return f"{x:.3f}" if x is not None else "-"
+
+            lines.append(f"{need:<9} {split:<5} {a['informative']:>6} {a['p_value']:>9.2g} {f(a['ndcg_presented']):>13} "
+                         f"{f(a['ndcg_reversed']):>8} {f(a['ndcg_random']):>7}  "
+                         f"{'LEAK: ' + '; '.join(a['reasons']) if a['leak'] else 'ok'}")
+    lines.append("leak-free" if summary["leak_free"] else f"LEAKS in {', '.join(summary['flagged'])}")
+    return "\n".join(lines)
