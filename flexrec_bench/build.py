@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ from .audit import SplitAudit, audit_lists, summarize_audit
 from .io import sha256_file, write_json_atomic, write_parquet_atomic
 from .need import LabelContext, Need, get_need
 from .paths import embedding_cache_dir
+from .publish import fault, locked, new_tmp_dir, publish, recover
 from .paths import raw_dir as default_raw_dir
 from .retrieval import exact_scores, profile_vectors, retrieve
 
@@ -66,6 +65,34 @@ class BuildConfig:
     observed_fraction: float | None = None  #: share of each user's interactions kept as observed training signal (KuaiRec 0.1, else 1.0)
     esci_locale: str = "us"             #: ESCI product locale
     esci_val_fraction: float = 0.1      #: ESCI: share of the official train queries held out as val
+
+    def validate(self) -> None:
+        """One-line errors for values no build can use (checked before anything is read)."""
+        def fail(name: str, want: str, got) -> None:
+            raise FlexRecError(f"--{name.replace('_', '-')} must be {want}, got {got!r}")
+
+        for name, lo in (("candidates", 2), ("history", 1), ("min_history", 1), ("stride", 1), ("train_size", 1),
+                         ("test_size", 1), ("seed", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                fail(name, f"an integer >= {lo}", v)
+        if self.val_size is not None and (not isinstance(self.val_size, int) or self.val_size < 1):
+            fail("val_size", "an integer >= 1", self.val_size)
+        if not 0.0 < self.lam <= 1.0:
+            fail("lam", "in (0, 1]", self.lam)
+        if self.observed_fraction is not None and not 0.0 < self.observed_fraction <= 1.0:
+            fail("observed_fraction", "in (0, 1]", self.observed_fraction)
+        if not 0.0 < self.esci_val_fraction < 1.0:
+            fail("esci_val_fraction", "in (0, 1)", self.esci_val_fraction)
+        fr = tuple(self.split_fractions)
+        if len(fr) != 3 or min(fr) <= 0 or abs(sum(fr) - 1.0) > 1e-6:
+            fail("split_fractions", "three positive shares that sum to 1", fr)
+        if self.candidate_order not in CANDIDATE_ORDERS:
+            fail("candidate_order", f"one of {', '.join(CANDIDATE_ORDERS)}", self.candidate_order)
+        if self.embedder.startswith("hashing-"):
+            dim = self.embedder.split("-", 1)[1]
+            if not dim.isdigit() or int(dim) < 1:
+                fail("embedder", "hashing-<dim> with dim >= 1, or a sentence-transformers name or path", self.embedder)
 
     def resolved(self, spec: DatasetSpec) -> BuildConfig:
         d = asdict(self)
@@ -147,16 +174,29 @@ def _check_raw(raw: RawData, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFr
     items = items[~dup].reset_index(drop=True)
     inter = raw.interactions
     if spec.signal_kind != "esci":
+        src = raw.sources[0] if raw.sources else spec.name
         if inter.empty:
-            raise DataError(raw.sources[0] if raw.sources else spec.name, "no interactions read")
+            raise DataError(src, "no interactions read")
         known = inter["item_id"].isin(items["item_id"])
         raw.count_skip("interactions with an item missing from the item file", int((~known).sum()))
+        if not known.any():
+            raise DataError(src, f"none of the {len(inter)} interactions names an item of the item file "
+                                 f"({len(items)} items, e.g. {items['item_id'].iloc[0]!r}); are the files from one release?")
         inter = inter[known]
+        # duplicates (ours): exact repeats are dropped; for one (user, item, time) with different
+        # signals the last row in file order wins
+        exact = inter.duplicated(["user_id", "item_id", "timestamp", "signal"])
+        raw.count_skip("duplicate interaction rows (exact repeats)", int(exact.sum()))
+        inter = inter[~exact]
+        clash = inter.duplicated(["user_id", "item_id", "timestamp"], keep="last")
+        raw.count_skip("interactions repeated with another signal at the same time (the last kept)", int(clash.sum()))
+        inter = inter[~clash]
     return items, inter.reset_index(drop=True)
 
 
 def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     """Build one dataset; the output directory appears only when the whole build succeeded."""
+    cfg.validate()
     spec = DATASETS.get(cfg.dataset)
     cfg = cfg.resolved(spec)
     needs: list[Need] = [get_need(n) for n in cfg.needs]
@@ -164,10 +204,6 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
         if spec.signal_kind not in need.signal_kinds:
             raise FlexRecError(f"need {need.name!r} cannot label {spec.name} (signal {spec.signal_kind}); "
                                f"{spec.name} supports: {', '.join(spec.default_needs)}")
-    if cfg.candidates < 2:
-        raise FlexRecError("--candidates must be at least 2")
-    if cfg.candidate_order not in CANDIDATE_ORDERS:
-        raise FlexRecError(f"--candidate-order must be one of {', '.join(CANDIDATE_ORDERS)}, got {cfg.candidate_order!r}")
     timer = _Timer()
     with timer.stage("read"):
         options = {"locale": cfg.esci_locale} if spec.signal_kind == "esci" else {}
@@ -198,43 +234,38 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
                 _shuffle_presentation(inst, cfg.seed)
     item_topics = [frozenset(t) for t in items["topics"]]
     counter = _WindowCounter(inter, item_index) if spec.signal_kind != "esci" else None
-    out_root = Path(cfg.out)
-    out_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", suffix=".tmp", dir=out_root))
-    try:
-        counts: dict[str, dict[str, int]] = {}
-        audits: dict[str, dict[str, SplitAudit]] = {}
-        labels = hashlib.sha256()
-        with timer.stage("label+write"):
-            contexts = {split: _label_context(inst, spec, item_topics, counter) for split, inst in splits.items()}
-            ids = items["item_id"].to_numpy()
-            for need in tqdm(needs, desc="label needs", disable=not progress):
-                counts[need.name], audits[need.name] = {}, {}
-                for split, inst in splits.items():
-                    table = _label_table(need, inst, contexts[split], ids)
-                    write_parquet_atomic(tmp / need.name / f"{split}.parquet", table)
-                    counts[need.name][split] = table.num_rows
-                    labels.update(f"{need.name}/{split}\n".encode())
-                    labels.update(label_digest(table).encode())
-                    audits[need.name][split] = audit_lists(table.column("relevance").to_pylist(), cfg.seed)
-            write_parquet_atomic(tmp / "items.parquet", _items_table(items, inter))
-            write_parquet_atomic(tmp / "interactions.parquet", _interactions_table(inter))
-            np.save(tmp / "embeddings.npy", emb, allow_pickle=False)
-            manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, embedder, emb.shape[1],
-                                 labels.hexdigest(), summarize_audit(audits))
-            write_json_atomic(tmp / "manifest.json", manifest)
-        final = out_root / spec.name
-        backup = out_root / f".{spec.name}.old"
-        if backup.exists():
-            shutil.rmtree(backup)
-        if final.exists():
-            os.replace(final, backup)
-        os.replace(tmp, final)
-        if backup.exists():
-            shutil.rmtree(backup)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    final = Path(cfg.out) / spec.name
+    # one writer per output folder; a killed build's leftovers are cleaned by the next (publish.py)
+    with locked(final, what="build"):
+        recover(final)
+        tmp = new_tmp_dir(final)
+        try:
+            counts: dict[str, dict[str, int]] = {}
+            audits: dict[str, dict[str, SplitAudit]] = {}
+            labels = hashlib.sha256()
+            with timer.stage("label+write"):
+                contexts = {split: _label_context(inst, spec, item_topics, counter) for split, inst in splits.items()}
+                ids = items["item_id"].to_numpy()
+                for need in tqdm(needs, desc="label needs", disable=not progress):
+                    counts[need.name], audits[need.name] = {}, {}
+                    for split, inst in splits.items():
+                        table = _label_table(need, inst, contexts[split], ids)
+                        write_parquet_atomic(tmp / need.name / f"{split}.parquet", table)
+                        counts[need.name][split] = table.num_rows
+                        labels.update(f"{need.name}/{split}\n".encode())
+                        labels.update(label_digest(table).encode())
+                        audits[need.name][split] = audit_lists(table.column("relevance").to_pylist(), cfg.seed)
+                write_parquet_atomic(tmp / "items.parquet", _items_table(items, inter))
+                write_parquet_atomic(tmp / "interactions.parquet", _interactions_table(inter))
+                np.save(tmp / "embeddings.npy", emb, allow_pickle=False)
+                manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, embedder, emb.shape[1],
+                                     labels.hexdigest(), summarize_audit(audits))
+                write_json_atomic(tmp / "manifest.json", manifest)
+            fault("build:written")
+            publish(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return BuildResult(final, manifest, timer.seconds)
 
 

@@ -50,6 +50,8 @@ def fetch(spec: DownloadSpec, dest_dir: Path, *, timeout: float = 60.0, progress
     dest = dest_dir / spec.filename
     if dest.exists():
         _verify(spec, dest)
+        if spec.extract and not _extracted_marker(dest).exists():  # a kill during extraction: unpack again
+            extract_zip(dest, dest_dir)
         return dest
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
@@ -64,7 +66,8 @@ def fetch(spec: DownloadSpec, dest_dir: Path, *, timeout: float = 60.0, progress
         else:
             raise DownloadError(f"{spec.url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise DownloadError(f"{spec.url}: cannot connect ({exc}); partial data kept in {part}") from None
+        kept = f"; {offset} bytes kept in {part}, resumed on the next run" if offset else ""
+        raise DownloadError(f"{spec.url}: cannot connect ({exc}){kept}") from None
     if resp is not None:
         with resp:
             if offset and resp.status != 206:  # server ignored Range: start over
@@ -112,21 +115,33 @@ def _verify(spec: DownloadSpec, path: Path) -> None:
         raise DataError(path, f"md5 {hashers['md5'].hexdigest()} does not match the expected {spec.md5}")
 
 
+def _extracted_marker(archive: Path) -> Path:
+    return archive.with_name(f".{archive.name}.extracted")
+
+
 def extract_zip(archive: Path, dest_dir: Path) -> None:
-    """Unpack into ``dest_dir`` refusing members that would escape it (zip-slip)."""
+    """Unpack into ``dest_dir``, refusing members that would escape it (zip-slip). Members are
+    extracted into a fresh hidden folder and moved into place; a marker file written last says the
+    extraction finished, so a run killed midway extracts again (download counts as done only then)."""
+    import shutil
+
     root = dest_dir.resolve()
+    marker = _extracted_marker(archive)
+    marker.unlink(missing_ok=True)
+    tmp = dest_dir / f".extract-{archive.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)  # a killed extraction's leftovers
     with zipfile.ZipFile(archive) as zf:
-        for member in zf.namelist():
+        names = zf.namelist()
+        for member in names:
             target = (dest_dir / member).resolve()
             if root not in target.parents and target != root:
                 raise DataError(archive, f"archive member {member!r} would be written outside {dest_dir}")
-        tmp = dest_dir / f".extract-{archive.name}"
         zf.extractall(tmp)
     for child in tmp.iterdir():
         final = dest_dir / child.name
         if final.exists():
-            import shutil
-
             shutil.rmtree(final) if final.is_dir() else final.unlink()
         os.replace(child, final)
     tmp.rmdir()
+    marker.write_text("\n".join(names) + "\n", encoding="utf-8")

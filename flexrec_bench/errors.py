@@ -24,6 +24,10 @@ class DataError(FlexRecError):
         self.field = field
 
 
+class ConfigError(FlexRecError, ValueError):
+    """An option or configuration value out of its allowed range (also a ValueError)."""
+
+
 class MissingDataError(FlexRecError):
     """A dataset, split or artefact that has not been built or downloaded yet."""
 

@@ -4,6 +4,7 @@ job behind ``flexrec-bench eval``."""
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,9 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .data import DatasetSplit, load_split
-from .errors import FlexRecError
+from .errors import ConfigError, FlexRecError
 from .io import sha256_file, write_json_atomic, write_parquet_atomic
-from .metrics import DEFAULT_METRICS, Report, per_instance_scores, summarize
+from .publish import locked, new_tmp_dir, publish, recover
+from .metrics import DEFAULT_METRICS, Report, parse_metric, per_instance_scores, summarize
 from .ranking import RankResult, check_permutations
 
 
@@ -85,12 +87,32 @@ class EvalConfig:
     seed: int = 0                       #: seeds ties, padding, sampling and the bootstrap
     bootstrap: int = 1000               #: bootstrap resamples for the 95% CIs
     metrics: tuple[str, ...] = DEFAULT_METRICS
-    options: dict = field(default_factory=dict)  #: ranker options (-o key=value)
+    options: dict = field(default_factory=dict)  #: ranker options (-o key=value); secrets are redacted in results.json
+
+    def validate(self) -> None:
+        """One-line errors before anything is ranked or written."""
+        if self.split not in ("train", "val", "test"):
+            raise ConfigError(f"--split must be train, val or test, got {self.split!r}")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
+            raise ConfigError(f"--limit must be an integer >= 1 (or left out for the whole split), got {self.limit!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        if not isinstance(self.bootstrap, int) or self.bootstrap < 0 or 0 < self.bootstrap < MIN_BOOTSTRAP:
+            raise ConfigError(f"--bootstrap must be 0 (no confidence intervals) or at least {MIN_BOOTSTRAP} resamples, "
+                              f"got {self.bootstrap!r}")
+        if not self.metrics:
+            raise ConfigError("--metrics names no metric")
+        for m in self.metrics:
+            parse_metric(m)
+
+
+#: fewest bootstrap resamples that give a confidence interval worth printing (0 turns CIs off)
+MIN_BOOTSTRAP = 100
 
 
 def results_dir(cfg: EvalConfig) -> Path:
-    d = Path(cfg.out) / model_slug(cfg.model) / cfg.dataset / cfg.need
-    return d if cfg.split == "test" else d / cfg.split
+    """``<out>/<model>/<dataset>/<need>/<split>/``: results.json and rankings.parquet, published together."""
+    return Path(cfg.out) / model_slug(cfg.model) / cfg.dataset / cfg.need / cfg.split
 
 
 def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
@@ -99,6 +121,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
     from .results import BootstrapInfo, DatasetInfo, ModelInfo, ParseInfo, RankingsInfo, ResultsFile, provenance
 
     t0 = time.perf_counter()
+    cfg.validate()
     split = load_split(cfg.data, cfg.dataset, cfg.need, cfg.split).head(cfg.limit)
     if len(split) == 0:
         raise FlexRecError(f"{cfg.dataset}/{cfg.need}/{cfg.split} has no instances")
@@ -111,19 +134,28 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
     report = evaluate(result, split, cfg.metrics, cfg.bootstrap, cfg.seed)
     out_dir = results_dir(cfg)
     table = rankings_table(split, result)
-    write_parquet_atomic(out_dir / "rankings.parquet", table)
-    res = ResultsFile(
-        model=ModelInfo(**ranker.info()),
-        dataset=DatasetInfo(name=cfg.dataset, fingerprint=split.fingerprint, split=cfg.split, need=cfg.need,
-                            instances=len(split)),
-        metrics={k: {"mean": v.mean, "ci95": v.ci95, "n": v.n} for k, v in report.metrics.items()},
-        n_no_relevant=report.n_no_relevant,
-        n_no_gain=report.n_no_gain,
-        bootstrap=BootstrapInfo(samples=cfg.bootstrap, seed=cfg.seed),
-        parse=ParseInfo(**asdict(result.parse)) if result.parse else None,
-        rankings=RankingsInfo(file="rankings.parquet", sha256=sha256_file(out_dir / "rankings.parquet")),
-        config={**asdict(cfg), "metrics": list(cfg.metrics)},
-        provenance=provenance(time.perf_counter() - t0),
-    )
-    write_json_atomic(out_dir / "results.json", res.model_dump(mode="json"))
+    # results.json and rankings.parquet appear together or not at all (publish.py)
+    with locked(out_dir, what="results"):
+        recover(out_dir)
+        tmp = new_tmp_dir(out_dir)
+        try:
+            write_parquet_atomic(tmp / "rankings.parquet", table)
+            res = ResultsFile(
+                model=ModelInfo(**ranker.info()),
+                dataset=DatasetInfo(name=cfg.dataset, fingerprint=split.fingerprint, split=cfg.split, need=cfg.need,
+                                    instances=len(split)),
+                metrics={k: {"mean": v.mean, "ci95": v.ci95, "n": v.n} for k, v in report.metrics.items()},
+                n_no_relevant=report.n_no_relevant,
+                n_no_gain=report.n_no_gain,
+                bootstrap=BootstrapInfo(samples=cfg.bootstrap, seed=cfg.seed),
+                parse=ParseInfo(**asdict(result.parse)) if result.parse else None,
+                rankings=RankingsInfo(file="rankings.parquet", sha256=sha256_file(tmp / "rankings.parquet")),
+                config={**asdict(cfg), "metrics": list(cfg.metrics)},
+                provenance=provenance(time.perf_counter() - t0),
+            )
+            write_json_atomic(tmp / "results.json", res.model_dump(mode="json"))
+            publish(tmp, out_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return res, report, out_dir / "results.json"

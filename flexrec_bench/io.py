@@ -16,6 +16,36 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+_UMASK: int | None = None
+
+
+def umask() -> int:
+    """The process umask (read once, and set back at once)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+def fix_mode(path: Path) -> None:
+    """Give ``path`` the mode a plain ``open``/``mkdir`` would have had under the umask (0644/0755
+    under the usual 022), not the 0600/0700 that ``tempfile`` uses."""
+    mode = (0o777 if path.is_dir() else 0o666) & ~umask()
+    with contextlib.suppress(OSError):
+        os.chmod(path, mode)
+
+
+def remove_stale_tmp(dest: str | Path) -> None:
+    """Remove ``.<name>.*.tmp`` files that killed writers of ``dest`` left (call while no other
+    writer of ``dest`` can be running, e.g. under its lock)."""
+    dest = Path(dest)
+    if dest.parent.exists():
+        for p in dest.parent.glob(f".{dest.name}.*.tmp"):
+            if p.is_file() or p.is_symlink():
+                p.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; rename it over ``dest`` only if the block succeeds."""
@@ -26,6 +56,7 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        fix_mode(tmp_path)
         os.replace(tmp_path, dest)
     finally:
         if tmp_path.exists():

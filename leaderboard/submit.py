@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from flexrec_bench import __version__
 from flexrec_bench.data import SPLITS, load_split
 from flexrec_bench.datasets import DATASETS
 from flexrec_bench.errors import FlexRecError
-from flexrec_bench.evaluator import evaluate, read_rankings
-from flexrec_bench.io import sha256_file, write_json_atomic
+from flexrec_bench.evaluator import MIN_BOOTSTRAP, evaluate, read_rankings
+from flexrec_bench.io import remove_stale_tmp, sha256_file, write_json_atomic
 from flexrec_bench.need import NEEDS
 from flexrec_bench.results import ResultsFile
 
@@ -74,6 +74,9 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -
         raise SubmissionRefused(f"{rp}: unknown need {need!r}")
     if split not in SPLITS:
         raise SubmissionRefused(f"{rp}: unknown split {split!r}")
+    if res.bootstrap.samples < MIN_BOOTSTRAP:
+        raise SubmissionRefused(f"{rp}: bootstrap.samples is {res.bootstrap.samples}; entries need confidence intervals "
+                                f"from at least {MIN_BOOTSTRAP} resamples (eval --bootstrap)")
     registered = board.registered_builds.get(ds)
     if registered and res.dataset.fingerprint != registered:
         raise SubmissionRefused(f"{rp}: dataset fingerprint {res.dataset.fingerprint} is not the registered {ds} build "
@@ -100,11 +103,9 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -
         raise SubmissionRefused(f"{rk}: {exc}") from None
     for name, claimed in res.metrics.items():
         got = report.metrics[name]
-        if claimed.n != got.n or (got.mean is None) != (claimed.mean is None) or (
-                got.mean is not None and (abs(got.mean - claimed.mean) > TOLERANCE
-                                          or np.abs(np.array(got.ci95) - np.array(claimed.ci95)).max() > TOLERANCE)):
-            raise SubmissionRefused(f"{rp}: claimed {name} = {_fmt(claimed.mean)} (n {claimed.n}), re-scored "
-                                    f"{_fmt(got.mean)} (n {got.n})")
+        for fld, c, g in (("n", claimed.n, got.n), ("mean", claimed.mean, got.mean), ("ci95", claimed.ci95, got.ci95)):
+            if not _same(c, g):
+                raise SubmissionRefused(f"{rp}: metrics.{name}.{fld}: claimed {_fmt(c)}, re-scored {_fmt(g)}")
     if res.n_no_relevant != report.n_no_relevant or res.n_no_gain != report.n_no_gain:
         raise SubmissionRefused(f"{rp}: claimed n_no_relevant {res.n_no_relevant} / n_no_gain {res.n_no_gain}, "
                                 f"re-scored {report.n_no_relevant} / {report.n_no_gain}")
@@ -114,18 +115,43 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -
         flexrec_bench_version=__version__))
 
 
-def _fmt(x: float | None) -> str:
-    return "undefined" if x is None else f"{x:.6f}"
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.all(np.abs(np.atleast_1d(np.asarray(a, float)) - np.atleast_1d(np.asarray(b, float))) <= TOLERANCE))
+
+
+def _fmt(x) -> str:
+    """Enough digits that two values that differ beyond TOLERANCE never print alike."""
+    if x is None:
+        return "null"
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, (tuple, list)):
+        return "[" + ", ".join(_fmt(v) for v in x) + "]"
+    return repr(float(x))
 
 
 def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, data_dir: str | Path = "data",
-           replace: bool = False) -> tuple[Entry, bool]:
-    """Verify and record; the leaderboard file is locked, rewritten to a temp file and renamed."""
+           replace: bool = False, lock_timeout: float = 60.0) -> tuple[Entry, bool]:
+    """Verify, then record: the (slow) verification runs without the lock against the board as it is;
+    the lock is held only to re-read the board, merge and write it (temp file, renamed)."""
     lb_path = Path(leaderboard)
     lb_path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lb_path) + ".lock", timeout=60):
+    entry = verify(results_path, data_dir, load(lb_path))
+    lock = FileLock(str(lb_path) + ".lock", timeout=lock_timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SubmissionRefused(f"{lb_path}: another submit has held {lock.lock_file} for {lock_timeout:.0f} s; try again "
+                                f"when it finishes (or remove the lock file if no submit is running)") from None
+    try:
+        remove_stale_tmp(lb_path)  # left by a submit killed mid-write; nobody else writes without the lock
         board = load(lb_path)
-        entry = verify(results_path, data_dir, board)
+        registered = board.registered_builds.get(entry.results.dataset.name)
+        if registered and registered != entry.results.dataset.fingerprint:  # registered while we verified
+            raise SubmissionRefused(f"{results_path}: dataset fingerprint {entry.results.dataset.fingerprint} is not the "
+                                    f"registered {entry.results.dataset.name} build {registered}")
         same = [i for i, e in enumerate(board.entries) if e.key == entry.key]
         if same and not replace:
             raise SubmissionRefused(f"{results_path}: an entry for {entry.key[0]} (revision {entry.key[1]}) on "
@@ -136,6 +162,8 @@ def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, dat
                                           e.results.model.name))
         board.registered_builds.setdefault(entry.results.dataset.name, entry.results.dataset.fingerprint)
         write_json_atomic(lb_path, json.loads(board.model_dump_json()))
+    finally:
+        lock.release()
     return entry, replaced
 
 

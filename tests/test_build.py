@@ -15,6 +15,13 @@ SMALL = dict(embedder="hashing-64", train_size=60, test_size=20, val_size=20, ca
              stride=3)
 
 
+def _leftovers(out, name="ml-1m"):
+    """What a finished build must not leave beside its output: temp folders, unlinked generations."""
+    live = (out / name).resolve()
+    return sorted(p.name for p in out.iterdir()
+                  if p.name.startswith(".") and p.name != f".{name}.lock" and p.resolve() != live)
+
+
 def _hashes(root):
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
@@ -62,7 +69,8 @@ def test_build_is_byte_identical_and_rerun_safe(tmp_path):
     other = BuildConfig(dataset="ml-1m", raw_dir=str(raw), out=str(tmp_path / "out2"), **{**SMALL, "seed": 1})
     build(other, progress=False)
     assert _hashes(tmp_path / "out2" / "ml-1m")["interest/test.parquet"] != first["interest/test.parquet"]
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    assert _leftovers(tmp_path / "out") == []
+    assert (tmp_path / "out" / "ml-1m").is_symlink()  # a generation folder behind a link swapped atomically
 
 
 def test_failed_rebuild_keeps_previous_output(tmp_path):
@@ -75,7 +83,7 @@ def test_failed_rebuild_keeps_previous_output(tmp_path):
     with pytest.raises(DataError, match=r"ratings.dat:11: expected 4 fields"):
         build(cfg, progress=False)
     assert _hashes(tmp_path / "out" / "ml-1m") == before
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["ml-1m"]
+    assert _leftovers(tmp_path / "out") == []
 
 
 def test_short_histories_are_skipped_and_counted(tmp_path):

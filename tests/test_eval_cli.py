@@ -27,7 +27,7 @@ def test_reference_rankers_write_valid_results(ml100k, tmp_path, model):
     data = json.loads(path.read_text())
     ResultsFile.model_validate(data)
     assert data["dataset"]["fingerprint"] == json.loads((ml100k / "ml-100k" / "manifest.json").read_text())["fingerprint"]
-    assert path == tmp_path / model / "ml-100k" / "interest" / "results.json"
+    assert path == tmp_path / model / "ml-100k" / "interest" / "test" / "results.json"
     # the rankings file re-scores to the same numbers
     split = load_split(ml100k, "ml-100k", "interest")
     again = evaluate(read_rankings(path.parent / "rankings.parquet"), split, bootstrap=200)

@@ -42,7 +42,7 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
             self.send_header("Retry-After", "0")
             self.end_headers()
             return
-        if self.headers.get("Authorization") != "Bearer sk-test":
+        if not self.headers.get("Authorization", "").startswith("Bearer sk-test"):
             self.send_response(401)
             self.end_headers()
             self.wfile.write(b'{"error": "bad key"}')
@@ -117,3 +117,35 @@ def test_model_argument_rules(ml100k, tmp_path):
         run_eval(EvalConfig(model="star:x", data=str(ml100k), out=str(tmp_path)), progress=False)
     with pytest.raises(FlexRecError, match="does not take option"):
         run_eval(EvalConfig(model="star", data=str(ml100k), out=str(tmp_path), options={"bogus": "1"}), progress=False)
+
+
+def test_api_keys_never_reach_results_cache_or_leaderboard(ml100k, tmp_path, fake_openai, monkeypatch):
+    from leaderboard.submit import submit
+
+    secret = "sk-test-SECRET123"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-ENVSECRET456")
+    opts = {"base_url": fake_openai, "api_key": secret, "cache_dir": str(tmp_path / "cache"), "requests_per_minute": "0"}
+    res, _, path = run_eval(EvalConfig(model="openai:gpt-4o", data=str(ml100k), out=str(tmp_path / "res"), options=opts,
+                                       bootstrap=100), progress=False)
+    assert res.config["options"]["api_key"] == "<redacted>"
+    submit(path, tmp_path / "lb" / "leaderboard.json", ml100k)
+    from leaderboard.render import render
+    from leaderboard.submit import load
+
+    render(load(tmp_path / "lb" / "leaderboard.json"), tmp_path / "site")
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "leaderboard.json" for p in files) and any(p.suffix == ".json" for p in (tmp_path / "cache").rglob("*"))
+    for p in files:
+        blob = p.read_bytes()
+        for s in (b"SECRET123", b"ENVSECRET456"):
+            assert s not in blob, (p, s)
+
+
+def test_redaction_rule():
+    from flexrec_bench.results import redact
+
+    got = redact({"api_key": "a", "apiKey": "b", "hf_token": "c", "max_new_tokens": 9, "keys_seen": 3,
+                  "base_url": "https://u:pw@host/v1", "nested": [{"client_secret": "d"}], "token": None})
+    assert got == {"api_key": "<redacted>", "apiKey": "<redacted>", "hf_token": "<redacted>", "max_new_tokens": 9,
+                   "keys_seen": 3, "base_url": "https://<redacted>@host/v1", "nested": [{"client_secret": "<redacted>"}],
+                   "token": None}

@@ -62,6 +62,18 @@ def to_number(path: Path, line: int, field: str, value: str, kind: type = float)
         raise DataError(path, f"expected {kind.__name__}, got {value!r}", line=line, field=field) from None
 
 
+#: largest |Unix time| in seconds accepted (about the year 5100): beyond it a value is a unit error
+MAX_TIMESTAMP = 1e11
+
+
+def to_timestamp(path: Path, line: int, field: str, value: str) -> int:
+    """A Unix time in seconds: finite, within +-MAX_TIMESTAMP (nan, inf, 1e30 are refused)."""
+    t = to_number(path, line, field, value)
+    if not (-MAX_TIMESTAMP < t < MAX_TIMESTAMP):  # also False for nan
+        raise DataError(path, f"expected a Unix time in seconds, got {value.strip()!r}", line=line, field=field)
+    return int(t)
+
+
 def read_csv_records(path: Path, required: Sequence[str], encoding: str = "utf-8") -> Iterator[tuple[int, dict[str, str]]]:
     """Read a CSV with a header, tolerating bare carriage returns inside unquoted fields.
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ._text import clean_text, parse_list_literal, read_csv_records, require_file
+from ._text import MAX_TIMESTAMP, clean_text, parse_list_literal, read_csv_records, require_file
 from .base import RawData
 
 MATRIX_COLUMNS = ("user_id", "video_id", "play_duration", "video_duration", "time", "date", "timestamp", "watch_ratio")
@@ -106,6 +106,9 @@ def read_kuairec(raw_dir: Path | None) -> RawData:
     n0 = len(big)
     big = big.dropna(subset=["user_id", "video_id", "timestamp", "watch_ratio"])
     raw.count_skip("interactions with a missing timestamp or watch ratio", n0 - len(big))
+    in_range = big["timestamp"].abs() < MAX_TIMESTAMP
+    raw.count_skip("interactions with an infinite or out-of-range timestamp", int((~in_range).sum()))
+    big = big[in_range]
     small_clean = small.dropna(subset=["user_id", "video_id", "watch_ratio"])
     raw.count_skip("small-matrix cells with a missing watch ratio", len(small) - len(small_clean))
     captions = read_captions(cap_path) if cap_path.exists() else {}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError, MissingDataError
-from ._text import clean_text, require_file, split_lines, to_number
+from ._text import clean_text, require_file, split_lines, to_number, to_timestamp
 from .base import RawData
 
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -68,7 +68,7 @@ def _read_ratings(path: Path, encoding: str, sep: str, names: list[str], cols: t
         users.append(f[u])
         items.append(f[i])
         ratings.append(rating)
-        times.append(int(to_number(path, line, names[t], f[t])))
+        times.append(to_timestamp(path, line, names[t], f[t]))
     return _interactions_frame(users, items, ratings, times)
 
 

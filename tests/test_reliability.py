@@ -1,0 +1,270 @@
+"""Faults and bad inputs: one-line errors instead of tracebacks, counted skips, builds and results
+that survive kill -9 at every publish step and concurrent writers, permissions that respect the
+umask, and downloads whose extraction is part of "done"."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import rawfixtures as fx
+from filelock import FileLock
+from typer.testing import CliRunner
+
+from flexrec_bench.build import BuildConfig, build
+from flexrec_bench.cli import app
+from flexrec_bench.download import DownloadSpec, fetch
+from flexrec_bench.errors import DataError, FlexRecError
+from flexrec_bench.evaluator import EvalConfig, run_eval
+
+SMALL = dict(embedder="hashing-32", train_size=40, test_size=15, val_size=15, candidates=8, history=6, min_history=3,
+             stride=3)
+BUILD_ARGS = ["--dataset", "ml-1m", "--embedder", "hashing-32", "--candidates", "8", "--history", "6",
+              "--min-history", "3", "--stride", "3", "--train-size", "40", "--test-size", "15", "--quiet"]
+
+
+def _cli(*args, env=None, timeout=300):
+    """The real command in a fresh process (tracebacks and exit codes as a user sees them)."""
+    return subprocess.run([sys.executable, "-m", "flexrec_bench.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def _one_line_error(r):
+    assert r.returncode == 2, (r.returncode, r.stderr[-1500:])
+    assert "Traceback" not in r.stderr, r.stderr[-1500:]
+    lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+def _leftovers(out: Path, name: str = "ml-1m") -> list[str]:
+    live = (out / name).resolve() if (out / name).exists() else None
+    return sorted(p.name for p in out.iterdir()
+                  if p.name.startswith(".") and p.name != f".{name}.lock" and p.resolve() != live)
+
+
+def _complete(root: Path) -> dict:
+    m = json.loads((root / "manifest.json").read_text())
+    for rel, info in m["outputs"].items():
+        assert hashlib.sha256((root / rel).read_bytes()).hexdigest() == info["sha256"], rel
+    return m
+
+
+# -- one-line errors ------------------------------------------------------------------------
+@pytest.mark.parametrize("opt,value,expect", [
+    ("--stride", "0", "--stride must be an integer >= 1, got 0"),
+    ("--train-size", "-5", "--train-size must be an integer >= 1, got -5"),
+    ("--test-size", "0", "--test-size must be an integer >= 1, got 0"),
+    ("--seed", "-1", "--seed must be an integer >= 0, got -1"),
+    ("--embedder", "hashing-0", "--embedder must be hashing-<dim> with dim >= 1"),
+    ("--candidate-order", "sorted", "--candidate-order must be one of shuffled, retrieval"),
+])
+def test_build_options_out_of_range_are_one_line_errors(tmp_path, opt, value, expect):
+    raw = fx.write_ml1m(tmp_path / "raw")
+    r = _cli("build-data", "--raw-dir", str(raw), "--out", str(tmp_path / "out"), *BUILD_ARGS, opt, value)
+    assert expect in _one_line_error(r)
+    assert not (tmp_path / "out" / "ml-1m").exists()
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "1e30", "-inf"])
+def test_non_finite_timestamps_name_file_line_and_field(tmp_path, bad):
+    raw = fx.write_ml1m(tmp_path / "raw")
+    lines = (raw / "ratings.dat").read_text(encoding="latin-1").splitlines()
+    lines[6] = "1::2::4::" + bad
+    (raw / "ratings.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    with pytest.raises(DataError, match=rf"ratings.dat:7 \[Timestamp\]: expected a Unix time in seconds, got '{bad}'"):
+        build(BuildConfig(dataset="ml-1m", raw_dir=str(raw), out=str(tmp_path / "out"), **SMALL), progress=False)
+
+
+def test_ratings_that_name_no_known_movie_are_a_one_line_error(tmp_path):
+    raw = fx.write_ml1m(tmp_path / "raw")
+    (raw / "ratings.dat").write_text("".join(f"{u}::9999{u}::4::88000000{u}\n" for u in range(1, 9)), encoding="latin-1")
+    r = _cli("build-data", "--raw-dir", str(raw), "--out", str(tmp_path / "out"), *BUILD_ARGS)
+    assert "none of the 8 interactions names an item of the item file" in _one_line_error(r)
+
+
+def test_doubled_ratings_are_dropped_and_counted(tmp_path):
+    raw = fx.write_ml1m(tmp_path / "raw")
+    once = build(BuildConfig(dataset="ml-1m", raw_dir=str(raw), out=str(tmp_path / "once"), **SMALL), progress=False)
+    text = (raw / "ratings.dat").read_text(encoding="latin-1")
+    n = len(text.splitlines())
+    u, i, r, t = text.splitlines()[0].split("::")
+    other = "1" if r != "1" else "2"  # the same (user, item, time) again with another rating: the last wins
+    (raw / "ratings.dat").write_text(text + text + f"{u}::{i}::{other}::{t}\n", encoding="latin-1")
+    twice = build(BuildConfig(dataset="ml-1m", raw_dir=str(raw), out=str(tmp_path / "twice"), **SMALL), progress=False)
+    assert twice.manifest["skipped"]["duplicate interaction rows (exact repeats)"] == n
+    assert twice.manifest["skipped"]["interactions repeated with another signal at the same time (the last kept)"] == 1
+    t = pq.read_table(twice.path / "interest" / "train.parquet").to_pandas()
+    assert all(len(set(h)) == len(h) for h in t["history"])  # never 27, 27, 56, 56
+    a = pq.read_table(once.path / "niche" / "test.parquet").to_pandas()
+    b = pq.read_table(twice.path / "niche" / "test.parquet").to_pandas()
+    assert a["instance_id"].tolist() == b["instance_id"].tolist()
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--metrics", "bogus@5"], "unknown metric 'bogus@5'"),
+    (["--bootstrap", "-3"], "--bootstrap must be 0 (no confidence intervals) or at least 100"),
+    (["--bootstrap", "1"], "--bootstrap must be 0 (no confidence intervals) or at least 100"),
+    (["--limit", "-5"], "--limit must be an integer >= 1"),
+    (["--limit", "0"], "--limit must be an integer >= 1"),
+    (["--seed", "-2"], "--seed must be an integer >= 0"),
+])
+def test_eval_options_out_of_range_are_one_line_errors_and_write_nothing(tmp_path, args, expect):
+    raw = fx.write_ml1m(tmp_path / "raw")
+    build(BuildConfig(dataset="ml-1m", raw_dir=str(raw), out=str(tmp_path / "data"), **SMALL), progress=False)
+    r = _cli("eval", "--model", "random", "--dataset", "ml-1m", "--data", str(tmp_path / "data"), "--out",
+             str(tmp_path / "res"), "--quiet", *args)
+    assert expect in _one_line_error(r)
+    assert not (tmp_path / "res").exists()
+
+
+# -- crash safety ---------------------------------------------------------------------------
+@pytest.mark.parametrize("step", ["build:written", "publish:renamed", "publish:linked", "publish:swapped"])
+def test_kill_at_each_publish_step_leaves_one_complete_dataset(tmp_path, step):
+    raw = fx.write_ml1m(tmp_path / "raw")
+    out = tmp_path / "out"
+    args = ["build-data", "--raw-dir", str(raw), "--out", str(out), *BUILD_ARGS]
+    assert _cli(*args).returncode == 0
+    first = _complete(out / "ml-1m")
+    r = _cli(*args, "--seed", "1", env={"FLEXREC_FAULT": step})
+    assert r.returncode == -9, r.stderr[-800:]  # killed, as by kill -9
+    after_kill = _complete(out / "ml-1m")  # the old build or the new one, whole
+    assert after_kill["fingerprint"] in (first["fingerprint"],) or after_kill["config"]["seed"] == 1
+    r = _cli(*args, "--seed", "2")
+    assert r.returncode == 0, r.stderr[-800:]
+    assert _complete(out / "ml-1m")["config"]["seed"] == 2
+    assert _leftovers(out) == []
+
+
+def test_kill_while_replacing_an_old_style_folder_recovers(tmp_path):
+    raw = fx.write_ml1m(tmp_path / "raw")
+    out = tmp_path / "out"
+    args = ["build-data", "--raw-dir", str(raw), "--out", str(out), *BUILD_ARGS]
+    assert _cli(*args).returncode == 0
+    real = out / "ml-1m"
+    target = real.resolve()
+    real.unlink()
+    os.replace(target, real)  # a build folder as the previous release wrote it: a plain directory
+    assert _cli(*args, "--seed", "1", env={"FLEXREC_FAULT": "publish:moved-legacy"}).returncode == -9
+    assert not real.exists()  # the one moment with no folder: the next run restores it
+    assert _cli("audit", "--dataset", "ml-1m", "--data", str(out)).returncode == 2
+    assert _cli(*args, "--seed", "2").returncode == 0
+    assert _complete(real)["config"]["seed"] == 2 and _leftovers(out) == []
+
+
+def test_concurrent_builds_into_one_folder_all_succeed(tmp_path):
+    raw = fx.write_ml1m(tmp_path / "raw")
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([sys.executable, "-m", "flexrec_bench.cli", "build-data", "--raw-dir", str(raw), "--out",
+                               str(out), *BUILD_ARGS, "--seed", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-1500:]
+    assert _complete(out / "ml-1m")["config"]["seed"] in range(4)
+    assert _leftovers(out) == []
+
+
+def test_eval_publishes_results_and_rankings_together(tmp_path):
+    raw = fx.write_ml1m(tmp_path / "raw")
+    build(BuildConfig(dataset="ml-1m", raw_dir=str(raw), out=str(tmp_path / "data"), **SMALL), progress=False)
+    args = ["eval", "--model", "random", "--dataset", "ml-1m", "--data", str(tmp_path / "data"), "--out",
+            str(tmp_path / "res"), "--quiet", "--bootstrap", "100"]
+    assert _cli(*args).returncode == 0
+    d = tmp_path / "res" / "random" / "ml-1m" / "interest" / "test"
+    before = json.loads((d / "results.json").read_text())
+    assert _cli(*args, "--seed", "5", env={"FLEXREC_FAULT": "publish:linked"}).returncode == -9
+    now = json.loads((d / "results.json").read_text())
+    assert now["rankings"]["sha256"] == before["rankings"]["sha256"]
+    assert hashlib.sha256((d / "rankings.parquet").read_bytes()).hexdigest() == now["rankings"]["sha256"]
+    assert _cli(*args, "--seed", "6").returncode == 0
+    now = json.loads((d / "results.json").read_text())
+    assert now["bootstrap"]["seed"] == 6
+    assert hashlib.sha256((d / "rankings.parquet").read_bytes()).hexdigest() == now["rankings"]["sha256"]
+    assert _leftovers(d.parent, "test") == []
+
+
+def test_outputs_respect_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        raw = fx.write_ml1m(tmp_path / "raw")
+        res = build(BuildConfig(dataset="ml-1m", raw_dir=str(raw), out=str(tmp_path / "data"), **SMALL), progress=False)
+        _, _, path = run_eval(EvalConfig(model="random", dataset="ml-1m", data=str(tmp_path / "data"),
+                                         out=str(tmp_path / "res"), bootstrap=0), progress=False)
+        from leaderboard.render import render
+        from leaderboard.schema import Leaderboard
+
+        page = render(Leaderboard(), tmp_path / "site")
+    finally:
+        os.umask(old)
+    for p in [res.path.resolve(), *res.path.resolve().rglob("*"), path.parent.resolve(), path.resolve(),
+              (path.parent / "rankings.parquet").resolve(), page]:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        assert mode == (0o755 if p.is_dir() else 0o644), (p, oct(mode))
+
+
+# -- leaderboard ------------------------------------------------------------------------------
+def test_submit_lock_timeout_is_one_line_and_stale_temp_files_go(tmp_path):
+    from leaderboard.submit import SubmissionRefused, submit
+
+    raw = fx.write_ml1m(tmp_path / "raw")
+    build(BuildConfig(dataset="ml-1m", raw_dir=str(raw), out=str(tmp_path / "data"), **SMALL), progress=False)
+    _, _, path = run_eval(EvalConfig(model="random", dataset="ml-1m", data=str(tmp_path / "data"),
+                                     out=str(tmp_path / "res"), bootstrap=100), progress=False)
+    lb = tmp_path / "lb" / "leaderboard.json"
+    lb.parent.mkdir()
+    stale = lb.parent / ".leaderboard.json.abc123.tmp"
+    stale.write_text("{half a file")
+    with FileLock(str(lb) + ".lock"):
+        with pytest.raises(SubmissionRefused, match="another submit has held .* for 0 s; try again") as e:
+            submit(path, lb, tmp_path / "data", lock_timeout=0.2)
+        assert "\n" not in str(e.value)
+    submit(path, lb, tmp_path / "data")
+    assert not stale.exists() and json.loads(lb.read_text())["entries"]
+    assert stat.S_IMODE(lb.stat().st_mode) & 0o044  # readable by a web server running as another user
+
+
+def test_submit_refuses_too_few_bootstrap_resamples(tmp_path):
+    from leaderboard.submit import SubmissionRefused, submit
+
+    raw = fx.write_ml1m(tmp_path / "raw")
+    build(BuildConfig(dataset="ml-1m", raw_dir=str(raw), out=str(tmp_path / "data"), **SMALL), progress=False)
+    _, _, path = run_eval(EvalConfig(model="random", dataset="ml-1m", data=str(tmp_path / "data"),
+                                     out=str(tmp_path / "res"), bootstrap=0), progress=False)
+    with pytest.raises(SubmissionRefused, match="at least 100 resamples"):
+        submit(path, tmp_path / "lb.json", tmp_path / "data")
+
+
+# -- downloads --------------------------------------------------------------------------------
+def test_download_killed_during_extraction_extracts_on_the_next_run(tmp_path, monkeypatch):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("ml-1m/ratings.dat", "1::1::5::1\n")
+        z.writestr("ml-1m/movies.dat", "1::A (1990)::Drama\n")
+    data = buf.getvalue()
+    (tmp_path / "ml-1m.zip").write_bytes(data)  # downloaded and verified, then killed while unpacking
+    (tmp_path / ".extract-ml-1m.zip.tmp").mkdir()  # the killed extraction's leftovers
+    spec = DownloadSpec("http://127.0.0.1:9/ml-1m.zip", "ml-1m.zip", sha256=hashlib.sha256(data).hexdigest(),
+                        extract=True)
+    fetch(spec, tmp_path, progress=False)  # no network needed: the archive is there, the extraction is not
+    assert (tmp_path / "ml-1m" / "movies.dat").read_text() == "1::A (1990)::Drama\n"
+    assert not (tmp_path / ".extract-ml-1m.zip.tmp").exists()
+    (tmp_path / "ml-1m" / "movies.dat").unlink()
+    fetch(spec, tmp_path, progress=False)  # finished once: not unpacked again
+    assert not (tmp_path / "ml-1m" / "movies.dat").exists()
+
+
+def test_unreachable_server_does_not_claim_partial_data(tmp_path):
+    spec = DownloadSpec("http://127.0.0.1:9/none.zip", "none.zip")
+    with pytest.raises(FlexRecError) as e:
+        fetch(spec, tmp_path, progress=False, timeout=2)
+    assert "cannot connect" in str(e.value) and "kept" not in str(e.value)
