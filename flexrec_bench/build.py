@@ -386,15 +386,26 @@ def label_digest(table: pa.Table) -> str:
     """sha256 of a label table's content that identifies the data, not the machine: instance ids,
     users, queries, histories and their signals and times, candidates in presented order, relevance
     rounded to FINGERPRINT_DECIMALS, the relevant and observed flags. Retrieval scores (float bits
-    of the embedder) are left out."""
+    of the embedder) are left out. Each column is hashed in a fixed encoding (list lengths, then
+    values: strings joined by NUL, numbers as little-endian float64/int64, flags as bytes)."""
     h = hashlib.sha256()
     for name in ("instance_id", "user_id", "query", "history", "history_signals", "history_times", "query_time",
-                 "candidates", "relevant", "observed"):
-        h.update(name.encode())
-        h.update(json.dumps(table.column(name).to_pylist(), separators=(",", ":")).encode())
-    rel = [[round(float(x), FINGERPRINT_DECIMALS) + 0.0 for x in r] for r in table.column("relevance").to_pylist()]
-    h.update(b"relevance")
-    h.update(json.dumps(rel, separators=(",", ":")).encode())
+                 "candidates", "relevant", "observed", "relevance"):
+        col = table.column(name).combine_chunks()
+        h.update(name.encode() + b"\x00")
+        if pa.types.is_list(col.type):
+            h.update(np.diff(col.offsets.to_numpy()).astype("<i8").tobytes())
+            col = col.flatten()
+        if pa.types.is_string(col.type):
+            h.update("\x00".join(col.to_pylist()).encode("utf-8"))
+        elif pa.types.is_boolean(col.type):
+            h.update(col.to_numpy(zero_copy_only=False).astype(np.uint8).tobytes())
+        elif name == "relevance":
+            h.update((np.round(col.to_numpy().astype(np.float64), FINGERPRINT_DECIMALS) + 0.0).astype("<f8").tobytes())
+        elif pa.types.is_integer(col.type):
+            h.update(col.to_numpy().astype("<i8").tobytes())
+        else:
+            h.update(col.to_numpy().astype("<f8").tobytes())
     return h.hexdigest()
 
 

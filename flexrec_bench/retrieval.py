@@ -70,6 +70,7 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
             items = cat[local[r][ok]]
             if len(exclude[i]):
                 items = items[~np.isin(items, exclude[i])]
+            items = items[: k + RESCORE_MARGIN]  # FAISS order: the re-scoring settles the boundary
             sc = exact_scores(emb[items], queries[i])
             order = np.lexsort((items, -sc))[:k]
             idx_out[i, : len(order)] = items[order]
