@@ -27,7 +27,7 @@ from .embed import DEFAULT_EMBEDDER, Embedder
 from .errors import DataError, FlexRecError, MissingDataError
 from .audit import SplitAudit, audit_lists, summarize_audit
 from .io import sha256_file, write_json_atomic, write_parquet_atomic
-from .need import LabelContext, Need, get_need
+from .need import LabelContext, Need, make_need
 from .paths import embedding_cache_dir
 from .publish import fault, locked, new_tmp_dir, publish, recover
 from .paths import raw_dir as default_raw_dir
@@ -49,6 +49,7 @@ class BuildConfig:
     raw_dir: str | None = None          #: raw files; default: the bundled copy (ml-100k) or $FLEXREC_HOME/raw/<dataset>
     out: str = "data"                   #: output root; the build goes to <out>/<dataset>/
     needs: tuple[str, ...] | None = None  #: needs to label; default: the dataset's default needs
+    need_options: dict[str, dict] = field(default_factory=dict)  #: per-need label parameters, e.g. {"niche": {"rule": "share_unseen"}}
     candidates: int = 30                #: K, candidates per instance (STAR top-K)
     history: int = 20                   #: most recent history items shown per instance
     min_history: int = 5                #: fewest past interactions before a cut point
@@ -63,7 +64,8 @@ class BuildConfig:
     candidate_order: str = "shuffled"   #: order the ranker sees: "shuffled" (seeded per instance, label-free) or "retrieval" (STAR's order; leaks labels, see docs/data.md)
     ensure_positive: bool = False       #: (ours, off as in the paper) where no future positive was retrieved, one replaces the weakest candidate; counted in the manifest
     observed_fraction: float | None = None  #: share of each user's interactions kept as observed training signal (KuaiRec 0.1, else 1.0)
-    esci_locale: str = "us"             #: ESCI product locale
+    esci_locale: str = "us"             #: ESCI product locale (us, es, jp)
+    esci_version: str = "small"         #: ESCI examples: "small" (the reduced task-1 set, small_version == 1) or "large" (all)
     esci_val_fraction: float = 0.1      #: ESCI: share of the official train queries held out as val
 
     def validate(self) -> None:
@@ -199,14 +201,17 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     cfg.validate()
     spec = DATASETS.get(cfg.dataset)
     cfg = cfg.resolved(spec)
-    needs: list[Need] = [get_need(n) for n in cfg.needs]
+    unknown = sorted(set(cfg.need_options) - set(cfg.needs))
+    if unknown:
+        raise FlexRecError(f"--need-option names need(s) not built: {', '.join(unknown)} (built: {', '.join(cfg.needs)})")
+    needs: list[Need] = [make_need(n, cfg.need_options.get(n, {})) for n in cfg.needs]
     for need in needs:
         if spec.signal_kind not in need.signal_kinds:
             raise FlexRecError(f"need {need.name!r} cannot label {spec.name} (signal {spec.signal_kind}); "
                                f"{spec.name} supports: {', '.join(spec.default_needs)}")
     timer = _Timer()
     with timer.stage("read"):
-        options = {"locale": cfg.esci_locale} if spec.signal_kind == "esci" else {}
+        options = {"locale": cfg.esci_locale, "version": cfg.esci_version} if spec.signal_kind == "esci" else {}
         raw = spec.reader(_resolve_raw_dir(cfg, spec), **options)
         items, inter = _check_raw(raw, spec)
     item_index = {iid: i for i, iid in enumerate(items["item_id"])}

@@ -29,6 +29,17 @@ def _options(pairs: list[str] | None) -> dict:
     return out
 
 
+def _need_options(pairs: list[str] | None) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for p in pairs or []:
+        key, sep, val = p.partition("=")
+        need, dot, field = key.strip().partition(".")
+        if not sep or not dot or not need or not field:
+            raise FlexRecError(f"--need-option expects need.field=value (e.g. niche.bonus=1), got {p!r}")
+        out.setdefault(need, {})[field.replace("-", "_")] = val
+    return out
+
+
 @app.command("ls")
 def ls_cmd() -> None:
     """List the datasets, needs and models known to the registries."""
@@ -89,6 +100,9 @@ def build_data_cmd(
     seed: Annotated[int, typer.Option(help="seed of splits and samples; same seed -> byte-identical Parquet")] = 0,
     observed_fraction: Annotated[Optional[float], typer.Option(help="share of interactions kept as observed training signal (default: 0.1 KuaiRec, 1.0 otherwise)")] = None,
     candidate_order: Annotated[str, typer.Option(help="order the ranker sees: 'shuffled' (seeded per instance, label-free) or 'retrieval' (hands STAR's order to the ranker; leaks labels, the audit flags it)")] = "shuffled",
+    need_option: Annotated[Optional[list[str]], typer.Option("--need-option", help="label parameter need.field=value, repeatable (e.g. niche.rule=share_unseen, niche.bonus=1, trend.alpha=0.7, interest.watch_ratio_cap=3)")] = None,
+    locale: Annotated[str, typer.Option(help="ESCI product locale: us, es or jp")] = "us",
+    esci_version: Annotated[str, typer.Option(help="ESCI examples: 'small' (the reduced task-1 set) or 'large'")] = "small",
     ensure_positive: Annotated[bool, typer.Option(help="(ours, off as in the paper) where no future positive was retrieved, put one in place of the weakest candidate (counted in the manifest)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
@@ -99,7 +113,8 @@ def build_data_cmd(
                       candidates=candidates, history=history, min_history=min_history, stride=stride,
                       embedder=embedder, train_size=train_size, val_size=val_size, test_size=test_size, seed=seed,
                       observed_fraction=observed_fraction, candidate_order=candidate_order,
-                      ensure_positive=ensure_positive)
+                      ensure_positive=ensure_positive, esci_locale=locale, esci_version=esci_version,
+                      need_options=_need_options(need_option))
     res = build(cfg, progress=not quiet)
     m = res.manifest
     typer.echo(f"built {res.path} (fingerprint {m['fingerprint']}): {m['counts']['items']} items, "

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .errors import ConfigError
 from .registry import Registry
 
 
@@ -33,7 +34,7 @@ class LabelContext:
 
 @dataclass
 class Labels:
-    relevance: np.ndarray   #: (n, K) float32 graded relevance in [0, 1]; 0 on padding
+    relevance: np.ndarray   #: (n, K) float32 graded relevance >= 0 (in [0, 1] except raw watch ratios); 0 on padding
     relevant: np.ndarray    #: (n, K) bool, the need's relevant set (Recall/Precision/MRR)
     observed: np.ndarray    #: (n, K) bool, label known exactly (observed signal or deterministic derivation)
 
@@ -60,6 +61,48 @@ NEEDS: Registry[type[Need]] = Registry("need", entry_point_group="flexrec_bench.
 
 def get_need(name: str, **overrides) -> Need:
     return NEEDS.get(name)(**overrides)
+
+
+def make_need(name: str, options: dict) -> Need:
+    """A need with label parameters from strings or values (``--need-option niche.bonus=1``): each
+    option must be a field of the need's dataclass and is converted to that field's type."""
+    import dataclasses
+    import typing
+
+    cls = NEEDS.get(name)
+    fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    hints = typing.get_type_hints(cls) if fields else {}
+    kwargs = {}
+    for key, value in options.items():
+        if key not in fields:
+            from .registry import did_you_mean
+
+            raise ConfigError(f"need {name!r} has no option {key!r}; {did_you_mean(key, sorted(fields))}")
+        kwargs[key] = _convert(name, key, value, hints.get(key))
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"need {name!r}: {exc}") from None
+
+
+def _convert(need: str, key: str, value, hint):
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    target = args[0] if args else hint
+    if text.lower() in ("none", "null") and type(None) in getattr(hint, "__args__", ()):
+        return None
+    try:
+        if target is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if target in (int, float):
+            return target(text)
+    except ValueError:
+        raise ConfigError(f"--need-option {need}.{key} expects {target.__name__}, got {value!r}") from None
+    return text
 
 
 def minmax(x: np.ndarray, mask: np.ndarray) -> np.ndarray:

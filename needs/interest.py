@@ -12,8 +12,10 @@ from flexrec_bench.need import LabelContext, Labels, Need
 class InterestNeed(Need):
     """Maximize interest: the user's own signal on the candidate.
 
-    MovieLens ratings map exponentially, rel = (2^r - 1) / (2^5 - 1); relevant: r >= 4.
-    KuaiRec watch ratios map linearly with a cap, rel = min(w, cap) / cap; relevant: w >= 2.
+    MovieLens ratings map exponentially, rel = (2^r - 1) / (2^5 - 1) (the paper: exponential in the
+    rating; base 2 and the normalisation are ours); relevant: r >= 4 (ours).
+    KuaiRec: the watch ratio itself is the gain, as in the paper (``watch_ratio_cap`` optionally
+    caps it: rel = min(w, cap)); relevant: w >= 2 (ours).
     Unobserved pairs get relevance 0 and ``observed = False`` (the critic may fill them in).
     """
 
@@ -26,7 +28,7 @@ class InterestNeed(Need):
 
     rating_max: float = 5.0
     rating_relevant: float = 4.0
-    watch_ratio_cap: float = 3.0
+    watch_ratio_cap: float | None = None   #: None: the raw watch ratio is the gain (the paper)
     watch_ratio_relevant: float = 2.0
 
     def label(self, ctx: LabelContext) -> Labels:
@@ -37,7 +39,7 @@ class InterestNeed(Need):
             rel = (np.exp2(s) - 1.0) / (2.0 ** self.rating_max - 1.0)
             relevant = observed & (s >= self.rating_relevant)
         elif ctx.signal_kind == "watch_ratio":
-            rel = np.clip(s, 0.0, self.watch_ratio_cap) / self.watch_ratio_cap
+            rel = np.clip(s, 0.0, self.watch_ratio_cap if self.watch_ratio_cap is not None else None)
             relevant = observed & (s >= self.watch_ratio_relevant)
         else:
             raise ValueError(f"interest cannot label signal kind {ctx.signal_kind!r}")

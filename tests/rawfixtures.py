@@ -66,8 +66,11 @@ def write_atomic(d: Path, name="ml-100k", n_users=30, n_items=60, per_user=20, s
 
 
 def write_kuairec(root: Path, n_users=24, n_items=50, seed=3) -> Path:
-    """KuaiRec 2.0 layout with caption-file quirks: bare CR inside unquoted captions, NBSP,
-    UNKNOWN and -124 missing markers, empty captions, list literals."""
+    """KuaiRec 2.0 layout with the released files' quirks, written from the documented formats:
+    topic_tag as a CSV-quoted bracket list of unquoted strings (``"[五爱市场,感谢快手我要上热门,搞笑]"``)
+    or a bare ``[]``; captions with a bare CR, NBSP, doubled quotes and a line break inside a quoted
+    field, and one line break inside an unquoted caption; UNKNOWN and -124 missing markers; empty
+    captions; ``feat`` as a quoted list of ints; user_features.csv with its documented columns."""
     d = root / "KuaiRec 2.0" / "data"
     d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -90,12 +93,26 @@ def write_kuairec(root: Path, n_users=24, n_items=50, seed=3) -> Path:
     cats = ["美食", "游戏", "音乐", "运动", "搞笑"]
     for v in range(n_items):
         caption = f"视频\u00a0{v}\r第二行" if v % 5 == 0 else ("" if v % 7 == 0 else f"caption {v}")
+        if v == 6:
+            caption = '"他说""好看""\n第二行,还有逗号"'  # quoted: doubled quotes, a comma and a line break
+        if v == 8:
+            caption = "第一行\n第二行"  # unquoted, with a line break: the record spans two lines
         cover = "UNKNOWN"
-        tag = "[]" if v % 3 else f"\"['标签{v}', 'tag{v}']\""
+        tag = "[]" if v % 3 and v != 4 else f'"[标签{v},感谢快手我要上热门,搞笑]"'
+        if v == 4:
+            tag = '"[五爱市场,感谢快手我要上热门,搞笑]"'
+        if v == 9:
+            tag = '"[\'标签9\', \'tag9\']"'  # a Python-style list also reads
         third = "-124,UNKNOWN" if v % 2 else f"{v},细类{v}"
         cap.append(f"{v},{cover},{caption},{tag},{v % 5},{cats[v % 5]},{10 + v % 3},子类{v % 3},{third}\n")
     (d / "kuairec_caption_category.csv").write_bytes("".join(cap).encode("utf-8"))
     (d / "item_categories.csv").write_text("video_id,feat\n" + "".join(f'{v},"[{v % 4}, {v % 6}]"\n' for v in range(n_items)))
+    ucols = ("user_id,user_active_degree,is_lowactive_period,is_live_streamer,is_video_author,follow_user_num,"
+             "follow_user_num_range,fans_user_num,fans_user_num_range,friend_user_num,friend_user_num_range,"
+             "register_days,register_days_range," + ",".join(f"onehot_feat{i}" for i in range(18)) + "\n")
+    (d / "user_features.csv").write_text(ucols + "".join(
+        f"{u},{'high_active' if u % 2 else 'UNKNOWN'},0,0,0,{u},0,{u * 2},[1;10),0,0,{100 + u},61-90,"
+        + ",".join(str((u + i) % 3) for i in range(18)) + "\n" for u in range(n_users)))
     return root
 
 
@@ -115,8 +132,17 @@ def write_esci(d: Path, n_queries=30, per_query=8, seed=4) -> Path:
             prods[pid] = dict(product_id=pid, product_title=f"Product {p} item{p % 10}", product_description=None,
                               product_bullet_point=f"bullet {p}\nsecond", product_brand=f"Brand{p % 4}",
                               product_color="red" if p % 2 else None, product_locale="us")
+        if q % 10 in (0, 3):  # a large-version-only query (not in the reduced task-1 set), test and train
+            ex.append(dict(example_id=eid, query=f"large only {q}", query_id=1000 + q, product_id=f"L{q:05d}",
+                           product_locale="us", esci_label="E", small_version=0, large_version=1, split=split))
+            eid += 1
+            prods[f"L{q:05d}"] = dict(product_id=f"L{q:05d}", product_title=f"Large-only product {q}",
+                                      product_description=None, product_bullet_point=None, product_brand=None,
+                                      product_color=None, product_locale="us")
     ex.append(dict(example_id=eid, query="es query", query_id=999, product_id="B00001", product_locale="es",
                    esci_label="E", small_version=0, large_version=1, split="train"))
     pd.DataFrame(ex).to_parquet(d / "shopping_queries_dataset_examples.parquet")
     pd.DataFrame(list(prods.values())).to_parquet(d / "shopping_queries_dataset_products.parquet")
+    (d / "shopping_queries_dataset_sources.csv").write_text(
+        "query_id,source\n" + "".join(f"{q},{'other' if q % 2 else 'negations'}\n" for q in range(n_queries)))
     return d

@@ -24,20 +24,25 @@ def test_interest_rating_exponential_mapping():
     assert lab.observed[0].tolist() == [True, True, False]
 
 
-def test_interest_watch_ratio():
+def test_interest_watch_ratio_is_the_gain():
     lab = get_need("interest").label(_ctx(signal_kind="watch_ratio", known_signal=np.array([[4.5, 2.0, 0.6]])))
-    np.testing.assert_allclose(lab.relevance[0], [1.0, 2 / 3, 0.2], rtol=1e-6)
+    np.testing.assert_allclose(lab.relevance[0], [4.5, 2.0, 0.6], rtol=1e-6)  # the paper: the watch ratio itself
     assert lab.relevant[0].tolist() == [True, True, False]
+    capped = get_need("interest", watch_ratio_cap=3.0).label(_ctx(signal_kind="watch_ratio",
+                                                                   known_signal=np.array([[4.5, 2.0, 0.6]])))
+    np.testing.assert_allclose(capped.relevance[0], [3.0, 2.0, 0.6], rtol=1e-6)
 
 
 def test_niche_bonus_for_unseen_topics():
-    ctx = _ctx(similarity=np.array([[0.9, 0.9, 0.1]], np.float32),
-               candidate_topics=[[frozenset({"Drama"}), frozenset({"Horror", "Drama"}), frozenset({"Western"})]],
+    ctx = _ctx(similarity=np.array([[0.9, 0.9, 0.8, 0.1]], np.float32),
+               candidates=np.arange(4)[None], mask=np.ones((1, 4), bool), known_signal=np.full((1, 4), np.nan),
+               candidate_topics=[[frozenset({"Drama"}), frozenset({"Horror", "Drama"}), frozenset({"Western"}),
+                                  frozenset()]],
                history_topics=[frozenset({"Drama"})])
     lab = get_need("niche", bonus=1.0).label(ctx)
-    # base = [1, 1, 0]; novelty = [0, 0.5, 1]; rel = base * (1 + novelty) / 2
-    np.testing.assert_allclose(lab.relevance[0], [0.5, 0.75, 0.0])
-    assert lab.relevant[0].tolist() == [False, True, False]  # rel > 0.5: only the item with a new topic
+    # base = [1, 1, 0.875, 0]; niche = [0, 0 (one topic seen), 1, 0 (untagged)]; rel = base * (1 + niche) / 2
+    np.testing.assert_allclose(lab.relevance[0], [0.5, 0.5, 0.875, 0.0], rtol=1e-6)
+    assert lab.relevant[0].tolist() == [False, False, True, False]  # rel > 0.5: only the niche item
 
 
 def test_trend_mixes_similarity_and_recent_counts():

@@ -79,10 +79,15 @@ def test_kuairec_quirks(tmp_path):
     assert "\r" not in "".join(raw.items["text"]) and "\xa0" not in "".join(raw.items["text"])
     # empty caption (and UNKNOWN cover text) -> no caption part, category path kept
     assert items.loc["7"].text.startswith("Video 7; Category: 音乐 > 子类1")
-    # -124 / UNKNOWN third-level category dropped; tags parsed from the list literal
+    # -124 / UNKNOWN third-level category dropped; topic tags parsed from bracket lists of unquoted strings
     assert "UNKNOWN" not in items.loc["3"].text
-    assert "Tags: 标签3, tag3" in items.loc["3"].text
-    assert items.loc["1"].topics == ["游戏"]
+    assert items.loc["4"].topics == ["五爱市场", "感谢快手我要上热门", "搞笑"]
+    assert "Tags: 五爱市场, 感谢快手我要上热门, 搞笑" in items.loc["4"].text
+    assert items.loc["9"].topics == ["标签9", "tag9"] and items.loc["1"].topics == []  # [] -> untagged
+    # doubled quotes, a comma and a line break inside a quoted caption; a line break in an unquoted one
+    assert items.loc["6"].title == '他说"好看" 第二行,还有逗号'
+    assert items.loc["8"].title == "第一行 第二行" and items.loc["9"].text.startswith("Caption: caption 9")
+    assert any(p.name == "user_features.csv" for p in raw.sources)
     assert len(raw.eval_labels) == 20 * 25
     assert raw.interactions["timestamp"].dtype == "int64"
 

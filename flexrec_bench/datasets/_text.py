@@ -74,35 +74,82 @@ def to_timestamp(path: Path, line: int, field: str, value: str) -> int:
     return int(t)
 
 
-def read_csv_records(path: Path, required: Sequence[str], encoding: str = "utf-8") -> Iterator[tuple[int, dict[str, str]]]:
-    """Read a CSV with a header, tolerating bare carriage returns inside unquoted fields.
+#: most physical lines one CSV record may span (captions with line breaks) before it is an error
+MAX_RECORD_LINES = 50
 
-    Python's csv module ends a record at a bare ``\\r``; real KuaiRec caption files contain them
-    inside unquoted captions. Records end only at ``\\n`` here (CRLF is accepted), so a bare CR
-    is kept as field content (later normalised to a space by :func:`clean_text`).
+
+def read_csv_records(path: Path, required: Sequence[str], encoding: str = "utf-8") -> Iterator[tuple[int, dict[str, str]]]:
+    """Read a CSV with a header the way real KuaiRec files need.
+
+    - A bare ``\r`` inside a field (Python's csv module would end the record there) is content,
+      later normalised to a space by :func:`clean_text`; CRLF line ends are accepted.
+    - Quoted fields may hold ``""`` quotes, commas and line breaks.
+    - A record whose *unquoted* caption holds a line break has too few fields on its first line:
+      following lines are joined to it (with the break kept as a space) until the field count is
+      the header's, up to MAX_RECORD_LINES lines; the yielded line number is the record's first.
     """
     text = read_decoded(path, encoding)
     if text.startswith("\ufeff"):
         text = text[1:]
-    text = text.replace("\r\n", "\n").replace("\r", " ")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise DataError(path, f"empty file; expected a CSV header with {', '.join(required)}", line=1) from None
-    header = [h.strip() for h in header]
+    lines = text.replace("\r\n", "\n").replace("\r", " ").split("\n")
+    if not lines or not lines[0].strip():
+        raise DataError(path, f"empty file; expected a CSV header with {', '.join(required)}", line=1)
+    header = [h.strip() for h in next(csv.reader([lines[0]]))]
     missing = [c for c in required if c not in header]
     if missing:
         sep_hint = " (is the file comma-separated?)" if len(header) == 1 else ""
         raise DataError(path, f"missing column(s) {', '.join(missing)}; found {', '.join(header)}{sep_hint}",
                         line=1)
-    for row in reader:
-        line = reader.line_num
-        if not row or all(not c.strip() for c in row):
+    n = len(header)
+    i = 1
+    while i < len(lines):
+        start = i
+        if not lines[i].strip():
+            i += 1
             continue
-        if len(row) != len(header):
-            raise DataError(path, f"expected {len(header)} fields, got {len(row)}", line=line)
-        yield line, dict(zip(header, row))
+        buf = lines[i]
+        i += 1
+        while True:
+            row = _parse_record(buf)
+            if row is not None and len(row) >= n:
+                break
+            if i >= len(lines) or i - start >= MAX_RECORD_LINES:
+                got = "an unterminated quoted field" if row is None else f"{len(row)} fields"
+                raise DataError(path, f"expected {n} fields, got {got}", line=start + 1)
+            # a quoted field keeps its line break; an unquoted one gets a space (it is text either way)
+            buf += ("\n" if row is None else " ") + lines[i]
+            i += 1
+        if len(row) != n:
+            raise DataError(path, f"expected {n} fields, got {len(row)}", line=start + 1)
+        yield start + 1, dict(zip(header, row))
+
+
+def _parse_record(buf: str) -> list[str] | None:
+    """One CSV record from ``buf``, or None while a quoted field is still open."""
+    try:
+        rows = list(csv.reader(io.StringIO(buf, newline=""), strict=True))
+    except csv.Error:
+        return None
+    if len(rows) != 1:
+        return None if not rows else [c for r in rows for c in r]
+    return rows[0]
+
+
+def parse_tag_list(path: Path, line: int, field: str, value: str | None) -> list[str]:
+    """A bracketed tag list as KuaiRec writes it: ``[五爱市场,感谢快手我要上热门,搞笑]`` (unquoted
+    strings), ``[]``, or a Python-style ``['a', 'b']``. Tags are stripped of quotes and spaces;
+    empty and missing-marker tags are dropped."""
+    v = (value or "").strip()
+    if not v or v in MISSING_MARKERS:
+        return []
+    if not (v.startswith("[") and v.endswith("]")):
+        raise DataError(path, f"expected a bracketed tag list like [tag1,tag2], got {v!r}", line=line, field=field)
+    out = []
+    for part in v[1:-1].split(","):
+        t = clean_text(part.strip().strip("'\"").strip())
+        if t:
+            out.append(t)
+    return out
 
 
 def parse_list_literal(path: Path, line: int, field: str, value: str) -> list:

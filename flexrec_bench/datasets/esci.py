@@ -16,6 +16,10 @@ EXAMPLE_COLUMNS = ("example_id", "query", "query_id", "product_id", "product_loc
 PRODUCT_COLUMNS = ("product_id", "product_title", "product_description", "product_bullet_point",
                    "product_brand", "product_color", "product_locale")
 ESCI_LABELS = ("E", "S", "C", "I")
+SOURCE_COLUMNS = ("query_id", "source")
+#: ``small``: the reduced task-1 set (small_version == 1), the paper's and the ESCI README's ranking
+#: task; ``large``: every example (large_version == 1)
+ESCI_VERSIONS = {"small": "small_version", "large": "large_version"}
 
 
 def _read_parquet(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
@@ -43,7 +47,12 @@ def product_text(row) -> str:
     return "; ".join(parts)
 
 
-def read_esci(raw_dir: Path | None, locale: str = "us") -> RawData:
+def read_esci(raw_dir: Path | None, locale: str = "us", version: str = "small") -> RawData:
+    """Examples of one locale and version, joined with their products; only products that occur in
+    those examples become items (and are embedded). The official train/test split is kept.
+    ``shopping_queries_dataset_sources.csv`` is checked and hashed when present."""
+    if version not in ESCI_VERSIONS:
+        raise DataError("esci", f"--esci-version must be one of {', '.join(ESCI_VERSIONS)}, got {version!r}")
     if raw_dir is None:
         from ..paths import raw_dir as default_raw
 
@@ -66,9 +75,21 @@ def read_esci(raw_dir: Path | None, locale: str = "us") -> RawData:
     ex = ex[ex["product_locale"] == locale]
     if ex.empty:
         raise DataError(ex_path, f"no examples for locale {locale!r}", field="product_locale")
+    flag = ESCI_VERSIONS[version]
+    ex = ex[pd.to_numeric(ex[flag], errors="coerce") == 1]
+    if ex.empty:
+        raise DataError(ex_path, f"no {locale!r} examples with {flag} == 1", field=flag)
+    sources = [ex_path, pr_path]
+    src_path = raw_dir / "shopping_queries_dataset_sources.csv"
+    if src_path.exists():
+        from ._text import read_csv_records
+
+        for _ in read_csv_records(src_path, SOURCE_COLUMNS):
+            pass
+        sources.append(src_path)
     pr = pr[pr["product_locale"] == locale].drop_duplicates("product_id")
     joined = ex.merge(pr, on=["product_locale", "product_id"], how="left", indicator=True)
-    raw = RawData("esci", items=pd.DataFrame(), interactions=pd.DataFrame(), sources=[ex_path, pr_path])
+    raw = RawData("esci", items=pd.DataFrame(), interactions=pd.DataFrame(), sources=sources)
     raw.count_skip("examples whose product is missing from the products file", int((joined["_merge"] != "both").sum()))
     joined = joined[joined["_merge"] == "both"]
     items = joined.drop_duplicates("product_id").sort_values("product_id")

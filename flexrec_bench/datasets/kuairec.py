@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ._text import MAX_TIMESTAMP, clean_text, parse_list_literal, read_csv_records, require_file
+from ._text import MAX_TIMESTAMP, clean_text, parse_list_literal, parse_tag_list, read_csv_records, require_file
 from .base import RawData
 
 MATRIX_COLUMNS = ("user_id", "video_id", "play_duration", "video_duration", "time", "date", "timestamp", "watch_ratio")
@@ -16,6 +16,10 @@ CAPTION_COLUMNS = ("video_id", "manual_cover_text", "caption", "topic_tag",
                    "first_level_category_id", "first_level_category_name",
                    "second_level_category_id", "second_level_category_name",
                    "third_level_category_id", "third_level_category_name")
+
+
+USER_COLUMNS = ("user_id", "user_active_degree", "is_lowactive_period", "is_live_streamer", "is_video_author",
+                "follow_user_num", "fans_user_num", "friend_user_num", "register_days")
 
 
 def _data_dir(raw_dir: Path) -> Path:
@@ -60,8 +64,7 @@ def read_captions(path: Path) -> dict[str, dict]:
         vid = (rec["video_id"] or "").strip()
         if not vid.isdigit():
             raise DataError(path, f"expected an integer video_id, got {vid!r}", line=line, field="video_id")
-        raw_tags = clean_text(rec["topic_tag"])
-        tags = [clean_text(str(t)) for t in parse_list_literal(path, line, "topic_tag", raw_tags)] if raw_tags else []
+        tags = parse_tag_list(path, line, "topic_tag", rec["topic_tag"])
         cats = [clean_text(rec[f"{lvl}_level_category_name"]) for lvl in ("first", "second", "third")]
         rows[vid] = {
             "caption": clean_text(rec["caption"]) or clean_text(rec["manual_cover_text"]),
@@ -112,18 +115,19 @@ def read_kuairec(raw_dir: Path | None) -> RawData:
     small_clean = small.dropna(subset=["user_id", "video_id", "watch_ratio"])
     raw.count_skip("small-matrix cells with a missing watch ratio", len(small) - len(small_clean))
     captions = read_captions(cap_path) if cap_path.exists() else {}
-    feats = read_item_categories(cat_path) if cat_path.exists() else {}
+    if cat_path.exists():  # validated and hashed into the manifest; topics come from the topic tags
+        read_item_categories(cat_path)
     if not cap_path.exists():
         raw.count_skip("videos without caption file (kuairec_caption_category.csv absent)", 1)
     vids = sorted(set(big["video_id"].astype("int64").astype(str)) | set(small_clean["video_id"].astype("int64").astype(str))
                   | set(captions), key=int)
-    topics = []
-    for v in vids:
-        info = captions.get(v)
-        if info and info["categories"]:
-            topics.append([info["categories"][0]])
-        else:
-            topics.append(feats.get(v, []))
+    # niche topics are the topic tags, as in the paper (Appendix B); an untagged video has none and
+    # is never niche. (Categories and item_categories features go into the item text only.)
+    topics = [list((captions.get(v) or {}).get("tags") or []) for v in vids]
+    users_path = d / "user_features.csv"
+    if users_path.exists():  # validated and hashed into the manifest; no label uses it
+        for _ in read_csv_records(users_path, USER_COLUMNS):
+            pass
     raw.items = pd.DataFrame({
         "item_id": vids,
         "title": [(captions.get(v) or {}).get("caption") or f"Video {v}" for v in vids],
@@ -142,5 +146,5 @@ def read_kuairec(raw_dir: Path | None) -> RawData:
         "item_id": small_clean["video_id"].astype("int64").astype(str),
         "signal": small_clean["watch_ratio"].astype("float64"),
     }).reset_index(drop=True)
-    raw.sources = [p for p in (big_path, small_path, cap_path, cat_path) if p.exists()]
+    raw.sources = [p for p in (big_path, small_path, cap_path, cat_path, users_path) if p.exists()]
     return raw
