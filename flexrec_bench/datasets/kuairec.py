@@ -31,31 +31,49 @@ def _data_dir(raw_dir: Path) -> Path:
 
 
 def read_matrix(path: Path) -> pd.DataFrame:
-    """Read big_matrix.csv / small_matrix.csv (numeric CSV) with column and type checks."""
+    """Read big_matrix.csv / small_matrix.csv: only the four columns used, in narrow types, with
+    pyarrow's multi-threaded CSV reader (12.5M rows in seconds). Empty and UNKNOWN cells become
+    missing (skipped and counted later); any other non-number is a one-line error naming its line."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     require_file(path)
     with open(path, encoding="utf-8", errors="replace") as fh:
-        header = [h.strip() for h in fh.readline().rstrip("\r\n").split(",")]
+        header = [h.strip().strip('"') for h in fh.readline().rstrip("\r\n").split(",")]
     missing = [c for c in ("user_id", "video_id", "timestamp", "watch_ratio") if c not in header]
     if missing:
         hint = " (is the file comma-separated?)" if len(header) == 1 else ""
         raise DataError(path, f"missing column(s) {', '.join(missing)}; expected {', '.join(MATRIX_COLUMNS)}{hint}", line=1)
     cols = ["user_id", "video_id", "timestamp", "watch_ratio"]
-    try:  # fast path: 12.5M rows of numbers (empty cells become NaN and are skipped and counted later)
-        return pd.read_csv(path, usecols=cols, dtype="float64", na_values=["", "UNKNOWN"], keep_default_na=True,
-                           engine="c")
-    except ValueError:
+    try:
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            include_columns=cols, column_types={"user_id": pa.int64(), "video_id": pa.int64(),
+                                                "timestamp": pa.float64(), "watch_ratio": pa.float64()},
+            null_values=["", "UNKNOWN", "nan", "NaN"], strings_can_be_null=True))
+        return table.to_pandas()
+    except (pa.ArrowInvalid, ValueError):
         pass  # some cell is not a number: re-read as text to say which one
     df = pd.read_csv(path, usecols=cols, dtype=str, keep_default_na=False, engine="c")
     out = {}
-    for col in ("user_id", "video_id", "timestamp", "watch_ratio"):
+    for col in cols:
         vals = pd.to_numeric(df[col].replace({"": np.nan, "UNKNOWN": np.nan}), errors="coerce")
         bad = vals.isna() & ~df[col].isin(["", "UNKNOWN", "nan", "NaN"])
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(path, f"expected a number, got {df[col].iloc[i]!r}", line=i + 2, field=col)
         out[col] = vals
-    frame = pd.DataFrame(out)
-    return frame
+    return pd.DataFrame(out)
+
+
+def id_categorical(values: np.ndarray) -> pd.Categorical:
+    """Integer ids as string ids without 12.5M Python strings: a Categorical whose categories are
+    the distinct ids as strings in lexicographic order, so sorting by it sorts as strings would."""
+    uniq, inv = np.unique(np.asarray(values, np.int64), return_inverse=True)
+    names = uniq.astype(str)
+    lex = np.argsort(names, kind="stable")
+    rank = np.empty_like(lex)
+    rank[lex] = np.arange(len(lex))
+    return pd.Categorical.from_codes(rank[inv], categories=names[lex])
 
 
 def read_captions(path: Path) -> dict[str, dict]:
@@ -119,8 +137,8 @@ def read_kuairec(raw_dir: Path | None) -> RawData:
         read_item_categories(cat_path)
     if not cap_path.exists():
         raw.count_skip("videos without caption file (kuairec_caption_category.csv absent)", 1)
-    vids = sorted(set(big["video_id"].astype("int64").astype(str)) | set(small_clean["video_id"].astype("int64").astype(str))
-                  | set(captions), key=int)
+    vid_ints = np.union1d(big["video_id"].to_numpy(np.int64), small_clean["video_id"].to_numpy(np.int64))
+    vids = sorted(set(vid_ints.astype(str).tolist()) | set(captions), key=int)
     # niche topics are the topic tags, as in the paper (Appendix B); an untagged video has none and
     # is never niche. (Categories and item_categories features go into the item text only.)
     topics = [list((captions.get(v) or {}).get("tags") or []) for v in vids]
@@ -135,16 +153,16 @@ def read_kuairec(raw_dir: Path | None) -> RawData:
         "topics": topics,
     })
     raw.interactions = pd.DataFrame({
-        "user_id": big["user_id"].astype("int64").astype(str),
-        "item_id": big["video_id"].astype("int64").astype(str),
-        "signal": big["watch_ratio"].astype("float64"),
-        "timestamp": big["timestamp"].astype("float64").round().astype("int64"),
-        "observed": True,
-    }).reset_index(drop=True)
+        "user_id": id_categorical(big["user_id"].to_numpy()),
+        "item_id": id_categorical(big["video_id"].to_numpy()),
+        "signal": big["watch_ratio"].to_numpy(np.float64),
+        "timestamp": np.round(big["timestamp"].to_numpy(np.float64)).astype(np.int64),
+        "observed": np.ones(len(big), bool),
+    })
     raw.eval_labels = pd.DataFrame({
-        "user_id": small_clean["user_id"].astype("int64").astype(str),
-        "item_id": small_clean["video_id"].astype("int64").astype(str),
-        "signal": small_clean["watch_ratio"].astype("float64"),
-    }).reset_index(drop=True)
+        "user_id": id_categorical(small_clean["user_id"].to_numpy()),
+        "item_id": id_categorical(small_clean["video_id"].to_numpy()),
+        "signal": small_clean["watch_ratio"].to_numpy(np.float64),
+    })
     raw.sources = [p for p in (big_path, small_path, cap_path, cat_path, users_path) if p.exists()]
     return raw

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from ..errors import FlexRecError
 from ..io import write_text_atomic
+from ..openai_api import post_json, resolve
 from ..paths import home
 from .llm import LLMRanker
 
@@ -24,8 +22,7 @@ class OpenAIRanker(LLMRanker):
                  requests_per_minute: float = 60.0, max_retries: int = 5, timeout: float = 120.0,
                  cache_dir: str | None = None, temperature: float = 0.0, **options):
         super().__init__(arg, seed, **options)
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
-        self.api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        self.base_url, self.api_key = resolve(base_url, api_key)
         self.min_interval = 60.0 / float(requests_per_minute) if float(requests_per_minute) > 0 else 0.0
         self.max_retries, self.timeout, self.temperature = int(max_retries), float(timeout), float(temperature)
         self.cache_dir = Path(cache_dir) if cache_dir else home() / "cache" / "openai"
@@ -37,35 +34,16 @@ class OpenAIRanker(LLMRanker):
         blob = json.dumps({"base_url": self.base_url, **payload}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def _wait(self) -> None:
+        wait = self._last + self.min_interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._last = time.monotonic()
+        self.requests += 1
+
     def _post(self, payload: dict) -> dict:
-        if not self.api_key:
-            raise FlexRecError("openai: no API key: pass --option api_key=... or set OPENAI_API_KEY")
-        data = json.dumps(payload).encode()
-        delay = 1.0
-        for attempt in range(self.max_retries + 1):
-            wait = self._last + self.min_interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._last = time.monotonic()
-            req = urllib.request.Request(f"{self.base_url}/chat/completions", data=data, method="POST", headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"})
-            try:
-                self.requests += 1
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read())
-            except urllib.error.HTTPError as exc:
-                retryable = exc.code == 429 or exc.code >= 500
-                if not retryable or attempt == self.max_retries:
-                    body = exc.read()[:200].decode(errors="replace")
-                    raise FlexRecError(f"openai: {self.base_url} answered HTTP {exc.code}: {body}") from None
-                retry_after = exc.headers.get("Retry-After")
-                time.sleep(float(retry_after) if retry_after and retry_after.replace(".", "").isdigit() else delay)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                if attempt == self.max_retries:
-                    raise FlexRecError(f"openai: cannot reach {self.base_url} ({exc})") from None
-                time.sleep(delay)
-            delay = min(delay * 2, 30.0)
-        raise AssertionError("unreachable")
+        return post_json(f"{self.base_url}/chat/completions", payload, self.api_key, timeout=self.timeout,
+                         max_retries=self.max_retries, before_each=self._wait)
 
     def complete(self, messages: list[dict[str, str]], max_new_tokens: int) -> str:
         payload = {"model": self.arg, "messages": messages, "temperature": self.temperature,

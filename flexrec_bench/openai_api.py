@@ -1,0 +1,76 @@
+"""The one HTTP client for OpenAI-compatible endpoints (chat completions for the ``openai:``
+ranker, embeddings for ``--embedder openai:<model>``): JSON POST with a bearer key, retries with
+backoff on 429 and 5xx honouring Retry-After, and one-line errors. Keys never appear in messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+
+from .errors import FlexRecError
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def resolve(base_url: str | None, api_key: str | None) -> tuple[str, str | None]:
+    """Explicit values, else OPENAI_BASE_URL / OPENAI_API_KEY, else the OpenAI endpoint."""
+    url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    return url, api_key or os.environ.get("OPENAI_API_KEY")
+
+
+def post_json(url: str, payload: dict, api_key: str | None, *, timeout: float = 120.0, max_retries: int = 5,
+              before_each=None, what: str = "openai") -> dict:
+    """POST ``payload`` to ``url``; ``before_each()`` runs before every attempt (rate limiting)."""
+    if not api_key:
+        raise FlexRecError(f"{what}: no API key: pass --option api_key=... or set OPENAI_API_KEY")
+    data = json.dumps(payload).encode()
+    delay = 1.0
+    for attempt in range(max_retries + 1):
+        if before_each is not None:
+            before_each()
+        req = urllib.request.Request(url, data=data, method="POST", headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {api_key}"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            retryable = exc.code == 429 or exc.code >= 500
+            if not retryable or attempt == max_retries:
+                body = exc.read()[:200].decode(errors="replace").replace("\n", " ")
+                raise FlexRecError(f"{what}: {url} answered HTTP {exc.code}: {body}") from None
+            retry_after = exc.headers.get("Retry-After")
+            time.sleep(float(retry_after) if retry_after and retry_after.replace(".", "").isdigit() else delay)
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            if attempt == max_retries:
+                raise FlexRecError(f"{what}: cannot reach {url} ({exc})") from None
+            time.sleep(delay)
+        except json.JSONDecodeError:
+            raise FlexRecError(f"{what}: {url} answered with something that is not JSON") from None
+        delay = min(delay * 2, 30.0)
+    raise AssertionError("unreachable")
+
+
+def embed_texts(model: str, texts: list[str], *, base_url: str | None = None, api_key: str | None = None,
+                batch_size: int = 256, progress: bool = False) -> "list[list[float]]":
+    """Embeddings of ``texts`` from ``<base_url>/embeddings`` (any OpenAI-compatible server:
+    OpenAI, Gemini's OpenAI-compatible endpoint, vLLM, TEI...), in input order."""
+    from tqdm.auto import tqdm
+
+    url, key = resolve(base_url, api_key)
+    out: list[list[float]] = []
+    for i in tqdm(range(0, len(texts), batch_size), desc=f"embed (openai:{model})", disable=not progress, leave=False):
+        batch = texts[i:i + batch_size]
+        resp = post_json(f"{url}/embeddings", {"model": model, "input": batch}, key, what=f"embedder openai:{model}")
+        try:
+            rows = sorted(resp["data"], key=lambda d: d["index"])
+            vecs = [r["embedding"] for r in rows]
+        except (KeyError, TypeError):
+            raise FlexRecError(f"embedder openai:{model}: unexpected response shape from {url}/embeddings") from None
+        if len(vecs) != len(batch):
+            raise FlexRecError(f"embedder openai:{model}: {url}/embeddings returned {len(vecs)} vectors for "
+                               f"{len(batch)} texts")
+        out.extend(vecs)
+    return out
