@@ -148,3 +148,17 @@ def test_kuairec_bad_number_names_line_and_field(tmp_path):
     p.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"small_matrix.csv:5 \[watch_ratio\]: expected a number, got 'abc'"):
         read_kuairec(root)
+
+
+def test_kuairec_bad_topic_tag_and_runaway_record_are_one_line_errors(tmp_path):
+    root = fx.write_kuairec(tmp_path)
+    p = root / "KuaiRec 2.0" / "data" / "kuairec_caption_category.csv"
+    text = p.read_bytes().decode("utf-8")  # bytes: keep the file's bare CRs as they are
+    p.write_bytes(text.replace('"[五爱市场,感谢快手我要上热门,搞笑]"', "五爱市场").encode("utf-8"))
+    with pytest.raises(DataError, match=r"kuairec_caption_category.csv:6 \[topic_tag\]: expected a bracketed tag list"):
+        read_kuairec(root)
+    lines = text.split("\n")
+    lines[2] = '1,UNKNOWN,"an unterminated quote,[],1,游戏,11,子类1,-124,UNKNOWN'  # the quote never closes
+    p.write_bytes("\n".join(lines).encode("utf-8"))
+    with pytest.raises(DataError, match=r"kuairec_caption_category.csv:3: expected 10 fields"):
+        read_kuairec(root)
