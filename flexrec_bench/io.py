@@ -16,16 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-_UMASK: int | None = None
-
-
 def umask() -> int:
-    """The process umask (read once, and set back at once)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    return _UMASK
+    """The process umask (os.umask can only be read by setting it: it is set back at once)."""
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 def fix_mode(path: Path) -> None:
