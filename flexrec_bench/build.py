@@ -22,7 +22,9 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from . import __version__
+from .data import SPLITS
 from .datasets import DATASETS, DatasetSpec, RawData
+from .datasets.esci import ESCI_CODE
 from .embed import DEFAULT_EMBEDDER, Embedder
 from .errors import DataError, FlexRecError, MissingDataError
 from .audit import SplitAudit, audit_lists, summarize_audit
@@ -31,9 +33,8 @@ from .need import LabelContext, Need, make_need
 from .paths import embedding_cache_dir
 from .publish import fault, locked, new_tmp_dir, publish, recover
 from .paths import raw_dir as default_raw_dir
-from .retrieval import exact_scores, profile_vectors, retrieve
+from .retrieval import STAR_LAMBDA, exact_scores, profile_vectors, retrieve
 
-SPLITS = ("train", "val", "test")
 MANIFEST_SCHEMA_VERSION = 2
 CANDIDATE_ORDERS = ("shuffled", "retrieval")
 #: decimals of the graded relevance that enter the fingerprint (ours): coarse enough that float
@@ -59,7 +60,7 @@ class BuildConfig:
     val_size: int | None = None         #: instances for val (default: test_size)
     test_size: int = 1000               #: instances for test
     seed: int = 0                       #: seeds the user split, the cut-point sample and the observed subsample
-    lam: float = 0.7                    #: STAR temporal discount lambda
+    lam: float = STAR_LAMBDA            #: STAR temporal discount lambda
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  #: user-level train/val/test
     candidate_order: str = "shuffled"   #: order the ranker sees: "shuffled" (seeded per instance, label-free) or "retrieval" (STAR's order; leaks labels, see docs/data.md)
     ensure_positive: bool = False       #: (ours, off as in the paper) where no future positive was retrieved, one replaces the weakest candidate; counted in the manifest
@@ -454,7 +455,6 @@ def label_digest(table: pa.Table) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-_ESCI_CODE = {"E": 3.0, "S": 2.0, "C": 1.0, "I": 0.0}
 
 
 def _esci_instances(raw: RawData, cfg: BuildConfig, item_index: dict[str, int], embedder: Embedder):
@@ -482,7 +482,7 @@ def _esci_instances(raw: RawData, cfg: BuildConfig, item_index: dict[str, int], 
             query=[groups[qid]["query"].iloc[0] for qid in qids],
             history=[np.zeros(0, np.int64)] * n, history_signals=[np.zeros(0)] * n, history_times=[np.zeros(0, np.int64)] * n,
             query_time=np.zeros(n, np.int64), exclude=[np.zeros(0, np.int64)] * n,
-            known=[dict(zip(groups[qid]["item_id"].map(item_index).astype(int), groups[qid]["label"].map(_ESCI_CODE)))
+            known=[dict(zip(groups[qid]["item_id"].map(item_index).astype(int), groups[qid]["label"].map(ESCI_CODE)))
                    for qid in qids])
         inst.profiles = embedder.encode(inst.query)
         out[split] = inst

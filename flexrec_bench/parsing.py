@@ -1,17 +1,27 @@
-"""Parsing LLM output into candidate positions: ``<answer>`` blocks, JSON lists, or one id per
-line, with or without a reasoning block."""
+"""The one parser of LLM rankings: the evaluator's LLM rankers and the training environment both
+read model output through :func:`parse_ranking`, so a ranking scores and earns item credit alike.
+
+Rules: the reasoning (``<think>...</think>``) is stripped; if the rest holds an ``<answer>`` block,
+the last one is read (an unclosed one to the end, marked truncated), else the whole rest. Ids are
+the prompt's short ids ``C1..CK``, case-insensitive, leading zeros allowed, and matched whole
+(``C11`` is never ``C1``), in any list form: ``C3 > C1``, ``Ranking: C2, C1``, numbered lines,
+JSON lists. An unfinished ``<think>`` leaves nothing to read.
+"""
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ranking import ParseStats, complete_ranking
+from .ranking import ParseStats
 
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.S | re.I)
+_THINK_OPEN = re.compile(r"<think>", re.I)
+_THINK_CLOSE = re.compile(r"</think>", re.I)
 _ANSWER = re.compile(r"<answer>(.*?)(</answer>|$)", re.S | re.I)
+_ID = re.compile(r"\bC\s*0*(\d{1,4})\b", re.I)
 
 
 def short_id(pos: int) -> str:
@@ -19,42 +29,82 @@ def short_id(pos: int) -> str:
     return f"C{pos + 1}"
 
 
-_ID = re.compile(r"\bC\s*0*(\d{1,4})\b", re.I)
+@dataclass
+class ParsedRanking:
+    """What a model's text ranks, and what had to be repaired."""
+
+    order: list[str]                       #: valid candidate ids, first occurrences, in ranked order
+    positions: list[int]                   #: the same as candidate positions (0-based)
+    spans: list[tuple[int, int]]           #: character offsets in the text of each entry of ``order``
+    invalid: list[str] = field(default_factory=list)   #: ids that name no candidate
+    duplicates: int = 0                    #: repeated mentions of a valid id (later ones ignored)
+    missing: list[str] = field(default_factory=list)   #: candidates the text never names
+    truncated: bool = False                #: an unclosed <think> or <answer> block
+    think: str = ""                        #: the reasoning text that was stripped
+
+    @property
+    def complete(self) -> bool:
+        """A clean permutation: every candidate once, nothing invalid, nothing cut off."""
+        return not (self.missing or self.invalid or self.duplicates or self.truncated)
 
 
-def extract_ids(text: str) -> list[int]:
-    """Candidate positions (0-based, unvalidated) in the order the text names them."""
-    body = _THINK.sub(" ", text)
-    blocks = _ANSWER.findall(body)
+def _region(text: str) -> tuple[int, int, str, bool]:
+    """(start, end) of the part of ``text`` that holds the ranking, the stripped reasoning, and
+    whether a block was left open."""
+    closes = list(_THINK_CLOSE.finditer(text))
+    opens = list(_THINK_OPEN.finditer(text))
+    think, start = "", 0
+    if closes:
+        start = closes[-1].end()
+        first_open = opens[0].end() if opens and opens[0].start() < closes[-1].start() else 0
+        think = text[first_open: closes[-1].start()]
+    if opens and opens[-1].start() >= start:  # a <think> that never closes: nothing to read yet
+        return len(text), len(text), text[opens[-1].end():], True
+    blocks = [m for m in _ANSWER.finditer(text) if m.start() >= start]
     if blocks:
-        body = blocks[-1][0]
-    stripped = body.strip()
-    if stripped.startswith("[") or stripped.startswith("{"):
-        try:
-            obj = json.loads(stripped)
-            if isinstance(obj, dict):
-                obj = next((v for v in obj.values() if isinstance(v, list)), [])
-            if isinstance(obj, list):
-                body = " ".join(str(x) for x in obj)
-        except json.JSONDecodeError:
-            pass
-    return [int(m.group(1)) - 1 for m in _ID.finditer(body)]
+        m = blocks[-1]
+        return m.start(1), m.end(1), think, not m.group(2)
+    return start, len(text), think, False
 
 
-def id_spans(text: str) -> list[tuple[int, int, int]]:
-    """(position, start, end) of each candidate id the answer names, with character offsets into
-    ``text`` itself (the last <answer> block when there is one, reasoning excluded)."""
-    think_end = 0
-    for m in _THINK.finditer(text):
-        think_end = m.end()
-    blocks = [m for m in _ANSWER.finditer(text) if m.start() >= think_end]
-    if blocks:
-        lo, hi = blocks[-1].span(1)
-    else:
-        lo, hi = think_end, len(text)
-    return [(int(m.group(1)) - 1, lo + m.start(), lo + m.end()) for m in _ID.finditer(text[lo:hi])]
+def parse_ranking(text: str, candidate_ids: Sequence[str]) -> ParsedRanking:
+    """Parse ``text`` against the candidates' short ids (``[short_id(j) for j in range(K)]``)."""
+    index = {c.upper(): j for j, c in enumerate(candidate_ids)}
+    lo, hi, think, truncated = _region(text)
+    order, positions, spans, invalid = [], [], [], []
+    seen: set[int] = set()
+    dup = 0
+    for m in _ID.finditer(text, lo, hi):
+        cid = f"C{int(m.group(1))}"
+        j = index.get(cid)
+        if j is None:
+            invalid.append(cid)
+        elif j in seen:
+            dup += 1
+        else:
+            seen.add(j)
+            order.append(candidate_ids[j])
+            positions.append(j)
+            spans.append((m.start(), m.end()))
+    missing = [c for j, c in enumerate(candidate_ids) if j not in seen]
+    return ParsedRanking(order, positions, spans, invalid, dup, missing, truncated, think)
 
 
-def parse_ranking(text: str, k: int, rng: np.random.Generator, stats: ParseStats) -> list[int]:
-    """A full permutation of range(k) from LLM text; repairs are counted in ``stats``."""
-    return complete_ranking(extract_ids(text), k, rng, stats)
+def to_permutation(parsed: ParsedRanking, k: int, rng: np.random.Generator, stats: ParseStats | None = None) -> list[int]:
+    """The parsed positions followed by the missing candidates in a seeded random order (paper
+    appendix F), counting the repairs in ``stats``."""
+    rest = [j for j in range(k) if j not in set(parsed.positions)]
+    if stats is not None:
+        stats.instances += 1
+        stats.invalid_ids += len(parsed.invalid)
+        stats.duplicates += parsed.duplicates
+        stats.missing_items += len(rest)
+        stats.unparseable += not parsed.positions
+        stats.complete += parsed.complete
+    rng.shuffle(rest)
+    return list(parsed.positions) + rest
+
+
+def rank_text(text: str, k: int, rng: np.random.Generator, stats: ParseStats | None = None) -> list[int]:
+    """A full permutation of range(k) from a model's text (parse, then pad)."""
+    return to_permutation(parse_ranking(text, [short_id(j) for j in range(k)]), k, rng, stats)

@@ -40,30 +40,6 @@ class ParseStats:
             setattr(self, f, getattr(self, f) + getattr(other, f))
 
 
-def complete_ranking(positions: list[int], k: int, rng: np.random.Generator, stats: ParseStats) -> list[int]:
-    """Drop out-of-range and repeated positions, then append the remaining candidates in a seeded
-    random order."""
-    seen: set[int] = set()
-    out: list[int] = []
-    for p in positions:
-        if not 0 <= p < k:
-            stats.invalid_ids += 1
-        elif p in seen:
-            stats.duplicates += 1
-        else:
-            seen.add(p)
-            out.append(p)
-    stats.instances += 1
-    if not out:
-        stats.unparseable += 1
-    rest = [p for p in range(k) if p not in seen]
-    stats.missing_items += len(rest)
-    if not rest and len(positions) == k:
-        stats.complete += 1
-    rng.shuffle(rest)
-    return out + rest
-
-
 @dataclass
 class RankResult:
     """What a ranker returns for a split: orders as candidate positions (n, K), -1 padded."""

@@ -43,16 +43,29 @@ class Registry(Generic[T]):
         for ep in metadata.entry_points(group=self.group):
             self._lazy.setdefault(ep.name, ep.value)
 
-    def register(self, name: str, obj: T | None = None, *, lazy: str | None = None) -> Callable[[T], T] | T:
-        """Register ``obj`` (or a lazy ``"module:attr"``) under ``name``; usable as a decorator."""
+    def register(self, name: str, obj: T | None = None, *, lazy: str | None = None,
+                 replace: bool = False) -> Callable[[T], T] | T:
+        """Register ``obj`` (or a lazy ``"module:attr"``) under ``name``; usable as a decorator.
+        A name that is already registered is refused unless ``replace=True``."""
+        def check() -> None:
+            if not replace and (name in self._objs or name in self._lazy):
+                raise FlexRecError(f"{self.kind} {name!r} is already registered "
+                                   f"({self._lazy.get(name) or type(self._objs[name]).__name__}); "
+                                   f"pass replace=True to override it")
+            self._objs.pop(name, None)
+            self._lazy.pop(name, None)
+
         if lazy is not None:
+            check()
             self._lazy[name] = lazy
             return lazy  # type: ignore[return-value]
         if obj is None:
             def deco(o: T) -> T:
+                check()
                 self._objs[name] = o
                 return o
             return deco
+        check()
         self._objs[name] = obj
         return obj
 

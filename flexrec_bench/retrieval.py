@@ -7,6 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+#: STAR's temporal discount per step back in the history (STAR's default; the FlexRec paper does
+#: not state its value): the one default for retrieval profiles, the STAR ranker and the critic
+STAR_LAMBDA = 0.7
+
 
 def history_weights(signals: np.ndarray, lam: float, signal_scale: float) -> np.ndarray:
     """STAR weights: signal/scale times lam^(steps back from the most recent item)."""
@@ -16,7 +20,7 @@ def history_weights(signals: np.ndarray, lam: float, signal_scale: float) -> np.
 
 
 def profile_vectors(histories: Sequence[np.ndarray], signals: Sequence[np.ndarray], emb: np.ndarray,
-                    lam: float = 0.7, signal_scale: float = 1.0) -> np.ndarray:
+                    lam: float = STAR_LAMBDA, signal_scale: float = 1.0) -> np.ndarray:
     """One unit-norm profile per instance: the weighted average of its history embeddings."""
     out = np.zeros((len(histories), emb.shape[1]), np.float32)
     for i, (h, s) in enumerate(zip(histories, signals)):

@@ -5,13 +5,14 @@ from typing import ClassVar
 
 import numpy as np
 
+from flexrec_bench.datasets.esci import ESCI_CODE
 from flexrec_bench.need import LabelContext, Labels, Need
 
 
 @dataclass
 class SearchNeed(Need):
     """Product search (ESCI): Exact/Substitute/Complement/Irrelevant -> 1.0/0.1/0.01/0.0.
-    The dataset stores the annotation as its signal (E=3, S=2, C=1, I=0). Relevant: Exact."""
+    The build stores the annotation as its signal (``ESCI_CODE``: E=3, S=2, C=1, I=0). Relevant: Exact."""
 
     name: ClassVar[str] = "search"
     instruction: ClassVar[str] = (
@@ -23,7 +24,9 @@ class SearchNeed(Need):
     gains: dict[str, float] = field(default_factory=lambda: {"E": 1.0, "S": 0.1, "C": 0.01, "I": 0.0})
 
     def label(self, ctx: LabelContext) -> Labels:
-        table = np.array([self.gains["I"], self.gains["C"], self.gains["S"], self.gains["E"]])
+        table = np.zeros(len(ESCI_CODE))
+        for label, code in ESCI_CODE.items():
+            table[int(code)] = self.gains[label]
         sig = ctx.known_signal
         observed = ~np.isnan(sig) & ctx.mask
         code = np.where(observed, sig, 0).astype(np.int64).clip(0, 3)

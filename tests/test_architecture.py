@@ -47,3 +47,20 @@ def test_cli_imports_other_packages_only_inside_commands():
                 {(node.module or "").split(".")[0]}
             assert not mods & (PROJECT - {"flexrec_bench"}), ast.dump(node)
             assert not mods & {"torch", "transformers", "trl", "recbole", "verl", "vllm", "peft"}, ast.dump(node)
+
+
+def test_a_registry_refuses_a_second_registration_unless_replaced():
+    from flexrec_bench.errors import FlexRecError
+    from flexrec_bench.registry import Registry
+
+    reg: Registry[int] = Registry("thing")
+    reg.register("a", 1)
+    with pytest.raises(FlexRecError, match="thing 'a' is already registered .*replace=True"):
+        reg.register("a", 2)
+    with pytest.raises(FlexRecError, match="already registered"):
+        reg.register("a", lazy="os:sep")
+    reg.register("a", 3, replace=True)
+    assert reg.get("a") == 3
+    reg.register("b", lazy="os:sep")
+    with pytest.raises(FlexRecError, match="'b' is already registered \\(os:sep\\)"):
+        reg.register("b")(4)

@@ -2,33 +2,70 @@ from __future__ import annotations
 
 import numpy as np
 
-from flexrec_bench.parsing import extract_ids, parse_ranking
+from flexrec_bench.parsing import parse_ranking, rank_text
 from flexrec_bench.prompts import PromptConfig, build_messages
 from flexrec_bench.ranking import ParseStats
 
 
+IDS = [f"C{j}" for j in range(1, 13)]
+
+
+def _pos(text, k=12):
+    return parse_ranking(text, IDS[:k]).positions
+
+
 def test_answer_block_with_reasoning():
     text = "<think>C9 looks bad, maybe C1</think>\nSure! <answer>C2, C3, C1</answer>"
-    assert extract_ids(text) == [1, 2, 0]
+    p = parse_ranking(text, IDS)
+    assert p.positions == [1, 2, 0] and p.order == ["C2", "C3", "C1"] and p.think == "C9 looks bad, maybe C1"
+    assert [text[s:e] for s, e in p.spans] == ["C2", "C3", "C1"]  # character offsets into the text itself
 
 
-def test_json_and_lines_and_unclosed_blocks():
-    assert extract_ids('["C3", "C1"]') == [2, 0]
-    assert extract_ids('{"ranking": ["C2", "C01"]}') == [1, 0]
-    assert extract_ids("1. C4\n2. C2\n3. c1") == [3, 1, 0]
-    assert extract_ids("<answer>C2, C1") == [1, 0]
-    assert extract_ids("<think>unfinished C5 C6") == []
+def test_list_forms_case_and_whole_ids():
+    assert _pos("C3 > C1 > C2") == [2, 0, 1]
+    assert _pos("Ranking: C2, C1") == [1, 0]
+    assert _pos("1. C4\n2. C2\n3. c1") == [3, 1, 0]
+    assert _pos('["C3", "C1"]') == [2, 0] and _pos('{"ranking": ["C2", "C01"]}') == [1, 0]
+    assert _pos("lowercase c5 then C11") == [4, 10]  # C11 is never read as C1
+    assert parse_ranking("C11, C1", IDS[:3]).invalid == ["C11"]
 
 
-def test_repairs_are_counted_and_padding_is_seeded():
+def test_unclosed_blocks_are_truncated():
+    p = parse_ranking("<answer>C2, C1", IDS[:3])
+    assert p.positions == [1, 0] and p.truncated and not p.complete
+    q = parse_ranking("<think>unfinished C5 C6", IDS)
+    assert q.positions == [] and q.truncated and q.think == "unfinished C5 C6"
+
+
+def test_diagnostics_and_seeded_padding_are_counted():
+    p = parse_ranking("<answer>C2, C2, C9, C1</answer>", IDS[:4])
+    assert p.order == ["C2", "C1"] and p.duplicates == 1 and p.invalid == ["C9"] and p.missing == ["C3", "C4"]
     stats = ParseStats()
-    a = parse_ranking("<answer>C2, C2, C9, C1</answer>", 4, np.random.default_rng(0), stats)
-    b = parse_ranking("<answer>C2, C2, C9, C1</answer>", 4, np.random.default_rng(0), ParseStats())
+    a = rank_text("<answer>C2, C2, C9, C1</answer>", 4, np.random.default_rng(0), stats)
+    b = rank_text("<answer>C2, C2, C9, C1</answer>", 4, np.random.default_rng(0))
     assert a == b and a[:2] == [1, 0] and sorted(a) == [0, 1, 2, 3]
     assert (stats.duplicates, stats.invalid_ids, stats.missing_items, stats.unparseable) == (1, 1, 2, 0)
-    parse_ranking("no idea", 4, np.random.default_rng(0), stats)
-    parse_ranking("<answer>C1, C2, C3, C4</answer>", 4, np.random.default_rng(0), stats)
+    rank_text("no idea", 4, np.random.default_rng(0), stats)
+    rank_text("<answer>C1, C2, C3, C4</answer>", 4, np.random.default_rng(0), stats)
     assert stats.unparseable == 1 and stats.complete == 1 and stats.instances == 3
+
+
+def test_training_env_and_evaluator_read_a_ranking_alike():
+    """The reviewer's case: 'Ranking: C2 > C1' is scored by the evaluator and earns item credit in
+    training (spans for both items), through the one parser."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from training.env import RankingEnv, _Instance
+
+    env = RankingEnv()
+    env.instances["k"] = _Instance("k", 2, np.array([0.0, 1.0]), np.zeros(2), 1.0)
+    text = "Ranking: C2 > C1"
+    offsets = [(i, i + 1) for i in range(len(text))]
+    r = env.parse("k", text, offsets)
+    assert r.order == [1, 0] == rank_text(text, 2, np.random.default_rng(0)) and r.format_ok
+    assert all(len(s) == 2 for s in r.spans)  # both ids map to their two characters' tokens
 
 
 def test_prompt_contains_need_history_candidates_and_format():

@@ -25,7 +25,7 @@ from flexrec_bench.datasets import DATASETS
 from flexrec_bench.errors import FlexRecError, MissingDataError
 from flexrec_bench.io import atomic_path, write_json_atomic
 from flexrec_bench.need import LabelContext, get_need
-from flexrec_bench.retrieval import profile_vectors
+from flexrec_bench.retrieval import STAR_LAMBDA, profile_vectors
 
 
 @dataclass
@@ -39,7 +39,7 @@ class CriticConfig:
     batch_size: int = 512
     lr: float = 1e-3
     history: int = 20              #: most recent items in the history profile
-    lam: float = 0.7               #: STAR temporal discount of the profile
+    lam: float = STAR_LAMBDA       #: STAR temporal discount of the profile
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  #: train/val/test share of observed pairs
     seed: int = 0
     max_pairs: int | None = None   #: subsample pairs (quick runs)

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flexrec_bench.data import DatasetSplit
-from flexrec_bench.parsing import extract_ids, id_spans
+from flexrec_bench.parsing import parse_ranking, short_id, to_permutation
 from flexrec_bench.prompts import PromptConfig, split_messages
-from flexrec_bench.ranking import ParseStats, complete_ranking
 
 from .advantages import (item_advantages, per_token_advantages, rank_advantages, sequence_advantages, token_spans,
                          uncertainty_weights)
@@ -83,19 +82,14 @@ class RankingEnv:
     def parse(self, key: str, text: str, offsets: Sequence[tuple[int, int]] | None, salt: int = 0) -> Rollout:
         inst = self.instances[key]
         rng = np.random.default_rng([self.seed, 17, salt])
-        ids = extract_ids(text)
-        stats = ParseStats()
-        order = complete_ranking(ids, inst.k, rng, stats)
-        first_span: dict[int, tuple[int, int]] = {}
-        for pos, s, e in id_spans(text):
-            if 0 <= pos < inst.k and pos not in first_span:
-                first_span[pos] = (s, e)
+        parsed = parse_ranking(text, [short_id(j) for j in range(inst.k)])  # the evaluator's parser
+        order = to_permutation(parsed, inst.k, rng)
+        first_span = dict(zip(parsed.positions, parsed.spans))  # padded items get no credit span
         spans: list[list[int]] = []
         if offsets is not None:
             chars = [first_span.get(p, (-1, -1)) for p in order]
             spans = token_spans(offsets, chars)
-        ok = stats.complete == 1 and len(ids) == inst.k
-        return Rollout(key, order, spans, ok)
+        return Rollout(key, order, spans, parsed.complete)
 
     def ranked_gains(self, r: Rollout) -> tuple[np.ndarray, np.ndarray]:
         inst = self.instances[r.key]

@@ -17,9 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-
-def discounts(k: int) -> np.ndarray:
-    return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+from flexrec_bench.metrics import discounts  # the evaluator's discount: one NDCG for rewards and scores
 
 
 def ideal_dcg(labels: np.ndarray) -> np.ndarray:

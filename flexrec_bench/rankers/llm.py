@@ -8,7 +8,7 @@ from dataclasses import asdict
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..parsing import parse_ranking
+from ..parsing import rank_text
 from ..prompts import PromptConfig, split_messages
 from ..ranking import ParseStats, RankResult
 from .base import Ranker
@@ -57,7 +57,7 @@ class LLMRanker(Ranker):
             texts = self.generate(msgs, self.new_tokens(int(nvalid[list(idx)].max())))
             for i, text in zip(idx, texts):
                 rng = np.random.default_rng([self.seed, 13, i])
-                perm = parse_ranking(text, int(nvalid[i]), rng, stats)
+                perm = rank_text(text, int(nvalid[i]), rng, stats)
                 order[i, : len(perm)] = perm
                 outputs.append(text)
         return RankResult(order, outputs, stats)

@@ -15,20 +15,20 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..ranking import RankResult, scores_to_order
-from ..retrieval import history_weights
+from ..retrieval import STAR_LAMBDA, history_weights
 from .base import Ranker
 
 
 @dataclass
 class StarConfig:
-    lam: float = 0.7   #: temporal discount per step back in the history
+    lam: float = STAR_LAMBDA   #: temporal discount per step back in the history
     a: float = 0.5     #: weight of the semantic term (1 - a: collaborative)
 
 
 class StarRanker(Ranker):
     kind = "star"
 
-    def __init__(self, arg=None, seed: int = 0, lam: float = 0.7, a: float = 0.5):
+    def __init__(self, arg=None, seed: int = 0, lam: float = STAR_LAMBDA, a: float = 0.5):
         super().__init__(arg, seed)
         self.cfg = StarConfig(float(lam), float(a))
 
