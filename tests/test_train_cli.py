@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -76,3 +77,16 @@ def test_paper_defaults_in_shipped_configs():
 def test_make_tiny_model_cli(tmp_path):
     r = runner.invoke(app, ["make-tiny-model", str(tmp_path / "m")])
     assert r.exit_code == 0 and (tmp_path / "m" / "config.json").exists()
+
+
+def test_every_config_sets_loss_type_and_precision_follows_the_hardware():
+    import yaml
+
+    from training.sft import precision_flags
+
+    for p in sorted((Path(__file__).resolve().parents[1] / "training" / "configs").glob("*.yaml")):
+        assert yaml.safe_load(p.read_text())["loss_type"] == "dapo", p.name
+    assert precision_flags("auto", use_cpu=True) == {"bf16": False, "fp16": False}
+    assert precision_flags("bf16", use_cpu=False) == {"bf16": True, "fp16": False}
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp16, fp32"):
+        precision_flags("fp8", use_cpu=True)

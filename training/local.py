@@ -58,6 +58,8 @@ class TrainConfig:
     use_cpu: bool | None = None             #: default: CPU when no GPU is visible
     logging_steps: int = 1
     save_final: bool = True
+    loss_type: str = "dapo"                 #: TRL loss aggregation, set explicitly (ours): token-level mean, as verl's default token-mean
+    precision: str = "auto"                 #: auto (bf16 where the GPU supports it, else fp32), bf16, fp16 or fp32
 
     def resolved(self) -> TrainConfig:
         if self.algo not in ALGOS:
@@ -255,7 +257,7 @@ def train_local(cfg: TrainConfig, progress: bool = True) -> Path:
 
         warm = sft_train(cfg.model, [load_split(cfg.data, cfg.dataset, n, "train").head(cfg.train_limit) for n in cfg.needs],
                          out / "sft-warmup", SFTSettings(max_steps=cfg.sft_warmup_steps, seed=cfg.seed,
-                                                         use_cpu=cfg.use_cpu, lora=cfg.lora,
+                                                         use_cpu=cfg.use_cpu, lora=cfg.lora, precision=cfg.precision,
                                                          max_prompt_tokens=cfg.max_prompt_tokens), progress=progress)
         model_path = str(warm)
     else:
@@ -267,13 +269,16 @@ def train_local(cfg: TrainConfig, progress: bool = True) -> Path:
         peft_config = peft.LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.05,
                                       target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     reward_funcs, weights = _reward_functions(env, cfg)
+    from .sft import precision_flags
+
     args = trl.GRPOConfig(
         output_dir=str(out), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, beta=cfg.beta,
         entropy_coef=cfg.entropy_coef, num_generations=cfg.num_generations, temperature=cfg.temperature,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_completion_length=cfg.max_completion_length,
         reward_weights=weights, use_cpu=cfg.use_cpu, seed=cfg.seed, logging_steps=cfg.logging_steps,
-        save_strategy="no", report_to="none", disable_tqdm=not progress, bf16=False,
+        save_strategy="no", report_to="none", disable_tqdm=not progress, loss_type=cfg.loss_type,
+        **precision_flags(cfg.precision, cfg.use_cpu),
     )
     log_path = out / "train_log.jsonl"
     log_path.unlink(missing_ok=True)

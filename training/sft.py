@@ -29,6 +29,24 @@ class SFTSettings:
     seed: int = 0
     use_cpu: bool | None = None
     merge_lora: bool = False   #: write merged full weights instead of an adapter
+    precision: str = "auto"    #: auto (bf16 where the GPU supports it, else fp32), bf16, fp16 or fp32
+
+
+def precision_flags(precision: str, use_cpu: bool) -> dict[str, bool]:
+    """TrainingArguments' bf16/fp16 flags: ``auto`` follows the hardware (bf16 on a CUDA device
+    that supports it, fp32 on CPU or older GPUs); ``bf16``, ``fp16`` and ``fp32`` force a choice."""
+    if precision not in PRECISIONS:
+        from flexrec_bench.errors import ConfigError
+
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        import torch
+
+        precision = "bf16" if not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 def sft_rows(splits: list[DatasetSplit], prompt: PromptConfig, seed: int = 0, count_tokens=None) -> list[dict]:
@@ -63,7 +81,8 @@ def sft_train(model: str, splits: list[DatasetSplit], out_dir: str | Path, s: SF
     args = trl.SFTConfig(output_dir=str(out), max_steps=s.max_steps, learning_rate=s.learning_rate,
                          per_device_train_batch_size=s.per_device_train_batch_size, use_cpu=use_cpu, seed=s.seed,
                          save_strategy="no", report_to="none", logging_steps=max(1, s.max_steps // 10),
-                         disable_tqdm=not progress, completion_only_loss=True, bf16=False,
+                         disable_tqdm=not progress, completion_only_loss=True,
+                         **precision_flags(s.precision, use_cpu),
                          # prompts are already within max_prompt_tokens: never truncate the target away
                          max_length=s.max_prompt_tokens + 1024)
     trainer = trl.SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model), args=args, train_dataset=ds,

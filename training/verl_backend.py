@@ -16,7 +16,7 @@ from .verl_plugin import ESTIMATOR, REWARD_MANAGER
 
 
 def verl_overrides(cfg: TrainConfig, train_file: Path, val_file: Path, n_gpus: int) -> list[str]:
-    """Hydra overrides for verl.trainer.main_ppo reproducing the paper's settings from ``cfg``."""
+    """Hydra overrides for verl.trainer.main_ppo from ``cfg`` (the algorithm as the paper states it; its constants are ours)."""
     return [
         f"data.train_files={train_file}", f"data.val_files={val_file}", "data.prompt_key=prompt",
         f"data.train_batch_size={cfg.per_device_train_batch_size * n_gpus}",
