@@ -68,3 +68,5 @@ def test_tallrec_config_holds_the_paper_settings():
 def test_unknown_baseline_points_to_the_right_command():
     r = runner.invoke(app, ["train-baseline", "rec-r1"])
     assert r.exit_code != 0
+    msg = str(r.exception) + r.output
+    assert "unknown baseline 'rec-r1'" in msg and "train --algo rec-r1" in msg

@@ -54,9 +54,8 @@ def test_cli_eval_prints_table(ml100k, tmp_path):
 
 def test_cli_errors_are_one_line_with_hints(ml100k, tmp_path):
     r = _run("eval", "--model", "popularty", "--data", str(ml100k))
-    assert r.returncode == 2 and r.stderr.strip() == (
-        "error: unknown model 'popularty'; known: hf, openai, oracle, popularity, random, star, vllm; did you mean "
-        "'popularity'?") or "did you mean 'popularity'" in r.stderr
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("error: unknown model 'popularty'; known: ") and "did you mean 'popularity'" in r.stderr
     r = _run("eval", "--model", "star", "--dataset", "ml-1m", "--data", str(tmp_path))
     assert r.returncode == 2 and "run `flexrec-bench build-data --dataset ml-1m" in r.stderr
     r = _run("eval", "--model", "star", "--need", "intrest", "--data", str(ml100k))

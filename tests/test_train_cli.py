@@ -21,6 +21,13 @@ def test_train_critic_cli(ml100k, tmp_path):
                             "--max-pairs", "500", "--quiet"])
     assert r.exit_code == 0, r.output
     assert "Pearson(variance, squared error)" in r.output and (tmp_path / "c" / "critic.pt").exists()
+    m = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert sum(m["pairs"].values()) == 500  # trained on exactly the pairs asked for, split 8:1:1
+    from training.critic import Critic
+    from flexrec_bench.data import load_split
+
+    mean, var = Critic.load(tmp_path / "c", ml100k).fill(load_split(ml100k, "ml-100k", "interest", "test"))
+    assert mean.shape == var.shape and (var >= 0).all() and var.max() > 0  # unobserved pairs get a variance
 
 
 @pytest.mark.slow
@@ -54,7 +61,7 @@ def test_train_config_validation(tmp_path):
                                 needs="interest,niche", max_steps="7", lora="true")
     assert cfg.needs == ("interest", "niche") and cfg.max_steps == 7 and cfg.lora is True
     r = runner.invoke(app, ["train", "--model", "m", "--set", "bogus=1"])
-    assert r.exit_code != 0
+    assert r.exit_code != 0 and "unknown training option 'bogus'" in str(r.exception) + r.output
 
 
 def _write(tmp_path):
@@ -63,7 +70,7 @@ def _write(tmp_path):
     return p
 
 
-def test_paper_defaults_in_shipped_configs():
+def test_shipped_configs_hold_our_documented_constants():
     import importlib.resources
 
     for algo in ("flexrec", "rec-r1", "rank-grpo"):
