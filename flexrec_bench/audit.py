@@ -104,7 +104,7 @@ def audit_arrays(relevance: np.ndarray, mask: np.ndarray, seed: int = 0) -> Spli
                      chi2=stat, dof=dof, p_value=p, ndcg_presented=None, ndcg_reversed=None, ndcg_random=None)
     if not info.any():
         return res
-    rel, msk, nv = relevance[info], mask[info], nvalid[info]
+    rel, nv = relevance[info], nvalid[info]
     ar = np.arange(k)[None, :]
     presented = np.where(ar < nv[:, None], ar, -1)
     reverse = np.where(ar < nv[:, None], nv[:, None] - 1 - ar, -1)

@@ -18,10 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 import rawfixtures as fx
 from filelock import FileLock
-from typer.testing import CliRunner
 
 from flexrec_bench.build import BuildConfig, build
-from flexrec_bench.cli import app
 from flexrec_bench.download import DownloadSpec, fetch
 from flexrec_bench.errors import DataError, FlexRecError
 from flexrec_bench.evaluator import EvalConfig, run_eval

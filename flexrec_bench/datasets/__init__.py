@@ -40,11 +40,12 @@ DATASETS.register("kuairec", DatasetSpec(
 DATASETS.register("esci", DatasetSpec(
     name="esci", description="Amazon Shopping Queries (ESCI), locale us, official split",
     reader=read_esci, signal_kind="esci", positive_threshold=1.0, signal_scale=1.0,
-    default_needs=("search",),
+    default_needs=("search",), task="query",
     # The files live in git LFS; no checksum is published, so the sha256 is recorded in the manifest.
     downloads=tuple(
         DownloadSpec(f"https://github.com/amazon-science/esci-data/raw/main/shopping_queries_dataset/{f}", f)
-        for f in ("shopping_queries_dataset_examples.parquet", "shopping_queries_dataset_products.parquet")),
+        for f in ("shopping_queries_dataset_examples.parquet", "shopping_queries_dataset_products.parquet",
+                  "shopping_queries_dataset_sources.csv")),
 ))
 
 __all__ = ["DATASETS", "DatasetSpec", "RawData"]

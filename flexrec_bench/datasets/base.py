@@ -56,3 +56,5 @@ class DatasetSpec:
     manual_instructions: str | None = None
     #: files (relative to the raw dir) that must exist before reading
     required_files: tuple[str, ...] = ()
+    #: the kind of task that makes its instances (flexrec_bench.tasks): sequential or query
+    task: str = "sequential"
