@@ -118,7 +118,7 @@ def results_dir(cfg: EvalConfig) -> Path:
 def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
     """Rank, score and write results.json + rankings.parquet; returns (ResultsFile, Report, path)."""
     from .rankers import make_ranker
-    from .results import BootstrapInfo, DatasetInfo, ModelInfo, ParseInfo, RankingsInfo, ResultsFile, provenance
+    from .results import BootstrapInfo, DatasetInfo, ModelInfo, RankingsInfo, ResultsFile, provenance
 
     t0 = time.perf_counter()
     cfg.validate()
@@ -126,8 +126,10 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
     if len(split) == 0:
         raise FlexRecError(f"{cfg.dataset}/{cfg.need}/{cfg.split} has no instances")
     if ranker is None:
+        from .rankers import RANKERS
+
         opts = dict(cfg.options)
-        if cfg.model.partition(":")[0] in ("hf", "vllm", "openai"):
+        if RANKERS.get(cfg.model.partition(":")[0]).shows_progress:
             opts.setdefault("progress", progress)
         ranker = make_ranker(cfg.model, seed=cfg.seed, **opts)
     result = ranker.rank(split)
@@ -144,11 +146,11 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
                 model=ModelInfo(**ranker.info()),
                 dataset=DatasetInfo(name=cfg.dataset, fingerprint=split.fingerprint, split=cfg.split, need=cfg.need,
                                     instances=len(split)),
-                metrics={k: {"mean": v.mean, "ci95": v.ci95, "n": v.n} for k, v in report.metrics.items()},
+                metrics=report.metrics,
                 n_no_relevant=report.n_no_relevant,
                 n_no_gain=report.n_no_gain,
                 bootstrap=BootstrapInfo(samples=cfg.bootstrap, seed=cfg.seed),
-                parse=ParseInfo(**asdict(result.parse)) if result.parse else None,
+                parse=result.parse,
                 rankings=RankingsInfo(file="rankings.parquet", sha256=sha256_file(tmp / "rankings.parquet")),
                 config={**asdict(cfg), "metrics": list(cfg.metrics)},
                 provenance=provenance(time.perf_counter() - t0),

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from .errors import ConfigError
 
 DEFAULT_METRICS = ("ndcg@5", "ndcg@10", "ndcg@30", "recall@5", "precision@5", "mrr@5")
@@ -79,18 +81,23 @@ def no_gain(relevance: np.ndarray) -> np.ndarray:
     return ~(relevance > 0).any(axis=1)
 
 
-@dataclass
-class MetricSummary:
-    mean: float | None          #: mean over the instances where the metric is defined; None if none is
-    ci95: tuple[float, float] | None
-    n: int                      #: instances where the metric is defined
+class MetricValue(BaseModel):
+    """One metric of a run; the results file stores this model as it is."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    mean: float | None = Field(description="mean over the instances where the metric is defined (docs/metrics.md); "
+                                           "null when it is defined on none")
+    ci95: tuple[float, float] | None = Field(description="95% percentile-bootstrap interval of the mean")
+    n: int = Field(ge=0, description="instances where the metric is defined (NDCG: ideal DCG > 0; Recall, "
+                                     "Precision, MRR: a non-empty relevant set)")
 
 
 @dataclass
 class Report:
     """What :func:`evaluate` returns: per-metric means with bootstrap CIs, and per-instance scores."""
 
-    metrics: dict[str, MetricSummary]
+    metrics: dict[str, MetricValue]
     per_instance: dict[str, np.ndarray] = field(repr=False)
     n_no_relevant: int = 0      #: instances with an empty relevant set (Recall/Precision/MRR undefined)
     n_no_gain: int = 0          #: instances whose labels are all 0 (NDCG undefined)
@@ -150,8 +157,8 @@ def summarize(per_instance: dict[str, np.ndarray], relevant: np.ndarray, samples
         ok = ~np.isnan(mat[i])
         if ok.any():
             ci = (float(cis[i, 0]), float(cis[i, 1])) if samples > 0 else None
-            metrics[name] = MetricSummary(float(mat[i][ok].mean()), ci, int(ok.sum()))
+            metrics[name] = MetricValue(mean=float(mat[i][ok].mean()), ci95=ci, n=int(ok.sum()))
         else:
-            metrics[name] = MetricSummary(None, None, 0)
+            metrics[name] = MetricValue(mean=None, ci95=None, n=0)
     n_no_gain = int(no_gain(relevance).sum()) if relevance is not None else 0
     return Report(metrics, per_instance, int((relevant.sum(1) == 0).sum()), n_no_gain, samples, seed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import FlexRecError
 
@@ -24,19 +25,21 @@ def scores_to_order(scores: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.n
     return np.where(np.take_along_axis(mask, order, axis=1), order, -1)
 
 
-@dataclass
-class ParseStats:
-    """Per-run counts of what had to be repaired in LLM output (paper appendix F)."""
+class ParseStats(BaseModel):
+    """Per-run counts of what had to be repaired in LLM output (paper appendix F); the results
+    file stores this model as it is (``parse``)."""
 
-    instances: int = 0
-    unparseable: int = 0      #: outputs with no valid candidate id at all
-    invalid_ids: int = 0      #: ids that name no candidate
-    duplicates: int = 0       #: repeated ids (later occurrences dropped)
-    missing_items: int = 0    #: candidates absent from the output, padded in seeded random order
-    complete: int = 0         #: outputs that were already a full permutation
+    model_config = ConfigDict(extra="forbid")
+
+    instances: int = Field(default=0, ge=0, description="outputs parsed")
+    unparseable: int = Field(default=0, ge=0, description="outputs with no valid candidate id at all")
+    invalid_ids: int = Field(default=0, ge=0, description="ids that name no candidate")
+    duplicates: int = Field(default=0, ge=0, description="repeated ids (later occurrences dropped)")
+    missing_items: int = Field(default=0, ge=0, description="candidates absent from the output, padded in seeded random order")
+    complete: int = Field(default=0, ge=0, description="outputs that were already a full permutation")
 
     def add(self, other: ParseStats) -> None:
-        for f in self.__dataclass_fields__:
+        for f in type(self).model_fields:
             setattr(self, f, getattr(self, f) + getattr(other, f))
 
 

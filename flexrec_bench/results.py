@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import __version__
+from .metrics import MetricValue
+from .ranking import ParseStats
 
 RESULTS_SCHEMA_VERSION = 1
 TRACKED_PACKAGES = ("numpy", "pandas", "pyarrow", "torch", "transformers", "sentence-transformers", "faiss-cpu",
@@ -49,14 +51,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class MetricValue(_Strict):
-    mean: float | None = Field(description="mean over the instances where the metric is defined (docs/metrics.md); "
-                                           "null when it is defined on none")
-    ci95: tuple[float, float] | None = Field(description="95% percentile-bootstrap interval of the mean")
-    n: int = Field(ge=0, description="instances where the metric is defined (NDCG: ideal DCG > 0; Recall, "
-                                     "Precision, MRR: a non-empty relevant set)")
-
-
 class ModelInfo(_Strict):
     name: str = Field(description="the --model string, e.g. 'star' or 'hf:Qwen/Qwen2.5-3B-Instruct'")
     id: str = Field(description="model id or path")
@@ -75,15 +69,6 @@ class DatasetInfo(_Strict):
     split: Literal["train", "val", "test"]
     need: str
     instances: int = Field(ge=0, description="instances ranked (after --limit)")
-
-
-class ParseInfo(_Strict):
-    instances: int = 0
-    unparseable: int = 0
-    invalid_ids: int = 0
-    duplicates: int = 0
-    missing_items: int = 0
-    complete: int = 0
 
 
 class BootstrapInfo(_Strict):
@@ -116,7 +101,7 @@ class ResultsFile(_Strict):
                                                  "Precision and MRR)")
     n_no_gain: int = Field(default=0, ge=0, description="instances whose graded labels are all 0 (left out of NDCG)")
     bootstrap: BootstrapInfo
-    parse: ParseInfo | None = None
+    parse: ParseStats | None = None
     rankings: RankingsInfo
     config: dict = Field(default_factory=dict, description="resolved eval configuration (secrets redacted)")
     provenance: Provenance

@@ -14,6 +14,8 @@ class Ranker(ABC):
     kind: ClassVar[str]
     #: whether ``kind:<arg>`` needs an argument (a model name, path or checkpoint)
     needs_arg: ClassVar[bool] = False
+    #: whether the ranker takes a ``progress`` option (long-running rankers show a bar)
+    shows_progress: ClassVar[bool] = False
 
     def __init__(self, arg: str | None = None, seed: int = 0, **options):
         if self.needs_arg and not arg:

@@ -16,6 +16,7 @@ from .base import Ranker
 
 class LLMRanker(Ranker):
     needs_arg = True
+    shows_progress = True
 
     def __init__(self, arg=None, seed: int = 0, batch_size: int = 8, max_new_tokens: int | None = None,
                  max_prompt_tokens: int = 3072, max_item_chars: int = 240, reasoning: bool = False,
