@@ -174,6 +174,18 @@ def test_cli_table_and_render_in_chromium(ml100k, tmp_path, results):
                          timeout=120)
     assert 'data-ready="1"' in dom.stdout and 'data-rows="2"' in dom.stdout, dom.stderr[-2000:]
     assert "data-errors" not in dom.stdout and "Uncaught" not in dom.stderr
+    # a hostile model name is text, never markup (the template autoescapes every value)
+    board = json.loads(lb.read_text())
+    board["entries"][0]["results"]["model"]["name"] = '<script>window.__pwned=1</script><b onmouseover="x">m</b>'
+    lb2 = tmp_path / "lb2.json"
+    lb2.write_text(json.dumps(board))
+    r = runner.invoke(app, ["leaderboard", "render", "--leaderboard", str(lb2), "--out", str(tmp_path / "site2")])
+    assert r.exit_code == 0, r.output
+    page2 = (tmp_path / "site2" / "index.html").read_text()
+    assert page2.count("<script>") == 1 and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page2
+    dom2 = subprocess.run(args + ["--dump-dom", (tmp_path / "site2" / "index.html").as_uri()], capture_output=True,
+                          text=True, timeout=120)
+    assert 'data-ready="1"' in dom2.stdout and "<b onmouseover" not in dom2.stdout
     shot = tmp_path / "leaderboard.png"
     subprocess.run(args + ["--window-size=1280,900", f"--screenshot={shot}", (site / "index.html").as_uri()],
                    capture_output=True, timeout=120, cwd=tmp_path)
