@@ -5,6 +5,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from flexrec_bench.datasets.base import POSITIVE_SIGNAL
 from flexrec_bench.need import LabelContext, Labels, Need
 
 
@@ -27,9 +28,9 @@ class InterestNeed(Need):
     signal_kinds: ClassVar[tuple[str, ...]] = ("rating", "watch_ratio")
 
     rating_max: float = 5.0
-    rating_relevant: float = 4.0
+    rating_relevant: float = POSITIVE_SIGNAL["rating"]
     watch_ratio_cap: float | None = None   #: None: the raw watch ratio is the gain (the paper)
-    watch_ratio_relevant: float = 2.0
+    watch_ratio_relevant: float = POSITIVE_SIGNAL["watch_ratio"]
 
     def label(self, ctx: LabelContext) -> Labels:
         sig = ctx.known_signal

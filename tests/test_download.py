@@ -113,7 +113,7 @@ def test_download_command_fetches_every_file_of_a_dataset(server, tmp_path):
 
     _Files.files["/a.bin"] = PAYLOAD
     spec = DatasetSpec(name="remote-test", description="test", reader=read_ml1m, signal_kind="rating",
-                       positive_threshold=4, signal_scale=5, default_needs=("interest",),
+                       signal_scale=5, default_needs=("interest",),
                        downloads=(DownloadSpec(f"{server}/a.bin", "a.bin"),))
     DATASETS.register("remote-test", spec)
     try:

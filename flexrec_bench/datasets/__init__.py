@@ -14,7 +14,7 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 DATASETS.register("ml-100k", DatasetSpec(
     name="ml-100k",
     description="MovieLens-100K (offline default: read from the copy the recbole wheel ships)",
-    reader=read_ml100k, signal_kind="rating", positive_threshold=4.0, signal_scale=5.0,
+    reader=read_ml100k, signal_kind="rating", signal_scale=5.0,
     default_needs=("interest", "niche", "trend"),
     # GroupLens publishes md5 sums only; the sha256 of the files actually used goes in the manifest.
     downloads=(DownloadSpec("https://files.grouplens.org/datasets/movielens/ml-100k.zip", "ml-100k.zip",
@@ -22,14 +22,14 @@ DATASETS.register("ml-100k", DatasetSpec(
 ))
 DATASETS.register("ml-1m", DatasetSpec(
     name="ml-1m", description="MovieLens-1M (ratings.dat, movies.dat, users.dat)",
-    reader=read_ml1m, signal_kind="rating", positive_threshold=4.0, signal_scale=5.0,
+    reader=read_ml1m, signal_kind="rating", signal_scale=5.0,
     default_needs=("interest", "niche", "trend"),
     downloads=(DownloadSpec("https://files.grouplens.org/datasets/movielens/ml-1m.zip", "ml-1m.zip",
                             md5="c4d9eecfca2ab87c1945afe126590906", extract=True),),
 ))
 DATASETS.register("kuairec", DatasetSpec(
     name="kuairec", description="KuaiRec 2.0 (fully observed small matrix for evaluation)",
-    reader=read_kuairec, signal_kind="watch_ratio", positive_threshold=2.0, signal_scale=2.0,
+    reader=read_kuairec, signal_kind="watch_ratio", signal_scale=2.0,
     default_needs=("interest", "niche", "trend"),
     manual_instructions=(
         "KuaiRec is distributed from https://kuairec.com (KuaiRec.zip, about 432 MB, CC BY-SA 4.0). "
@@ -39,7 +39,7 @@ DATASETS.register("kuairec", DatasetSpec(
 ))
 DATASETS.register("esci", DatasetSpec(
     name="esci", description="Amazon Shopping Queries (ESCI), locale us, official split",
-    reader=read_esci, signal_kind="esci", positive_threshold=1.0, signal_scale=1.0,
+    reader=read_esci, signal_kind="esci", signal_scale=1.0,
     default_needs=("search",), task="query",
     # The files live in git LFS; no checksum is published, so the sha256 is recorded in the manifest.
     downloads=tuple(

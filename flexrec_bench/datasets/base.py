@@ -14,6 +14,10 @@ from ..download import DownloadSpec
 
 SignalKind = Literal["rating", "watch_ratio", "esci"]
 
+#: the signal at or above which an interaction is a positive (ours): rating 4 of 5, watch ratio 2,
+#: ESCI Exact; the interest need's relevant set and --ensure-positive both use it
+POSITIVE_SIGNAL: dict[str, float] = {"rating": 4.0, "watch_ratio": 2.0, "esci": 3.0}
+
 @dataclass
 class RawData:
     """A dataset read from its original files, before any split, retrieval or labelling.
@@ -46,8 +50,6 @@ class DatasetSpec:
     description: str
     reader: Callable[..., RawData] = dataclasses.field(repr=False)
     signal_kind: SignalKind
-    #: signal value at or above which an interaction counts as positive (rating 4, watch ratio 2)
-    positive_threshold: float
     #: divides the raw signal to weight history items in STAR (rating / 5, watch ratio / 2)
     signal_scale: float
     default_needs: tuple[str, ...]

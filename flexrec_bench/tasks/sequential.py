@@ -10,6 +10,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..data import SPLITS
+from ..datasets.base import POSITIVE_SIGNAL
 from ..errors import DataError
 from ..retrieval import exact_scores, profile_vectors, retrieve
 from .base import Instances, TaskKind, rng
@@ -175,7 +176,7 @@ def ensure_positive(inst: Instances, emb: np.ndarray, spec: DatasetSpec) -> int:
     score nor (after the presentation shuffle) its slot marks it. Returns the number replaced."""
     injected = 0
     for i in range(len(inst)):
-        pos = [k for k, v in inst.known[i].items() if v >= spec.positive_threshold]
+        pos = [k for k, v in inst.known[i].items() if v >= POSITIVE_SIGNAL[spec.signal_kind]]
         if not pos:
             continue
         row = inst.candidates[i]
