@@ -104,11 +104,16 @@ class DatasetSplit:
                             self.frame.iloc[:n].reset_index(drop=True))
 
 
-def load_manifest(data_dir: str | Path, dataset: str) -> dict:
+def build_root(data_dir: str | Path, dataset: str) -> Path:
+    """The folder of a build: the generation its link points to now (docs/guarantees.md)."""
+    return (Path(data_dir) / dataset).resolve()
+
+
+def load_manifest(data_dir: str | Path, dataset: str, root: Path | None = None) -> dict:
     from .datasets import DATASETS
 
     DATASETS.get(dataset)  # unknown name -> did-you-mean error
-    root = Path(data_dir) / dataset
+    root = root or Path(data_dir) / dataset
     path = root / "manifest.json"
     if not path.exists():
         raise MissingDataError(f"{dataset} is not built in {data_dir}: run `flexrec-bench build-data --dataset {dataset} "
@@ -122,8 +127,10 @@ def load_manifest(data_dir: str | Path, dataset: str) -> dict:
 def load_split(data_dir: str | Path, dataset: str, need: str, split: str = "test") -> DatasetSplit:
     if split not in SPLITS:
         raise MissingDataError(f"unknown split {split!r}; {did_you_mean(split, list(SPLITS))}")
-    manifest = load_manifest(data_dir, dataset)
-    root = Path(data_dir) / dataset
+    # resolved once: the manifest and every file this split reads later come from one build, even
+    # if a rebuild swaps the link meanwhile
+    root = build_root(data_dir, dataset)
+    manifest = load_manifest(data_dir, dataset, root)
     if need not in manifest["needs"]:
         from .need import NEEDS
 

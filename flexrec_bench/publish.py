@@ -10,7 +10,8 @@ An output folder ``<parent>/<name>`` is a symbolic link to a *generation* folder
 4. swaps the link in one ``os.replace`` and removes the old generation.
 
 A kill at any point leaves the previous output or the new one, whole; the next writer removes
-the leftovers. Readers follow the link and see one generation or the other, never a mixture.
+the leftovers. A reader resolves the link once (``load_split``) and reads every file from that one
+generation, so it never mixes two builds.
 Files and folders get the permissions the umask allows (0644/0755 under the usual 022), not the
 0600/0700 of ``tempfile``.
 
