@@ -29,7 +29,8 @@ def main() -> None:
     from flexrec_bench.build import BuildConfig, build
     from flexrec_bench.data import load_split
     from flexrec_bench.tiny import build_tiny_model
-    from training.local import TrainConfig, train_local
+    from training.config import from_dict
+    from training.local import train_local
     from training.sft import SFTSettings, sft_train
 
     out = Path(a.out)
@@ -52,11 +53,11 @@ def main() -> None:
         for seed in [int(s) for s in a.seeds.split(",")]:
             run = out / f"{variant}-s{seed}"
             t1 = time.time()
-            train_local(TrainConfig(algo="flexrec", item_reward=variant, model=str(warm), data=str(data),
+            train_local(from_dict(dict(algo="flexrec", item_reward=variant, model=str(warm), data=str(data),
                                     needs=(a.need,), output_dir=str(run), max_steps=a.steps, num_generations=4,
                                     per_device_train_batch_size=8, learning_rate=5e-5, eval_steps=5, eval_limit=64,
                                     max_completion_length=64, seed=seed, beta=0.001, entropy_coef=0.001,
-                                    save_final=False), progress=False)
+                                    save_final=False)), progress=False)
             rows = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
             pts = [(r["step"], r[f"val/{a.need}/ndcg@5"]) for r in rows if r["kind"] == "eval"]
             curves[variant].append(pts)

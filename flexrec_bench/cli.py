@@ -3,6 +3,7 @@ only inside the subcommands that need them."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -217,34 +218,47 @@ def train_cmd(
     data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
     config: Annotated[Optional[Path], typer.Option(help="YAML config (default training/configs/<algo>.yaml)")] = None,
     backend: Annotated[str, typer.Option(help="local (TRL, CPU or a few GPUs) or verl (GPUs + vLLM)")] = "local",
-    critic: Annotated[Optional[Path], typer.Option(help="critic checkpoint directory")] = None,
+    critic: Annotated[Optional[Path], typer.Option(help="critic checkpoint directory (with --set reward_signal=critic)")] = None,
     output_dir: Annotated[Optional[Path], typer.Option(help="checkpoint directory")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="optimizer steps")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="any TrainConfig field, key=value (repeatable)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help=(
+        "key=value (repeatable): a flexrec field or any trl.GRPOConfig field. Ablation axes: "
+        "item_reward=sequence|independent|noncausal_swap|causal_swap; "
+        "reward_signal=observed|item_knn|user_knn|critic; uncertainty=true|false; "
+        "estimator=grpo|ppo (ppo: --backend verl only); reasoning=true|false"))] = None,
+    dry_run: Annotated[bool, typer.Option(help="print the fully resolved config (TRL arguments or verl overrides) "
+                                               "and exit without loading a model")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
-    """Post-train an LLM ranker with GRPO (FlexRec, Rec-R1 or Rank-GRPO)."""
-    from training.local import TrainConfig
-
+    """Post-train an LLM ranker: FlexRec, Rec-R1 or Rank-GRPO (GRPO locally with TRL; GRPO or PPO on verl)."""
     import importlib.resources
 
+    from training.config import BACKENDS, load_config
+
+    if backend not in BACKENDS:
+        raise FlexRecError(f"unknown --backend {backend!r}: local or verl")
     cfg_path = config or Path(str(importlib.resources.files("training") / "configs" / f"{algo}.yaml"))
+    if config is not None and not config.exists():
+        raise FlexRecError(f"{config}: no such training config")
     overrides = {"algo": algo, "model": model, "dataset": dataset, "needs": need, "eval_needs": eval_need,
                  "data": str(data), "critic": str(critic) if critic else None,
                  "output_dir": str(output_dir) if output_dir else None, "max_steps": max_steps}
-    overrides.update(_options(set_))
-    cfg = TrainConfig.from_yaml(cfg_path, **overrides) if cfg_path.exists() else TrainConfig(**{
-        k: v for k, v in overrides.items() if v is not None})
+    cfg = load_config(cfg_path if cfg_path.exists() else None, overrides, _options(set_))
+    if dry_run:
+        if backend == "local":
+            from training.local import dry_run as resolve
+        else:
+            from training.verl_backend import dry_run as resolve
+        typer.echo(json.dumps(resolve(cfg), indent=2, default=str))
+        return
     if backend == "local":
         from training.local import train_local
 
         final = train_local(cfg, progress=not quiet)
-    elif backend == "verl":
+    else:
         from training.verl_backend import launch_verl
 
         final = launch_verl(cfg)
-    else:
-        raise FlexRecError(f"unknown --backend {backend!r}: local or verl")
     typer.echo(f"checkpoint: {final} (evaluate with `flexrec-bench eval --model hf:{final}`)")
 
 

@@ -39,6 +39,15 @@ def _cut(text: str, n: int) -> str:
     return text if len(text) <= n else text[: max(0, n - 1)].rstrip() + "…"
 
 
+def answer_tokens(k: int, reasoning: bool) -> int:
+    """Completion budget for an answer of k ids: about 5 tokens per id plus the tags, and 256 more
+    for a reasoning block (ours). Used by the LLM rankers and by training."""
+    return 5 * k + 32 + (REASONING_TOKENS if reasoning else 0)
+
+
+REASONING_TOKENS = 256
+
+
 def answer_format(k: int, reasoning: bool) -> str:
     ex = ", ".join(short_id(i) for i in range(min(k, 3)))
     think = "First think briefly inside <think></think>. Then " if reasoning else ""

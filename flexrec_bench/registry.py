@@ -25,7 +25,14 @@ class UnknownNameError(FlexRecError, KeyError):
 def did_you_mean(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"known: {', '.join(sorted(known))}{hint}"
+    if len(known) > MAX_LISTED and close:  # a long list hides the suggestion
+        return hint.lstrip("; ")
+    shown = sorted(known)[:MAX_LISTED]
+    more = f" (and {len(known) - MAX_LISTED} more)" if len(known) > MAX_LISTED else ""
+    return f"known: {', '.join(shown)}{more}{hint}"
+
+
+MAX_LISTED = 30  #: names listed in full in an unknown-name error
 
 
 class Registry(Generic[T]):

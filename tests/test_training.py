@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def _offsets(text):
 def test_env_token_advantages_follow_item_spans():
     env = _env_with_instance()
     texts = ["<answer>C1, C3, C2</answer>", "<answer>C2, C3, C1</answer>"]
-    adv = env.token_advantages(["x", "x"], texts, [_offsets(t) for t in texts], [len(t) for t in texts])
+    adv = env.token_advantages(["x", "x"], texts, [_offsets(t) for t in texts], [len(t) for t in texts]).advantages
     g = np.array([[1.0, 0.5, 0.0], [0.0, 0.5, 1.0]])
     r = causal_swap_rewards(g)
     pooled = (r - r.mean()) / (r.std() + 1e-4)
@@ -49,9 +50,9 @@ def test_env_uncertainty_weights_scale_the_uncertain_rollout_down():
     env = _env_with_instance(variance=[0.0, 0.0, 0.0])
     env.instances["x"].variance = np.array([0.0, 0.3, 0.0])
     texts = ["<answer>C1, C2, C3</answer>", "<answer>C1, C3, C2</answer>"]
-    adv = env.token_advantages(["x", "x"], texts, [_offsets(t) for t in texts], [len(t) for t in texts])
+    adv = env.token_advantages(["x", "x"], texts, [_offsets(t) for t in texts], [len(t) for t in texts]).advantages
     plain = _env_with_instance()
-    base = plain.token_advantages(["x", "x"], texts, [_offsets(t) for t in texts], [len(t) for t in texts])
+    base = plain.token_advantages(["x", "x"], texts, [_offsets(t) for t in texts], [len(t) for t in texts]).advantages
     # the uncertain item (C2) sits at rank 1 in rollout 0 (higher discount) -> more variance -> smaller weight
     ratio0 = adv[0][0] / base[0][0]
     ratio1 = adv[1][0] / base[1][0]
@@ -62,17 +63,17 @@ def test_env_uncertainty_weights_scale_the_uncertain_rollout_down():
 def test_rank_grpo_and_rec_r1_variants():
     env = _env_with_instance("rank-grpo")
     texts = ["<answer>C1, C3, C2</answer>", "<answer>C2, C3, C1</answer>"]
-    adv = env.token_advantages(["x", "x"], texts, [_offsets(t) for t in texts], [len(t) for t in texts])
+    adv = env.token_advantages(["x", "x"], texts, [_offsets(t) for t in texts], [len(t) for t in texts]).advantages
     from training.advantages import rank_advantages
     from training.rewards import suffix_dcg_rewards
 
     g = np.array([[1.0, 0.5, 0.0], [0.0, 0.5, 1.0]])  # gains in rank order of the two rollouts
     expected = rank_advantages(suffix_dcg_rewards(g))
-    for rank, item in enumerate(["C1", "C3", "C2"]):
-        assert adv[0][texts[0].index(item)] == pytest.approx(expected[0, rank])
+    for rank, item in enumerate(["C1", "C3", "C2"]):  # one token per character here: A_k / 2 on each of "Ck"
+        assert adv[0][texts[0].index(item)] == pytest.approx(expected[0, rank] / 2)
     assert expected[0, 1] < 0 < expected[1, 1]  # rank 1: rollout 1 still has the best item to come
     env2 = _env_with_instance("rec-r1")
-    adv2 = env2.token_advantages(["x", "x"], texts, [_offsets(t) for t in texts], [len(t) for t in texts])
+    adv2 = env2.token_advantages(["x", "x"], texts, [_offsets(t) for t in texts], [len(t) for t in texts]).advantages
     assert len(set(np.round(adv2[0], 8))) == 1  # one sequence-level advantage for every token
 
 
@@ -104,13 +105,16 @@ def test_critic_trains_saves_and_fills(ml100k, tmp_path):
 def test_flexrec_trains_end_to_end_on_cpu(ml100k, tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from training.local import TrainConfig, train_local
+    from training.config import load_config
+    from training.local import train_local
 
     critic, _ = train_critic(ml100k, "ml-100k", CriticConfig(epochs=1, max_pairs=1000), tmp_path / "critic",
                              progress=False)
-    cfg = TrainConfig(algo="flexrec", model=str(tiny_model), data=str(ml100k), output_dir=str(tmp_path / "run"),
-                      max_steps=2, num_generations=4, per_device_train_batch_size=4, train_limit=4, eval_limit=2,
-                      eval_steps=2, max_completion_length=24, learning_rate=1e-3, critic=str(tmp_path / "critic"))
+    # the shipped config, as `flexrec-bench train` reads it, with a tiny budget on top
+    cfg = load_config(Path(__file__).resolve().parents[1] / "training" / "configs" / "flexrec.yaml", dict(
+        model=str(tiny_model), data=str(ml100k), output_dir=str(tmp_path / "run"), max_steps=2, num_generations=4,
+        per_device_train_batch_size=4, train_limit=4, eval_limit=2, eval_steps=2, max_completion_length=24,
+        learning_rate=1e-3, critic=str(tmp_path / "critic"), reward_signal="critic"))
     final = train_local(cfg, progress=False)
     before = AutoModelForCausalLM.from_pretrained(tiny_model)
     after = AutoModelForCausalLM.from_pretrained(final)

@@ -3,113 +3,27 @@
 ``GRPOTrainer`` is subclassed only where it must be: after TRL generates and scores the rollouts,
 the sequence-level advantages are replaced by per-token ones (item spans from the tokenizer's own
 offsets). KL to the reference policy (``beta``) and the entropy bonus (``entropy_coef``) are TRL's.
+For Rank-GRPO the log-probabilities that enter the importance ratio (and the KL) are rank-level:
+each item's tokens carry the mean log-probability of the item (:func:`advantages.rank_level_logps`).
+TRL 1.x has no PPO trainer, so ``estimator=ppo`` runs on the verl backend only.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from flexrec_bench.data import load_split
-from flexrec_bench.errors import FlexRecError, require
+from flexrec_bench.errors import MissingCapabilityError, require
 from flexrec_bench.io import write_json_atomic
 
-from .env import ALGOS, RankingEnv
-
-
-@dataclass
-class TrainConfig:
-    """One training run; YAML files under training/configs/ set these fields (CLI flags override)."""
-
-    algo: str = "flexrec"                   #: flexrec, rec-r1 or rank-grpo
-    model: str = ""                         #: HF model name or local path (policy and reference)
-    dataset: str = "ml-100k"
-    needs: tuple[str, ...] = ("interest",)  #: several needs = joint multi-need training
-    eval_needs: tuple[str, ...] | None = None  #: validation needs (default: needs); another need = generalisation run
-    data: str = "data"                      #: build-data output root
-    output_dir: str = ""                    #: default checkpoints/<algo>-<dataset>-<needs>
-    item_reward: str = "causal_swap"        #: flexrec ablations: sequence, independent, noncausal_swap, causal_swap
-    critic: str | None = None               #: critic checkpoint dir; fills unobserved labels with mean and variance
-    uncertainty: bool = True                #: down-weight advantages by reward variance (needs a critic to matter)
-    train_limit: int | None = None          #: use the first N training instances per need
-    eval_limit: int = 64                    #: validation instances per need
-    eval_steps: int = 50                    #: validate every N optimizer steps (and at the end)
-    max_steps: int = 500
-    learning_rate: float = 1e-6
-    beta: float = 0.001                     #: KL coefficient to the reference policy
-    entropy_coef: float = 0.001             #: entropy bonus
-    num_generations: int = 8                #: group size G
-    per_device_train_batch_size: int = 8    #: completions per device step (a multiple of G)
-    gradient_accumulation_steps: int = 1
-    temperature: float = 1.0
-    max_completion_length: int = 192
-    max_prompt_tokens: int = 3072
-    format_reward_weight: float = 0.1       #: Rec-R1 format reward weight
-    sft_warmup_steps: int = 0               #: supervised warm-up on ideal lists before RL (Rec-R1: 25)
-    lora: bool = False                      #: LoRA instead of full-parameter updates
-    lora_r: int = 8
-    lora_alpha: int = 16
-    seed: int = 0
-    use_cpu: bool | None = None             #: default: CPU when no GPU is visible
-    logging_steps: int = 1
-    save_final: bool = True
-    loss_type: str = "dapo"                 #: TRL loss aggregation, set explicitly (ours): token-level mean, as verl's default token-mean
-    precision: str = "auto"                 #: auto (bf16 where the GPU supports it, else fp32), bf16, fp16 or fp32
-
-    def resolved(self) -> TrainConfig:
-        if self.algo not in ALGOS:
-            from flexrec_bench.registry import did_you_mean
-
-            raise FlexRecError(f"unknown --algo {self.algo!r}; {did_you_mean(self.algo, list(ALGOS))}")
-        if not self.model:
-            raise FlexRecError("--model is required (a Hugging Face name or a local path)")
-        d = asdict(self)
-        d["needs"] = tuple(self.needs)
-        d["eval_needs"] = tuple(self.eval_needs or self.needs)
-        if not self.output_dir:
-            d["output_dir"] = f"checkpoints/{self.algo}-{self.dataset}-{'+'.join(self.needs)}"
-        if self.use_cpu is None:
-            import torch
-
-            d["use_cpu"] = not torch.cuda.is_available()
-        return TrainConfig(**d)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> TrainConfig:
-        import yaml
-
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(raw) - known)
-        if bad:
-            from flexrec_bench.registry import did_you_mean
-
-            raise FlexRecError(f"{path}: unknown field {bad[0]!r}; {did_you_mean(bad[0], sorted(known))}")
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        bad = sorted(set(raw) - known)
-        if bad:
-            from flexrec_bench.registry import did_you_mean
-
-            raise FlexRecError(f"unknown training option {bad[0]!r}; {did_you_mean(bad[0], sorted(known))}")
-        for k in ("needs", "eval_needs"):
-            if isinstance(raw.get(k), str):
-                raw[k] = tuple(x.strip() for x in raw[k].split(",") if x.strip())
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        for k, v in list(raw.items()):  # --set values arrive as strings
-            if isinstance(v, str) and k not in ("needs", "eval_needs"):
-                t = str(types[k])
-                if t.startswith("int"):
-                    raw[k] = int(v)
-                elif t.startswith("float"):
-                    raw[k] = float(v)
-                elif t.startswith("bool"):
-                    raw[k] = v.lower() in ("1", "true", "yes")
-        return cls(**raw)
+from .config import TrainConfig, completion_budget, max_candidates
+from .env import RankingEnv, reward_filler
 
 
 def _build_trainer_class():
@@ -122,9 +36,27 @@ def _build_trainer_class():
         def __init__(self, *args, ranking_env: RankingEnv, **kwargs):
             super().__init__(*args, **kwargs)
             self.ranking_env = ranking_env
+            self._rank_index = None
+
+        def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+            out = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            if self._rank_index is None:
+                return out
+            from .advantages import rank_level_logps
+
+            return (rank_level_logps(out[0], self._rank_index), *out[1:])
+
+        def _compute_loss(self, model, inputs):
+            self._rank_index = inputs.get("rank_index") if self.ranking_env.algo == "rank-grpo" else None
+            try:
+                return super()._compute_loss(model, inputs)
+            finally:
+                self._rank_index = None
 
         def _generate_and_score_completions(self, inputs):
             import torch
+
+            from .advantages import rank_level_logps
 
             out = super()._generate_and_score_completions(inputs)
             if self.ranking_env.algo == "rec-r1":
@@ -139,8 +71,14 @@ def _build_trainer_class():
                 offsets.append(offs)
                 lengths.append(ids.shape[1])
             keys = [x["instance_key"] for x in inputs]
-            adv = self.ranking_env.token_advantages(keys, texts, offsets, lengths)
-            out["advantages"] = torch.tensor(np.stack(adv), dtype=torch.float32, device=ids.device) * mask
+            credit = self.ranking_env.token_advantages(keys, texts, offsets, lengths)
+            out["advantages"] = torch.tensor(np.stack(credit.advantages), dtype=torch.float32, device=ids.device) * mask
+            if self.ranking_env.algo == "rank-grpo":
+                ranks = torch.tensor(np.stack(credit.ranks), dtype=torch.long, device=ids.device)
+                out["rank_index"] = ranks
+                for key in ("old_per_token_logps", "ref_per_token_logps"):  # the same rank-level view as the loss's
+                    if out.get(key) is not None:
+                        out[key] = rank_level_logps(out[key], ranks)
             return out
 
         def log(self, logs, *args, **kwargs):
@@ -162,6 +100,34 @@ def _reward_functions(env: RankingEnv, cfg: TrainConfig):
         return [float(env.parse(k, _text(c), None).format_ok) for k, c in zip(instance_key, completions)]
 
     return [ndcg_reward, format_reward], [1.0, cfg.format_reward_weight]
+
+
+def _check_local(cfg: TrainConfig) -> None:
+    if cfg.estimator == "ppo":
+        raise MissingCapabilityError("estimator=ppo needs the verl backend (TRL 1.x has no PPO trainer): "
+                                     "use --backend verl, or --set estimator=grpo")
+
+
+def resolved_trl_args(cfg: TrainConfig, weights: list[float], k_max: int | None, progress: bool = True):
+    """The trl.GRPOConfig of a resolved run."""
+    trl = require("trl", "train", "local training")
+    kw: dict[str, Any] = cfg.grpo_kwargs()
+    if k_max is not None:
+        kw["max_completion_length"] = completion_budget(cfg, k_max)
+    kw.setdefault("disable_tqdm", not progress)
+    return trl.GRPOConfig(**kw, reward_weights=weights)
+
+
+def dry_run(cfg: TrainConfig) -> dict:
+    """The fully resolved local run (our fields and every GRPOConfig argument), loading no model."""
+    cfg = cfg.resolved()
+    _check_local(cfg)
+    import warnings
+
+    with warnings.catch_warnings():  # transformers warns about its own deprecated fields while serialising
+        warnings.simplefilter("ignore", FutureWarning)
+        args = resolved_trl_args(cfg, [1.0, cfg.format_reward_weight], max_candidates(cfg))
+        return {"backend": "local", "flexrec": asdict(cfg), "trl": json.loads(args.to_json_string())}
 
 
 class _JsonlAndEval:
@@ -186,8 +152,9 @@ class _JsonlAndEval:
         model.eval()
         side = tok.padding_side
         row = {"step": step, "kind": "eval"}
-        ranker = HFRanker.from_loaded(model, tok, batch_size=8, progress=False, seed=self.cfg.seed,
-                                      max_new_tokens=self.cfg.max_completion_length,
+        ranker = HFRanker.from_loaded(model, tok, batch_size=8, progress=False, seed=self.cfg.rl("seed"),
+                                      max_new_tokens=self.trainer.args.max_completion_length,
+                                      reasoning=self.cfg.reasoning,
                                       max_prompt_tokens=self.cfg.max_prompt_tokens)
         for need, split in self.val_splits.items():
             res = ranker.rank(split)
@@ -228,7 +195,7 @@ def _make_callback(helper: _JsonlAndEval):
 def train_local(cfg: TrainConfig, progress: bool = True) -> Path:
     """Run one training job; returns the directory of the final checkpoint (loadable by ``eval --model hf:``)."""
     cfg = cfg.resolved()
-    trl = require("trl", "train", "local training")
+    _check_local(cfg)
     datasets = require("datasets", "train", "local training")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -239,25 +206,25 @@ def train_local(cfg: TrainConfig, progress: bool = True) -> Path:
     tok = AutoTokenizer.from_pretrained(cfg.model)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    critic = None
-    if cfg.critic:
-        from .critic import Critic
-
-        critic = Critic.load(cfg.critic, cfg.data)
-    env = RankingEnv(cfg.algo, cfg.item_reward, cfg.uncertainty and critic is not None, cfg.seed)
-    prompt_cfg = PromptConfig(max_prompt_tokens=cfg.max_prompt_tokens)
+    filler = reward_filler(cfg.reward_signal, cfg.data, cfg.dataset, cfg.critic, cfg.knn_neighbors)
+    seed = cfg.rl("seed")
+    env = RankingEnv(cfg.algo, cfg.item_reward, cfg.uncertainty and cfg.reward_signal == "critic", seed)
+    prompt_cfg = PromptConfig(max_prompt_tokens=cfg.max_prompt_tokens, reasoning=cfg.reasoning)
     count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
-    rows = []
+    rows, k_max = [], 1
     for need in cfg.needs:
-        rows += env.add_split(load_split(cfg.data, cfg.dataset, need, "train"), critic, cfg.train_limit, prompt_cfg, count)
+        split = load_split(cfg.data, cfg.dataset, need, "train").head(cfg.train_limit)
+        k_max = max(k_max, int(split.mask.sum(1).max()))
+        rows += env.add_split(split, filler, None, prompt_cfg, count)
     val = {n: load_split(cfg.data, cfg.dataset, n, "val").head(cfg.eval_limit) for n in cfg.eval_needs}
-    train_ds = datasets.Dataset.from_list(rows).shuffle(seed=cfg.seed)
+    train_ds = datasets.Dataset.from_list(rows).shuffle(seed=seed)
     if cfg.sft_warmup_steps > 0:
         from .sft import SFTSettings, sft_train
 
         warm = sft_train(cfg.model, [load_split(cfg.data, cfg.dataset, n, "train").head(cfg.train_limit) for n in cfg.needs],
-                         out / "sft-warmup", SFTSettings(max_steps=cfg.sft_warmup_steps, seed=cfg.seed,
-                                                         use_cpu=cfg.use_cpu, lora=cfg.lora, precision=cfg.precision,
+                         out / "sft-warmup", SFTSettings(max_steps=cfg.sft_warmup_steps, seed=seed,
+                                                         use_cpu=cfg.rl("use_cpu"), lora=cfg.lora,
+                                                         precision=cfg.precision,  # targets hold no reasoning
                                                          max_prompt_tokens=cfg.max_prompt_tokens), progress=progress)
         model_path = str(warm)
     else:
@@ -269,17 +236,7 @@ def train_local(cfg: TrainConfig, progress: bool = True) -> Path:
         peft_config = peft.LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.05,
                                       target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     reward_funcs, weights = _reward_functions(env, cfg)
-    from .sft import precision_flags
-
-    args = trl.GRPOConfig(
-        output_dir=str(out), max_steps=cfg.max_steps, learning_rate=cfg.learning_rate, beta=cfg.beta,
-        entropy_coef=cfg.entropy_coef, num_generations=cfg.num_generations, temperature=cfg.temperature,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, max_completion_length=cfg.max_completion_length,
-        reward_weights=weights, use_cpu=cfg.use_cpu, seed=cfg.seed, logging_steps=cfg.logging_steps,
-        save_strategy="no", report_to="none", disable_tqdm=not progress, loss_type=cfg.loss_type,
-        **precision_flags(cfg.precision, cfg.use_cpu),
-    )
+    args = resolved_trl_args(cfg, weights, k_max, progress)
     log_path = out / "train_log.jsonl"
     log_path.unlink(missing_ok=True)
     helper = _JsonlAndEval(cfg, log_path, val)

@@ -9,7 +9,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..parsing import rank_text
-from ..prompts import PromptConfig, split_messages
+from ..prompts import PromptConfig, answer_tokens, split_messages
 from ..ranking import ParseStats, RankResult
 from .base import Ranker
 
@@ -29,10 +29,10 @@ class LLMRanker(Ranker):
         self.progress = progress
 
     def new_tokens(self, k: int) -> int:
-        """Default answer budget: about 5 tokens per id plus the tags (and 256 for reasoning)."""
+        """Default answer budget: prompts.answer_tokens (about 5 tokens per id, plus 256 for reasoning)."""
         if self.max_new_tokens is not None:
             return self.max_new_tokens
-        return 5 * k + 32 + (256 if self.prompt.reasoning else 0)
+        return answer_tokens(k, self.prompt.reasoning)
 
     def count_tokens(self, text: str) -> int | None:
         return None

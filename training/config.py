@@ -1,0 +1,243 @@
+"""Training configuration: the project's own fields in one small dataclass, every other option
+passed through to TRL's ``GRPOConfig`` as TRL defines it (no mirrored copy of TRL's fields).
+
+YAML files and ``--set key=value`` go through one typed path (:func:`load_config`): each value is
+validated against its field's type (ours, or GRPOConfig's own annotation) with pydantic, and an
+error names the file or flag, the field and what was expected.
+
+The ablation axes of the paper's Tables 7 and 8 are fields here: ``item_reward``, ``reward_signal``,
+``uncertainty`` and ``estimator``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flexrec_bench.errors import ConfigError, FlexRecError
+
+ALGOS = ("flexrec", "rec-r1", "rank-grpo")
+#: item-level reward variants (Table 7): sequence (Rec-R1's), independent, noncausal_swap, causal_swap
+ITEM_REWARD_VARIANTS = ("sequence", "independent", "noncausal_swap", "causal_swap")
+#: where rewards for unobserved user-item pairs come from (Table 8)
+REWARD_SIGNALS = ("observed", "item_knn", "user_knn", "critic")
+#: policy-gradient estimator (Table 7): GRPO (group-relative, no value model) or PPO (GAE with a value model)
+ESTIMATORS = ("grpo", "ppo")
+BACKENDS = ("local", "verl")
+
+#: GRPOConfig values this project sets when a config leaves them out (all ours; see training/configs/*.yaml)
+TRL_DEFAULTS: dict[str, Any] = {"save_strategy": "no", "report_to": "none", "logging_steps": 1, "seed": 0}
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Fields below are the project's; ``trl`` holds GRPOConfig fields as TRL names
+    them (learning_rate, beta, entropy_coef, num_generations, loss_type, max_steps, ...)."""
+
+    algo: str = "flexrec"                   #: flexrec, rec-r1 or rank-grpo
+    model: str = ""                         #: HF model name or local path (policy and reference)
+    dataset: str = "ml-100k"
+    needs: tuple[str, ...] = ("interest",)  #: several needs = joint multi-need training
+    eval_needs: tuple[str, ...] | None = None  #: validation needs (default: needs); another need = generalisation run
+    data: str = "data"                      #: build-data output root
+    output_dir: str = ""                    #: default checkpoints/<algo>-<dataset>-<needs>
+    item_reward: str = "causal_swap"        #: Table 7 axis: sequence, independent, noncausal_swap, causal_swap
+    reward_signal: str = "observed"         #: Table 8 axis: observed, item_knn, user_knn or critic (fills unobserved pairs)
+    critic: str | None = None               #: critic checkpoint dir (reward_signal=critic)
+    uncertainty: bool = True                #: Table 8 axis: down-weight advantages by the critic's reward variance
+    estimator: str = "grpo"                 #: Table 7 axis: grpo, or ppo (verl backend only: GAE with a value model)
+    knn_neighbors: int = 50                 #: neighbours of the KNN reward signals (ours)
+    train_limit: int | None = None          #: use the first N training instances per need
+    eval_limit: int = 64                    #: validation instances per need
+    eval_steps: int = 50                    #: validate every N optimizer steps (and at the end)
+    max_prompt_tokens: int = 3072
+    reasoning: bool = False                 #: ask for a <think> block before the permutation (the paper's optional reasoning)
+    format_reward_weight: float = 0.1       #: Rec-R1 format reward weight
+    sft_warmup_steps: int = 0               #: supervised warm-up on ideal lists before RL (Rec-R1: 25)
+    lora: bool = False                      #: LoRA instead of full-parameter updates
+    lora_r: int = 8
+    lora_alpha: int = 16
+    precision: str = "auto"                 #: auto (bf16 where the GPU supports it, else fp32), bf16, fp16 or fp32
+    save_final: bool = True
+    trl: dict[str, Any] = field(default_factory=dict)  #: GRPOConfig fields, passed through as TRL defines them
+
+    # -- reading ------------------------------------------------------------------------------------
+    def rl(self, name: str) -> Any:
+        """A GRPOConfig value as this run uses it: the config's, else ours, else TRL's default."""
+        if name in self.trl:
+            return self.trl[name]
+        if name in TRL_DEFAULTS:
+            return TRL_DEFAULTS[name]
+        fields = _trl_fields()
+        if not fields:
+            raise ConfigError(f"{name} is not set and TRL, whose GRPOConfig gives its default, is not installed: "
+                              f"set {name} in the training config")
+        if name not in fields:
+            raise ConfigError(f"{name!r} is not a GRPOConfig field")
+        f = fields[name]
+        return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+    def resolved(self) -> TrainConfig:
+        """Check the choices and fill the defaults that depend on others (output_dir, use_cpu, the
+        completion budget)."""
+        _choice("algo", self.algo, ALGOS)
+        _choice("item_reward", self.item_reward, ITEM_REWARD_VARIANTS)
+        _choice("reward_signal", self.reward_signal, REWARD_SIGNALS)
+        _choice("estimator", self.estimator, ESTIMATORS)
+        if not self.model:
+            raise FlexRecError("--model is required (a Hugging Face name or a local path)")
+        if self.reward_signal == "critic" and not self.critic:
+            raise ConfigError("reward_signal=critic needs a critic checkpoint: run `flexrec-bench train-critic`, "
+                              "then pass --critic DIR")
+        if self.critic and self.reward_signal != "critic":
+            raise ConfigError(f"--critic is set but reward_signal={self.reward_signal}; add --set reward_signal=critic")
+        d = asdict(self)
+        d["needs"] = tuple(self.needs)
+        d["eval_needs"] = tuple(self.eval_needs or self.needs)
+        if not self.output_dir:
+            d["output_dir"] = f"checkpoints/{self.algo}-{self.dataset}-{'+'.join(self.needs)}"
+        trl = dict(self.trl)
+        if trl.get("use_cpu") is None:
+            import torch
+
+            trl["use_cpu"] = not torch.cuda.is_available()
+        d["trl"] = trl
+        return TrainConfig(**d)
+
+    def grpo_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of trl.GRPOConfig for this (resolved) run, before the reward weights."""
+        from .sft import precision_flags
+
+        kw = {**TRL_DEFAULTS, **self.trl, "output_dir": self.output_dir}
+        for k, v in precision_flags(self.precision, bool(kw.get("use_cpu"))).items():
+            kw.setdefault(k, v)
+        return kw
+
+
+@functools.cache
+def _trl_fields() -> dict[str, dataclasses.Field]:
+    try:
+        from trl import GRPOConfig
+    except ImportError:  # the verl environment has no TRL: values are then checked by verl itself
+        return {}
+    return {f.name: f for f in dataclasses.fields(GRPOConfig) if f.init}
+
+
+@functools.cache
+def _trl_types() -> dict[str, Any]:
+    from trl import GRPOConfig
+
+    return typing.get_type_hints(GRPOConfig)
+
+
+_OWN = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "trl"}
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        from flexrec_bench.registry import did_you_mean
+
+        raise ConfigError(f"unknown {name} {value!r}; {did_you_mean(value, list(allowed))}")
+
+
+def _coerce(name: str, value: Any, annotation: Any, where: str) -> Any:
+    """One typed conversion for YAML values and --set strings: pydantic's lax mode ("8" -> 8,
+    "1e-6" -> 1e-06, "true" -> True); tuples of strings also accept "a,b"."""
+    from pydantic import TypeAdapter, ValidationError
+
+    if isinstance(annotation, str):  # our own annotations are strings (from __future__ import annotations)
+        annotation = typing.get_type_hints(TrainConfig)[name]
+    if isinstance(value, str) and typing.get_origin(annotation) is not None and "tuple" in str(annotation):
+        value = tuple(x.strip() for x in value.split(",") if x.strip())
+    if isinstance(value, str) and value.lower() in ("none", "null") and "None" in str(annotation):
+        return None
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError as e:
+        msg = e.errors()[0]["msg"]
+        raise ConfigError(f"{where}: field {name!r} expects {_type_name(annotation)}, got {value!r} ({msg})") from None
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
+    """Build a TrainConfig from flat key/values (our fields and GRPOConfig's), each checked against
+    its type. Unknown keys are refused with the nearest known name."""
+    own: dict[str, Any] = {}
+    trl: dict[str, Any] = {}
+    trl_fields = _trl_fields()
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key in _OWN:
+            own[key] = _coerce(key, value, _OWN[key].type, where)
+        elif key in trl_fields:
+            trl[key] = _coerce(key, value, _trl_types()[key], where)
+        elif not trl_fields:  # without TRL (the verl environment) values pass unchecked; verl checks its own
+            trl[key] = value
+        else:
+            from flexrec_bench.registry import did_you_mean
+
+            known = sorted(set(_OWN) | set(trl_fields))
+            raise ConfigError(f"{where}: unknown training option {key!r} (neither a flexrec-bench field nor a "
+                              f"trl.GRPOConfig field); {did_you_mean(key, known)}")
+    return TrainConfig(**own, trl=trl)
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None,
+                sets: dict[str, str] | None = None) -> TrainConfig:
+    """YAML file, then the CLI's named options (``overrides``, None = not given), then ``--set``
+    pairs: one merged dict through :func:`from_dict`, with errors naming where a value came from."""
+    import yaml
+
+    merged: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: cannot read the training config ({e})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of option: value, got {type(raw).__name__}")
+        from_dict(raw, where=str(path))  # errors name the file
+        merged.update(raw)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    from_dict(given, where="command line")
+    merged.update(given)
+    if sets:
+        from_dict(dict(sets), where="--set")
+        merged.update(sets)
+    return from_dict(merged, where=str(path) if path else "config")
+
+
+
+def max_candidates(cfg: TrainConfig) -> int | None:
+    """The largest candidate list among the training needs' instances, from the build's manifest
+    (None when the data is not built yet)."""
+    from flexrec_bench.data import load_manifest
+
+    try:
+        manifest = load_manifest(cfg.data, cfg.dataset)
+    except FlexRecError:
+        return None
+    return int(manifest.get("config", {}).get("candidates") or 0) or None
+
+
+def completion_budget(cfg: TrainConfig, k_max: int | None) -> int | None:
+    """max_completion_length: the config's, else enough for k_max ids (and the reasoning block)."""
+    from flexrec_bench.prompts import answer_tokens
+
+    given = cfg.trl.get("max_completion_length")
+    if k_max is None:
+        return given
+    need = answer_tokens(k_max, cfg.reasoning)
+    if given is None:
+        return need
+    if cfg.reasoning and given < need:
+        raise ConfigError(f"max_completion_length={given} is too short for reasoning before {k_max} ids: "
+                          f"set at least {need} or leave it out")
+    return int(given)
