@@ -69,12 +69,42 @@ def token_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tuple[
 
 
 def per_token_advantages(n_tokens: int, seq_adv: float, item_spans: Sequence[Sequence[int]],
-                         item_adv: Sequence[float]) -> np.ndarray:
+                         item_adv: Sequence[float], per_rank_mean: bool = False) -> np.ndarray:
     """(T,) token advantages: tokens of the item at rank k get A_k; every other token (reasoning,
-    format) gets the sequence-level GRPO advantage."""
+    format) gets the sequence-level GRPO advantage. ``per_rank_mean`` (Rank-GRPO) spreads A_k over
+    the rank's tokens (A_k / |y_k| each), so each rank enters the token-mean loss once whatever
+    its length, as the rank-level objective's sum over ranks does."""
     a = np.full(n_tokens, float(seq_adv))
     for toks, adv in zip(item_spans, item_adv):
+        toks = [t for t in toks if t < n_tokens]
+        for t in toks:
+            a[t] = adv / len(toks) if per_rank_mean else adv
+    return a
+
+
+def rank_index(n_tokens: int, item_spans: Sequence[Sequence[int]]) -> np.ndarray:
+    """(T,) the rank whose item each token names, -1 for every other token."""
+    idx = np.full(n_tokens, -1, np.int64)
+    for k, toks in enumerate(item_spans):
         for t in toks:
             if t < n_tokens:
-                a[t] = adv
-    return a
+                idx[t] = k
+    return idx
+
+
+def rank_level_logps(logps, ranks):
+    """Rank-GRPO's rank-level log-probabilities (Zhu et al. 2025): every token of the item at rank k
+    carries the mean log-probability of that item's tokens, log of the geometric-mean probability
+    (pi(y_k | x, y_<k))^(1/|y_k|). The importance ratio exp(new - old) is then the rank-level ratio
+    on each of the rank's tokens, clipped per rank; tokens outside any rank (``ranks`` -1) keep
+    their own log-probability. Works on torch tensors (B, T), gradients included."""
+    import torch
+
+    valid = ranks >= 0
+    idx = ranks.clamp(min=0)
+    width = int(idx.max().item()) + 1 if idx.numel() else 1
+    zeros = torch.zeros(logps.shape[0], width, dtype=logps.dtype, device=logps.device)
+    sums = zeros.scatter_add(1, idx, torch.where(valid, logps, torch.zeros_like(logps)))
+    counts = zeros.scatter_add(1, idx, valid.to(logps.dtype))
+    mean = sums / counts.clamp(min=1.0)
+    return torch.where(valid, mean.gather(1, idx), logps)

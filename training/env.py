@@ -14,13 +14,10 @@ from flexrec_bench.data import DatasetSplit
 from flexrec_bench.parsing import parse_ranking, short_id, to_permutation
 from flexrec_bench.prompts import PromptConfig, split_messages
 
-from .advantages import (item_advantages, per_token_advantages, rank_advantages, sequence_advantages, token_spans,
-                         uncertainty_weights)
+from .advantages import (item_advantages, per_token_advantages, rank_advantages, rank_index, sequence_advantages,
+                         token_spans, uncertainty_weights)
+from .config import ALGOS, ITEM_REWARD_VARIANTS
 from .rewards import ITEM_REWARDS, ideal_dcg, sequence_ndcg, sequence_variance
-
-ALGOS = ("flexrec", "rec-r1", "rank-grpo")
-#: reward variants: the paper's ablation (sequence, independent, noncausal_swap, causal_swap)
-ITEM_REWARD_VARIANTS = ("sequence", "independent", "noncausal_swap", "causal_swap")
 
 
 @dataclass
@@ -38,6 +35,31 @@ class Rollout:
     order: list[int]                 # candidate positions, best first (repaired)
     spans: list[list[int]]           # token indices of the item at each rank (empty when not named)
     format_ok: bool
+
+
+def reward_filler(reward_signal: str, data: str, dataset: str, critic: str | None = None, knn_neighbors: int = 50):
+    """What supplies rewards for unobserved user-item pairs (Table 8's axis): None for
+    ``observed`` (unobserved pairs count 0, as in the evaluation labels), a KNN imputer, or the
+    critic. Each has ``fill(split) -> (gains, variances)``."""
+    if reward_signal == "observed":
+        return None
+    if reward_signal == "critic":
+        from .critic import Critic
+
+        if not critic:
+            raise ValueError("reward_signal=critic needs a critic checkpoint (flexrec-bench train-critic)")
+        return Critic.load(critic, data)
+    from .knn import KNNImputer
+
+    return KNNImputer(reward_signal, data, dataset, knn_neighbors)
+
+
+@dataclass
+class TokenCredit:
+    """Per-token credit of a batch of completions."""
+
+    advantages: list[np.ndarray]     # (T_b,) advantage of each token
+    ranks: list[np.ndarray]          # (T_b,) rank of the item each token names, -1 elsewhere
 
 
 @dataclass
@@ -59,12 +81,14 @@ class RankingEnv:
         if self.item_reward not in ITEM_REWARD_VARIANTS:
             raise ValueError(f"unknown item reward {self.item_reward!r}; expected one of {ITEM_REWARD_VARIANTS}")
 
-    def add_split(self, split: DatasetSplit, critic=None, limit: int | None = None,
+    def add_split(self, split: DatasetSplit, filler=None, limit: int | None = None,
                   prompt: PromptConfig | None = None, count_tokens=None) -> list[dict]:
-        """Register a split's instances; return TRL-style rows {prompt, instance_key}."""
+        """Register a split's instances; return TRL-style rows {prompt, instance_key}. ``filler``
+        (the critic or a KNN imputer: ``fill(split) -> (gains, variances)``) supplies rewards for
+        unobserved user-item pairs; without it they count as 0, as in the evaluation labels."""
         split = split.head(limit)
-        if critic is not None:
-            gains, var = critic.fill(split)
+        if filler is not None:
+            gains, var = filler.fill(split)
         else:
             gains, var = split.relevance, np.zeros_like(split.relevance)
         nvalid = split.mask.sum(1)
@@ -128,8 +152,9 @@ class RankingEnv:
         return list(item_adv), seq_adv
 
     def token_advantages(self, keys: Sequence[str], texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]]],
-                         lengths: Sequence[int]) -> list[np.ndarray]:
-        """(T_b,) advantages for each completion of a batch; completions of one prompt are grouped by key."""
+                         lengths: Sequence[int]) -> TokenCredit:
+        """(T_b,) advantages (and rank indices) for each completion of a batch; completions of one
+        prompt are grouped by key."""
         rollouts = [self.parse(k, t, o, salt=b) for b, (k, t, o) in enumerate(zip(keys, texts, offsets))]
         groups: dict[str, list[int]] = defaultdict(list)
         for b, k in enumerate(keys):
@@ -138,9 +163,41 @@ class RankingEnv:
         for members in groups.values():
             item_adv, seq_adv = self.group_advantages([rollouts[b] for b in members])
             for j, b in enumerate(members):
-                out[b] = per_token_advantages(lengths[b], seq_adv[j], rollouts[b].spans, item_adv[j])
+                out[b] = per_token_advantages(lengths[b], seq_adv[j], rollouts[b].spans, item_adv[j],
+                                              per_rank_mean=self.algo == "rank-grpo")
         self.stats["format_ok"].extend(float(r.format_ok) for r in rollouts)
-        return out
+        return TokenCredit(out, [rank_index(n, r.spans) for n, r in zip(lengths, rollouts)])
+
+    def token_rewards(self, keys: Sequence[str], texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]]],
+                      lengths: Sequence[int]) -> TokenCredit:
+        """PPO (Table 7's PPO rows): item-level rewards, not advantages. The reward of the item at
+        rank k (the ``item_reward`` variant; ``sequence``: the list's NDCG on its last token) sits on
+        the last token naming it; GAE with the value model turns them into advantages. With the
+        critic's uncertainty, each rollout's rewards are scaled by its weight, normalised over the
+        batch (PPO has no groups)."""
+        rollouts = [self.parse(k, t, o, salt=b) for b, (k, t, o) in enumerate(zip(keys, texts, offsets))]
+        out = [np.zeros(n) for n in lengths]
+        var_seq = np.zeros(len(rollouts))
+        for b, r in enumerate(rollouts):
+            inst = self.instances[r.key]
+            g, v = self.ranked_gains(r)
+            z = np.array([inst.idcg])
+            var_seq[b] = sequence_variance(v[None], z)[0]
+            if self.item_reward == "sequence" or self.algo != "flexrec":
+                ends = [max((t for span in r.spans for t in span), default=lengths[b] - 1)]
+                vals = [float(sequence_ndcg(g[None], z)[0])]
+            else:
+                rewards = ITEM_REWARDS[self.item_reward](g[None], z)[0]
+                ends = [max(span) if span else -1 for span in r.spans]
+                vals = rewards.tolist()
+            for t, val in zip(ends, vals):
+                if 0 <= t < lengths[b]:
+                    out[b][t] += val
+        if self.algo == "flexrec" and self.uncertainty:
+            w = uncertainty_weights(var_seq)
+            out = [o * wi for o, wi in zip(out, w)]
+        self.stats["format_ok"].extend(float(r.format_ok) for r in rollouts)
+        return TokenCredit(out, [rank_index(n, r.spans) for n, r in zip(lengths, rollouts)])
 
     def pop_stats(self) -> dict[str, float]:
         out = {f"flexrec/{k}": float(np.mean(v)) for k, v in self.stats.items() if v}
