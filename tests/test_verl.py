@@ -4,6 +4,7 @@ FLEXREC_VERL_PYTHON to its python, or leave .venv-verl/ in the repository root."
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -35,7 +36,7 @@ def test_verl_estimator_and_reward_manager_through_compute_advantage():
 
 def test_verl_backend_reports_missing_pieces(tmp_path):
     from flexrec_bench.errors import MissingCapabilityError
-    from training.local import TrainConfig
+    from training.config import TrainConfig
     from training.verl_backend import launch_verl, verl_overrides
 
     with pytest.raises(MissingCapabilityError, match=r"flexrec-bench\[verl\]|GPUs|flexrec-bench\[vllm\]"):
@@ -43,4 +44,23 @@ def test_verl_backend_reports_missing_pieces(tmp_path):
     cfg = TrainConfig(model="m", output_dir=str(tmp_path)).resolved()
     ov = verl_overrides(cfg, tmp_path / "t.parquet", tmp_path / "v.parquet", 8)
     assert "algorithm.adv_estimator=flexrec_token" in ov and "actor_rollout_ref.rollout.n=8" in ov
-    assert "actor_rollout_ref.actor.use_kl_loss=True" in ov and "reward_model.reward_manager=flexrec" in ov
+    assert "actor_rollout_ref.actor.use_kl_loss=True" in ov
+    # the reward path is named explicitly (verl 0.9 reads reward.reward_manager, not reward_model.reward_manager)
+    assert "reward.reward_manager.source=importlib" in ov and "reward.reward_manager.module.path=pkg://training.verl_plugin" in ov
+    assert "+actor_rollout_ref.rollout.agent.agent_loop_manager_class=training.verl_plugin.FlexRecAgentLoopManager" in ov
+    assert not any(o.startswith("reward_model.") for o in ov)
+
+
+def test_verl_dry_run_resolves_ppo_to_gae_with_a_value_model():
+    from typer.testing import CliRunner
+
+    from flexrec_bench.cli import app
+
+    r = CliRunner().invoke(app, ["train", "--backend", "verl", "--model", "m", "--set", "estimator=ppo", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    ov = json.loads(r.output)["verl_overrides"]
+    assert "algorithm.adv_estimator=gae" in ov and "critic.model.path=m" in ov and "actor_rollout_ref.rollout.n=1" in ov
+    assert "+flexrec.estimator=ppo" in ov
+    r = CliRunner().invoke(app, ["train", "--backend", "verl", "--model", "m", "--dry-run"])
+    ov = json.loads(r.output)["verl_overrides"]
+    assert "algorithm.adv_estimator=flexrec_token" in ov and not any(o.startswith("critic.") for o in ov)

@@ -1,36 +1,91 @@
-"""Run inside the verl environment (scripts/make-verl-env.sh) by tests/test_verl.py: the registered
-reward manager and estimator are called through verl's own compute_advantage and must return the
-per-token advantages the ranking environment defines."""
+"""Run inside the verl environment (scripts/make-verl-env.sh) by tests/test_verl.py.
+
+1. verl's own main_ppo config (Hydra, ``verl/trainer/config/ppo_trainer.yaml``) composed with the
+   overrides ``flexrec-bench train --backend verl`` passes resolves, through verl's own lookups, to
+   FlexRec's reward-loop manager, agent-loop manager and advantage estimator (and, for
+   estimator=ppo, to GAE with a critic).
+2. The reward-loop manager scores one rollout (its NDCG); the agent-loop manager replaces a training
+   batch's scalar scores with the environment's per-token credit; verl's compute_advantage with
+   ``flexrec_token`` returns exactly that credit.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import os
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
 
 
-def main() -> None:
-    from verl import DataProto
+def compose(overrides: list[str]):
+    import verl
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    config_dir = str(Path(verl.__file__).parent / "trainer" / "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        return hydra_compose(config_name="ppo_trainer", overrides=overrides)
+
+
+def check_resolution() -> None:
+    from verl.experimental.agent_loop import AgentLoopManager
     from verl.trainer.ppo import core_algos
+    from verl.trainer.ppo.reward import resolve_reward_manager_cls
+    from verl.trainer.ppo.utils import need_critic
+    from verl.utils.import_utils import load_class_from_fqn
+
+    import training.verl_plugin as plugin
+    from training.config import load_config
+    from training.verl_backend import verl_overrides
+
+    tmp = Path(tempfile.mkdtemp())
+    for estimator in ("grpo", "ppo"):
+        cfg = load_config(Path(__file__).resolve().parents[1] / "training" / "configs" / "flexrec.yaml",
+                          {"model": "m", "estimator": estimator, "output_dir": str(tmp / estimator)}).resolved()
+        config = compose(verl_overrides(cfg, tmp / "t.parquet", tmp / "v.parquet", 1))
+        assert resolve_reward_manager_cls(config).__name__ == "FlexRecRewardLoopManager", resolve_reward_manager_cls(config)
+        manager = load_class_from_fqn(config.actor_rollout_ref.rollout.agent.agent_loop_manager_class, "AgentLoopManager")
+        assert manager is plugin.FlexRecAgentLoopManager and issubclass(manager, AgentLoopManager)
+        assert config.flexrec.estimator == estimator and list(config.flexrec.needs) == ["interest"]
+        if estimator == "grpo":
+            assert config.algorithm.adv_estimator == "flexrec_token"
+            assert core_algos.get_adv_estimator_fn(config.algorithm.adv_estimator) is plugin.flexrec_token_advantage
+            assert not need_critic(config)
+        else:
+            assert config.algorithm.adv_estimator == "gae" and need_critic(config)
+            assert config.critic.model.path == "m" and config.actor_rollout_ref.rollout.n == 1
+    # the name in verl's reward-loop registry resolves too (source: register)
+    from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
+
+    assert get_reward_manager_cls("flexrec") is plugin.FlexRecRewardLoopManager
+
+
+def check_credit() -> None:
+    from verl import DataProto
+    from verl.experimental.agent_loop import AgentLoopManager
     from verl.trainer.ppo.ray_trainer import compute_advantage
-    from verl.workers.reward_manager import get_reward_manager_cls
+    from omegaconf import OmegaConf
 
     import training.verl_plugin as plugin
     from flexrec_bench.tiny import build_tokenizer
     from training.advantages import token_offsets
     from training.env import RankingEnv, _Instance
 
-    import importlib
-
     importlib.reload(plugin)  # a second registration must not raise verl's duplicate error
-    assert core_algos.get_adv_estimator_fn("flexrec_token") is plugin.flexrec_token_advantage
-
     tok = build_tokenizer(tempfile.mkdtemp())
     env = RankingEnv("flexrec", "causal_swap", uncertainty=False)
     env.instances["i0"] = _Instance("i0", 3, np.array([1.0, 0.0, 0.5]), np.zeros(3), 1 + 0.5 / np.log2(3))
     env.instances["i1"] = _Instance("i1", 3, np.array([0.0, 0.1, 1.0]), np.zeros(3), 1 + 0.1 / np.log2(3))
+    config = OmegaConf.create({"flexrec": {"data": "unused", "dataset": "ml-100k", "needs": ["interest"]},
+                               "actor_rollout_ref": {"model": {"path": "unused"}, "rollout": {}}})
+    key = tuple(sorted((k, str(v)) for k, v in dict(config.flexrec).items()))
+    plugin._ENVS[key] = (env, "grpo")  # the environment env_from_config would build from the data
+
     answers = ["<answer>C1, C3, C2</answer>", "<answer>C2, C3, C1</answer>", "<answer>C3, C2, C1</answer>",
                "<answer>C1</answer>"]
     keys, uids = ["i0", "i0", "i1", "i1"], ["u0", "u0", "u1", "u1"]
@@ -43,18 +98,32 @@ def main() -> None:
     for i, r in enumerate(resp):
         responses[i, : len(r)] = torch.tensor(r)
         attn[i, len(prompt): len(prompt) + len(r)] = 1
-    prompts = torch.tensor([prompt] * 4)
-    data = DataProto.from_dict(
-        tensors={"prompts": prompts, "responses": responses, "attention_mask": attn,
-                 "input_ids": torch.cat([prompts, responses], 1)},
-        non_tensors={"uid": np.array(uids, dtype=object),
-                     "extra_info": np.array([{"instance_key": k} for k in keys], dtype=object)})
-    manager = get_reward_manager_cls("flexrec")(tok, 0, env=env)
-    data.batch["token_level_rewards"] = manager(data)
-    out = compute_advantage(data, adv_estimator="flexrec_token", config=None)
-    adv = out.batch["advantages"].numpy()
-    # expected: the environment's own per-token advantages, group by group
-    for group in ([0, 1], [2, 3]):
+    prompts_t = torch.tensor([prompt] * 4)
+    extra = np.array([{"instance_key": k} for k in keys], dtype=object)
+    output = DataProto.from_dict(tensors={
+        "prompts": prompts_t, "responses": responses, "attention_mask": attn, "response_mask": attn[:, len(prompt):],
+        "input_ids": torch.cat([prompts_t, responses], 1), "rm_scores": torch.zeros((4, t))})
+    batch_in = DataProto.from_dict(tensors={"input_ids": prompts_t},
+                                   non_tensors={"uid": np.array(uids, dtype=object), "extra_info": extra})
+
+    # the reward-loop manager scores one sample: its NDCG
+    manager = plugin.FlexRecRewardLoopManager(config, tok)
+    single = DataProto.from_dict(tensors={k: output.batch[k][:1] for k in ("prompts", "responses", "attention_mask")},
+                                 non_tensors={"extra_info": extra[:1]})
+    scored = asyncio.run(manager.run_single(single))
+    assert scored["reward_score"] == env.sequence_reward(env.parse("i0", answers[0], None)) and scored["reward_score"] > 0.9
+
+    # the agent-loop manager: verl's generation (stubbed: no GPU here), then the per-token credit
+    async def fake_generate(self, prompts):
+        return output
+
+    AgentLoopManager.generate_sequences = fake_generate
+    loop_manager = plugin.FlexRecAgentLoopManager.__new__(plugin.FlexRecAgentLoopManager)
+    loop_manager.config, loop_manager._fx_tok = config, tok
+    relabelled = loop_manager.generate_sequences(batch_in)
+    relabelled.batch["token_level_rewards"] = relabelled.batch["rm_scores"]
+    adv = compute_advantage(relabelled, adv_estimator="flexrec_token", config=None).batch["advantages"].numpy()
+    for group in ([0, 1], [2, 3]):  # expected: the environment's own per-token advantages, group by group
         texts, offs = [], []
         for i in group:
             text, o = token_offsets(tok, resp[i])
@@ -62,13 +131,23 @@ def main() -> None:
             offs.append(o)
         fresh = RankingEnv("flexrec", "causal_swap", uncertainty=False)
         fresh.instances = env.instances
-        exp = fresh.token_advantages([keys[i] for i in group], texts, offs, [t] * 2)
+        exp = fresh.token_advantages([keys[i] for i in group], texts, offs, [t] * 2).advantages
         for j, i in enumerate(group):
             n = len(resp[i])
             np.testing.assert_allclose(adv[i, :n], exp[j][:n], rtol=1e-5, atol=1e-6)
             assert (adv[i, n:] == 0).all()
     assert not np.allclose(adv[0, :5], adv[1, :5])
-    print("VERL OK", adv.shape)
+    # validation batches keep verl's scalar score
+    batch_in.meta_info["validate"] = True
+    output.batch["rm_scores"] = torch.zeros((4, t))
+    assert loop_manager.generate_sequences(batch_in).batch["rm_scores"].abs().sum() == 0
+
+
+def main() -> None:
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    check_resolution()
+    check_credit()
+    print("VERL OK")
 
 
 if __name__ == "__main__":

@@ -1,42 +1,70 @@
 """``flexrec-bench train --backend verl``: write verl's Parquet prompts and launch its PPO entry
-point with the FlexRec reward manager and estimator (full-parameter, KL loss, entropy bonus,
-vLLM rollouts, group size 8). Needs GPUs, verl and vLLM."""
+point with the FlexRec reward path and estimator (full-parameter, KL loss, entropy bonus, vLLM
+rollouts). ``estimator=ppo`` runs PPO with GAE and a value model. Needs GPUs, verl and vLLM."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from flexrec_bench.errors import MissingCapabilityError, require
 
-from .local import TrainConfig
-from .verl_plugin import ESTIMATOR, REWARD_MANAGER
+from .config import TrainConfig, completion_budget, max_candidates
+from .verl_plugin import AGENT_LOOP_MANAGER_FQN, ESTIMATOR, PLUGIN_MODULE, REWARD_LOOP_MANAGER
+
+
+#: the value model's learning rate for estimator=ppo (ours: 10x the policy's, a common PPO choice)
+VALUE_LR_FACTOR = 10.0
 
 
 def verl_overrides(cfg: TrainConfig, train_file: Path, val_file: Path, n_gpus: int) -> list[str]:
-    """Hydra overrides for verl.trainer.main_ppo from ``cfg`` (the algorithm as the paper states it; its constants are ours)."""
-    return [
+    """Hydra overrides for verl.trainer.main_ppo (verl 0.9) from ``cfg``: the algorithm as the paper
+    states it; its constants are ours (the RL values come from the same GRPOConfig names as the
+    local backend's). The reward path is named explicitly, so verl cannot fall back to its default:
+    the reward-loop manager is loaded by module path, and the agent-loop manager that turns each
+    batch's rollouts into per-token credit is ours."""
+    ppo = cfg.estimator == "ppo"
+    lr = cfg.rl("learning_rate")
+    ov = [
         f"data.train_files={train_file}", f"data.val_files={val_file}", "data.prompt_key=prompt",
-        f"data.train_batch_size={cfg.per_device_train_batch_size * n_gpus}",
-        f"data.max_prompt_length={cfg.max_prompt_tokens}", f"data.max_response_length={cfg.max_completion_length}",
+        f"data.train_batch_size={cfg.rl('per_device_train_batch_size') * n_gpus}",
+        f"data.max_prompt_length={cfg.max_prompt_tokens}",
+        f"data.max_response_length={completion_budget(cfg, max_candidates(cfg)) or 256}",
         f"actor_rollout_ref.model.path={cfg.model}",
-        f"actor_rollout_ref.actor.optim.lr={cfg.learning_rate}",
-        "actor_rollout_ref.actor.use_kl_loss=True", f"actor_rollout_ref.actor.kl_loss_coef={cfg.beta}",
-        "actor_rollout_ref.actor.kl_loss_type=low_var_kl", f"actor_rollout_ref.actor.entropy_coeff={cfg.entropy_coef}",
-        "actor_rollout_ref.rollout.name=vllm", f"actor_rollout_ref.rollout.n={cfg.num_generations}",
-        f"actor_rollout_ref.rollout.temperature={cfg.temperature}",
-        f"algorithm.adv_estimator={ESTIMATOR}", "algorithm.use_kl_in_reward=False",
-        f"reward_model.reward_manager={REWARD_MANAGER}",
-        f"+reward_model.reward_kwargs.data={cfg.data}", f"+reward_model.reward_kwargs.dataset={cfg.dataset}",
-        f"+reward_model.reward_kwargs.needs=[{','.join(cfg.needs)}]", f"+reward_model.reward_kwargs.algo={cfg.algo}",
-        f"+reward_model.reward_kwargs.item_reward={cfg.item_reward}",
-        f"+reward_model.reward_kwargs.critic={cfg.critic or 'null'}",
-        f"trainer.n_gpus_per_node={n_gpus}", "trainer.nnodes=1", f"trainer.total_training_steps={cfg.max_steps}",
+        f"actor_rollout_ref.actor.optim.lr={lr}",
+        "actor_rollout_ref.actor.use_kl_loss=True", f"actor_rollout_ref.actor.kl_loss_coef={cfg.rl('beta')}",
+        "actor_rollout_ref.actor.kl_loss_type=low_var_kl", f"actor_rollout_ref.actor.entropy_coeff={cfg.rl('entropy_coef')}",
+        "actor_rollout_ref.rollout.name=vllm", f"actor_rollout_ref.rollout.n={1 if ppo else cfg.rl('num_generations')}",
+        f"actor_rollout_ref.rollout.temperature={cfg.rl('temperature')}",
+        f"+actor_rollout_ref.rollout.agent.agent_loop_manager_class={AGENT_LOOP_MANAGER_FQN}",
+        f"algorithm.adv_estimator={'gae' if ppo else ESTIMATOR}", "algorithm.use_kl_in_reward=False",
+        "reward.reward_manager.source=importlib", f"reward.reward_manager.module.path={PLUGIN_MODULE}",
+        f"reward.reward_manager.name={REWARD_LOOP_MANAGER}",
+        f"+flexrec.data={cfg.data}", f"+flexrec.dataset={cfg.dataset}", f"+flexrec.needs=[{','.join(cfg.needs)}]",
+        f"+flexrec.eval_needs=[{','.join(cfg.eval_needs)}]",
+        f"+flexrec.algo={cfg.algo}", f"+flexrec.item_reward={cfg.item_reward}",
+        f"+flexrec.reward_signal={cfg.reward_signal}", f"+flexrec.critic={cfg.critic or 'null'}",
+        f"+flexrec.uncertainty={cfg.uncertainty}", f"+flexrec.estimator={cfg.estimator}",
+        f"+flexrec.knn_neighbors={cfg.knn_neighbors}", f"+flexrec.seed={cfg.rl('seed')}",
+        f"trainer.n_gpus_per_node={n_gpus}", "trainer.nnodes=1", f"trainer.total_training_steps={cfg.rl('max_steps')}",
         f"trainer.default_local_dir={cfg.output_dir}", "trainer.logger=[console]", "trainer.project_name=flexrec-bench",
         f"trainer.experiment_name={Path(cfg.output_dir).name}",
     ]
+    if ppo:  # GAE over item-level rewards placed at the item tokens, with a value model from the policy's weights
+        ov += [f"critic.model.path={cfg.model}", f"critic.optim.lr={lr * VALUE_LR_FACTOR:g}",
+               "algorithm.gamma=1.0", "algorithm.lam=1.0"]
+    return ov
+
+
+def dry_run(cfg: TrainConfig, n_gpus: int = 1) -> dict:
+    """The resolved verl run: the Hydra overrides main_ppo would get (files not written, no model)."""
+    cfg = cfg.resolved()
+    out = Path(cfg.output_dir) / "verl_data"
+    return {"backend": "verl", "flexrec": asdict(cfg),
+            "verl_overrides": verl_overrides(cfg, out / "train.parquet", out / "val.parquet", n_gpus)}
 
 
 def write_verl_data(cfg: TrainConfig) -> tuple[Path, Path]:
@@ -50,7 +78,7 @@ def write_verl_data(cfg: TrainConfig) -> tuple[Path, Path]:
     paths = []
     for split, limit in (("train", cfg.train_limit), ("val", cfg.eval_limit)):
         _, rows = build_env(cfg.data, cfg.dataset, list(cfg.needs if split == "train" else cfg.eval_needs),
-                            split=split, limit=limit)
+                            split=split, limit=limit, reasoning=cfg.reasoning)
         frame = pd.DataFrame({"prompt": [r["prompt"] for r in rows], "data_source": f"flexrec/{cfg.dataset}",
                               "reward_model": [{"style": "rule", "ground_truth": ""}] * len(rows),
                               "extra_info": [{"instance_key": r["instance_key"]} for r in rows]})

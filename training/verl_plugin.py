@@ -1,14 +1,30 @@
-"""flexrec-bench inside verl (0.9.1): a reward manager and an advantage estimator, registered
-with verl's own registries. Load it in every verl worker with
-``VERL_USE_EXTERNAL_MODULES=training.verl_plugin``.
+"""flexrec-bench inside verl (0.9): the reward path and the advantage estimator.
 
-Division of labour. verl's estimators see only ``token_level_rewards``, ``response_mask`` and the
-group ``uid``; FlexRec's item-level normalisation needs to know which tokens name which item, which
-only the response text tells. So the reward manager ``flexrec`` (it sees every response and its
-uid) parses each rollout, computes item rewards, group-normalised item/rank/sequence advantages and
-the critic's uncertainty weights (the same :class:`training.env.RankingEnv` code as the TRL path)
-and writes them per token; the estimator ``flexrec_token`` returns them, masked, as advantages and
-returns. KL to the reference goes in the loss (``actor.use_kl_loss``), never into these tokens.
+How verl 0.9 computes rewards, read from its source (``verl/experimental/reward_loop``,
+``verl/experimental/agent_loop``, ``verl/trainer/ppo/reward.py``): without a reward model, rewards
+stream from reward-loop workers during rollout. Each worker builds the class that
+``reward.reward_manager`` names (``source: register`` looks the name up in the reward-loop
+registry; ``source: importlib`` loads ``module.path``) and calls ``run_single`` on *one* sample;
+the agent loop writes that scalar on the sample's last token as ``rm_scores``. The older
+``reward_model.reward_manager`` key and ``verl.workers.reward_manager`` registry are not read by
+``main_ppo`` any more.
+
+FlexRec's credit needs the whole group of rollouts of a prompt and the tokens that name each item,
+which one sample cannot give. So:
+
+- :class:`FlexRecRewardLoopManager` (``reward.reward_manager``, loaded by module path and also
+  registered as ``flexrec``) scores one rollout: its NDCG, and the parse's format flag as extra info;
+- :class:`FlexRecAgentLoopManager` (``actor_rollout_ref.rollout.agent.agent_loop_manager_class``)
+  runs verl's own agent loop, then replaces each training batch's ``rm_scores`` with per-token
+  credit from :class:`training.env.RankingEnv`, grouped by verl's ``uid``: group-normalised
+  advantages for the GRPO family (the estimator ``flexrec_token`` passes them through) or item
+  rewards at the item tokens for PPO (verl's ``gae`` with the value model). Validation batches keep
+  the NDCG score;
+- the estimator ``flexrec_token`` is registered with verl's advantage-estimator registry.
+
+Settings come from the ``flexrec`` block of the run's config (``+flexrec.data=...``, written by
+:func:`training.verl_backend.verl_overrides`). Load this module in verl's processes with
+``VERL_USE_EXTERNAL_MODULES=training.verl_plugin`` (the backend sets it).
 """
 
 from __future__ import annotations
@@ -23,101 +39,167 @@ from flexrec_bench.data import load_split
 from flexrec_bench.prompts import PromptConfig
 
 from .advantages import token_offsets
-from .env import RankingEnv
+from .env import RankingEnv, reward_filler
 
 ESTIMATOR = "flexrec_token"
-REWARD_MANAGER = "flexrec"
+REWARD_MANAGER = "flexrec"                          #: name in verl's reward-loop registry
+REWARD_LOOP_MANAGER = "FlexRecRewardLoopManager"    #: class name loaded by module path
+PLUGIN_MODULE = "pkg://training.verl_plugin"
+AGENT_LOOP_MANAGER_FQN = "training.verl_plugin.FlexRecAgentLoopManager"
 
 
 def flexrec_token_advantage(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, config=None, index=None,
                             **_: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token advantages written by the ``flexrec`` reward manager, masked to the response."""
+    """Per-token advantages written by :class:`FlexRecAgentLoopManager`, masked to the response."""
     adv = token_level_rewards * response_mask
     return adv, adv
 
 
 def build_env(data: str, dataset: str, needs: list[str], algo: str = "flexrec", item_reward: str = "causal_swap",
-              critic: str | None = None, uncertainty: bool = True, seed: int = 0, split: str = "train",
-              limit: int | None = None) -> tuple[RankingEnv, list[dict]]:
-    crit = None
-    if critic:
-        from .critic import Critic
-
-        crit = Critic.load(critic, data)
-    env = RankingEnv(algo, item_reward, uncertainty and crit is not None, seed)
+              critic: str | None = None, uncertainty: bool = True, seed: int = 0, split: str | tuple[str, ...] = "train",
+              limit: int | None = None, reward_signal: str | None = None, knn_neighbors: int = 50,
+              reasoning: bool = False) -> tuple[RankingEnv, list[dict]]:
+    """The environment over the given split(s) of the needs, and verl's prompt rows."""
+    signal = reward_signal or ("critic" if critic else "observed")
+    filler = reward_filler(signal, data, dataset, critic, knn_neighbors)
+    env = RankingEnv(algo, item_reward, uncertainty and signal == "critic", seed)
     rows = []
-    for need in needs:
-        rows += env.add_split(load_split(data, dataset, need, split), crit, limit, PromptConfig())
+    for sp in (split,) if isinstance(split, str) else split:
+        for need in needs:
+            rows += env.add_split(load_split(data, dataset, need, sp), filler, limit, PromptConfig(reasoning=reasoning))
     return env, rows
 
 
-class FlexRecRewardManager:
-    """verl reward manager: decodes responses, groups them by uid, writes per-token advantages."""
+_ENVS: dict[tuple, tuple[RankingEnv, str]] = {}
 
-    def __init__(self, tokenizer, num_examine: int = 0, compute_score=None, reward_fn_key: str = "data_source",
-                 env: RankingEnv | None = None, data: str | None = None, dataset: str | None = None,
-                 needs: list[str] | None = None, algo: str = "flexrec", item_reward: str = "causal_swap",
-                 critic: str | None = None, **_: Any):
-        self.tokenizer = tokenizer
-        if env is None:
-            env, _rows = build_env(data, dataset, list(needs or ["interest"]), algo, item_reward, critic)
-        self.env = env
 
-    def __call__(self, data, return_dict: bool = False):
-        prompts = data.batch["prompts"]
-        responses = data.batch["responses"]
-        p_len = prompts.shape[-1]
-        attn = data.batch["attention_mask"]
-        keys = [str(x["instance_key"]) for x in data.non_tensor_batch["extra_info"]]
-        uids = [str(u) for u in data.non_tensor_batch["uid"]]
-        texts, offsets, lengths = [], [], []
-        for i in range(len(keys)):
-            n = int(attn[i, p_len:].sum())
-            text, offs = token_offsets(self.tokenizer, responses[i, :n].tolist())
-            texts.append(text)
-            offsets.append(offs)
-            lengths.append(responses.shape[1])
-        # group by uid (verl's prompt groups), then keep the instance key for labels
-        order = sorted(range(len(keys)), key=lambda i: uids[i])
-        adv = [None] * len(keys)
+def env_from_config(config) -> tuple[RankingEnv, str]:
+    """The ranking environment (and estimator) of a verl run's ``flexrec`` config block, built once per process."""
+    fx = config.get("flexrec") if hasattr(config, "get") else None
+    if fx is None:
+        raise ValueError("the verl config has no `flexrec` block: launch with `flexrec-bench train --backend verl`")
+    key = tuple(sorted((k, str(v)) for k, v in dict(fx).items()))
+    if key not in _ENVS:
+        critic = fx.get("critic")
+        signal = str(fx.get("reward_signal", "observed"))
+        data, dataset = str(fx["data"]), str(fx["dataset"])
+        filler = reward_filler(signal, data, dataset, str(critic) if critic else None, int(fx.get("knn_neighbors", 50)))
+        env = RankingEnv(str(fx.get("algo", "flexrec")), str(fx.get("item_reward", "causal_swap")),
+                         bool(fx.get("uncertainty", True)) and signal == "critic", int(fx.get("seed", 0)))
+        needs = [str(n) for n in fx["needs"]]
+        for split, split_needs in (("train", needs), ("val", [str(n) for n in fx.get("eval_needs") or needs])):
+            for need in split_needs:  # the same keys as write_verl_data's rows (limits only cut the tail)
+                env.add_split(load_split(data, dataset, need, split), filler)
+        _ENVS[key] = (env, str(fx.get("estimator", "grpo")))
+    return _ENVS[key]
+
+
+def batch_credit(env: RankingEnv, tokenizer, responses: torch.Tensor, response_mask: torch.Tensor, keys: list[str],
+                 uids: list[str], estimator: str = "grpo") -> torch.Tensor:
+    """(B, T) per-token credit for a batch of rollouts: group-normalised advantages (grpo; rollouts
+    of one prompt share a uid) or item-level rewards at the item tokens (ppo)."""
+    texts, offsets, lengths = [], [], []
+    for i in range(len(keys)):
+        n = int(response_mask[i].sum())
+        text, offs = token_offsets(tokenizer, responses[i, :n].tolist())
+        texts.append(text)
+        offsets.append(offs)
+        lengths.append(responses.shape[1])
+    credit: list = [None] * len(keys)
+    if estimator == "ppo":
+        credit = env.token_rewards(keys, texts, offsets, lengths).advantages
+    else:
         by_uid: dict[str, list[int]] = defaultdict(list)
-        for i in order:
+        for i in sorted(range(len(keys)), key=lambda i: uids[i]):
             by_uid[uids[i]].append(i)
         for members in by_uid.values():
-            group_keys = [f"{keys[i]}#{uids[i]}" for i in members]
+            group_keys = [f"{keys[i]}#{uids[i]}" for i in members]  # one group per uid, even for a repeated prompt
             for gk, i in zip(group_keys, members):
-                self.env.instances.setdefault(gk, self.env.instances[keys[i]])
-            out = self.env.token_advantages(group_keys, [texts[i] for i in members], [offsets[i] for i in members],
-                                            [lengths[i] for i in members])
+                env.instances.setdefault(gk, env.instances[keys[i]])
+            out = env.token_advantages(group_keys, [texts[i] for i in members], [offsets[i] for i in members],
+                                       [lengths[i] for i in members]).advantages
             for i, a in zip(members, out):
-                adv[i] = a
+                credit[i] = a
             for gk in group_keys:
-                if "#" in gk:
-                    self.env.instances.pop(gk, None)
-        reward = torch.tensor(np.stack(adv), dtype=torch.float32) * attn[:, p_len:].to(torch.float32)
-        if return_dict:
-            extra = {"ndcg": [self.env.sequence_reward(self.env.parse(k, t, None)) for k, t in zip(keys, texts)]}
-            return {"reward_tensor": reward, "reward_extra_info": extra}
-        return reward
+                env.instances.pop(gk, None)
+    return torch.tensor(np.stack(credit), dtype=torch.float32) * response_mask.to(torch.float32)
+
+
+def _response_mask(data) -> torch.Tensor:
+    if "response_mask" in data.batch.keys():
+        return data.batch["response_mask"]
+    p_len = data.batch["prompts"].shape[-1]
+    return data.batch["attention_mask"][:, p_len:]
+
+
+def relabel_batch(prompts, output, tokenizer, env: RankingEnv, estimator: str):
+    """Replace ``output``'s ``rm_scores`` with per-token credit (training batches only). ``prompts``
+    is the batch the rollouts were generated from (same order): it carries ``uid`` and ``extra_info``."""
+    if prompts.meta_info.get("validate", False) or "rm_scores" not in output.batch.keys():
+        return output
+    keys = [str(x["instance_key"]) for x in prompts.non_tensor_batch["extra_info"]]
+    uids = [str(u) for u in prompts.non_tensor_batch["uid"]]
+    output.batch["rm_scores"] = batch_credit(env, tokenizer, output.batch["responses"], _response_mask(output), keys,
+                                             uids, estimator)
+    return output
+
+
+try:  # the verl classes exist only where verl is installed
+    from verl.experimental.agent_loop import AgentLoopManager as _AgentLoopManager
+    from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase as _RewardManagerBase
+    from verl.utils.ray_utils import auto_await as _auto_await
+except ImportError:  # pragma: no cover - the plugin is inert without verl
+    _AgentLoopManager = _RewardManagerBase = None
+
+if _RewardManagerBase is not None:
+
+    class FlexRecRewardLoopManager(_RewardManagerBase):
+        """verl reward-loop manager: one rollout's NDCG (its scalar score) and format flag."""
+
+        def __init__(self, config, tokenizer, compute_score=None, **_: Any):
+            super().__init__(config, tokenizer, compute_score)
+            self.env, _estimator = env_from_config(config)
+
+        async def run_single(self, data) -> dict:
+            item = data[0]
+            p_len = item.batch["prompts"].shape[-1]
+            n = int(item.batch["attention_mask"][p_len:].sum())
+            text = self.tokenizer.decode(item.batch["responses"][:n].tolist(), skip_special_tokens=True)
+            rollout = self.env.parse(str(item.non_tensor_batch["extra_info"]["instance_key"]), text, None)
+            ndcg = self.env.sequence_reward(rollout)
+            return {"reward_score": ndcg, "reward_extra_info": {"ndcg": ndcg, "format_ok": float(rollout.format_ok)}}
+
+    class FlexRecAgentLoopManager(_AgentLoopManager):
+        """verl's agent loop, then FlexRec's per-token credit for each training batch."""
+
+        @_auto_await
+        async def generate_sequences(self, prompts):
+            output = await super().generate_sequences(prompts)
+            env, estimator = env_from_config(self.config)
+            return relabel_batch(prompts, output, self._flexrec_tokenizer(), env, estimator)
+
+        def _flexrec_tokenizer(self):
+            if getattr(self, "_fx_tok", None) is None:
+                from transformers import AutoTokenizer
+
+                path = self.config.actor_rollout_ref.model.get("tokenizer_path") or self.config.actor_rollout_ref.model.path
+                self._fx_tok = AutoTokenizer.from_pretrained(path)
+            return self._fx_tok
 
 
 def register() -> None:
-    """Register with verl, once: re-importing this module must not raise verl's duplicate error."""
+    """Register with verl's registries, once: re-importing this module must not raise verl's
+    duplicate error. The reward-loop registry is the one ``source: register`` reads."""
+    from verl.experimental.reward_loop.reward_manager import registry as loop_registry
     from verl.trainer.ppo import core_algos
-    from verl.workers.reward_manager import registry
 
     if core_algos.ADV_ESTIMATOR_REGISTRY.get(ESTIMATOR) is not flexrec_token_advantage:
-        if ESTIMATOR in core_algos.ADV_ESTIMATOR_REGISTRY:
-            del core_algos.ADV_ESTIMATOR_REGISTRY[ESTIMATOR]  # a stale copy from an earlier import
+        core_algos.ADV_ESTIMATOR_REGISTRY.pop(ESTIMATOR, None)  # a stale copy from an earlier import
         core_algos.register_adv_est(ESTIMATOR)(flexrec_token_advantage)
-    if registry.REWARD_MANAGER_REGISTRY.get(REWARD_MANAGER) is not FlexRecRewardManager:
-        registry.REWARD_MANAGER_REGISTRY.pop(REWARD_MANAGER, None)
-        registry.register(REWARD_MANAGER)(FlexRecRewardManager)
+    if loop_registry.REWARD_MANAGER.get(REWARD_MANAGER) is not FlexRecRewardLoopManager:
+        loop_registry.REWARD_MANAGER.pop(REWARD_MANAGER, None)
+        loop_registry.register(REWARD_MANAGER)(FlexRecRewardLoopManager)
 
 
-try:  # imported inside verl workers: register on import
-    import verl  # noqa: F401
-except ImportError:  # pragma: no cover - the plugin is inert without verl
-    pass
-else:
+if _RewardManagerBase is not None:
     register()
