@@ -60,7 +60,10 @@ def rankings_table(split: DatasetSplit, result: RankResult) -> pa.Table:
     ranked = [[cands.iloc[i][j] for j in row if j >= 0] for i, row in enumerate(result.order)]
     cols = {"instance_id": pa.array(split.instance_ids, pa.string()), "ranked": pa.array(ranked, pa.list_(pa.string()))}
     if result.outputs is not None:
+        from .parsing import reasoning_text
+
         cols["output"] = pa.array(result.outputs, pa.string())
+        cols["reasoning"] = pa.array([reasoning_text(o or "") for o in result.outputs], pa.string())
     return pa.table(cols)
 
 

@@ -67,6 +67,11 @@ def _region(text: str) -> tuple[int, int, str, bool]:
     return start, len(text), think, False
 
 
+def reasoning_text(text: str) -> str:
+    """The reasoning (``<think>`` block) of an output, as parse_ranking strips it; "" when none."""
+    return _region(text)[2].strip()
+
+
 def parse_ranking(text: str, candidate_ids: Sequence[str]) -> ParsedRanking:
     """Parse ``text`` against the candidates' short ids (``[short_id(j) for j in range(K)]``)."""
     index = {c.upper(): j for j, c in enumerate(candidate_ids)}

@@ -27,6 +27,7 @@ def test_hf_tiny_model_end_to_end(ml100k, tiny_model, tmp_path):
 
     t = pq.read_table(files[0].parent / "rankings.parquet").to_pandas()
     assert len(t) == 4 and all(len(x) == 30 for x in t["ranked"]) and "output" in t.columns
+    assert "reasoning" in t.columns  # the think text, kept beside the raw output
 
 
 class _FakeOpenAI(BaseHTTPRequestHandler):

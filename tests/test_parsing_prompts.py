@@ -18,6 +18,9 @@ def test_answer_block_with_reasoning():
     text = "<think>C9 looks bad, maybe C1</think>\nSure! <answer>C2, C3, C1</answer>"
     p = parse_ranking(text, IDS)
     assert p.positions == [1, 2, 0] and p.order == ["C2", "C3", "C1"] and p.think == "C9 looks bad, maybe C1"
+    from flexrec_bench.parsing import reasoning_text
+
+    assert reasoning_text(text) == "C9 looks bad, maybe C1" and reasoning_text("<answer>C1</answer>") == ""
     assert [text[s:e] for s, e in p.spans] == ["C2", "C3", "C1"]  # character offsets into the text itself
 
 
