@@ -79,6 +79,16 @@ def _chart(entries: list[Entry]) -> dict:
     return chart
 
 
+def reported_rows(board: Leaderboard) -> list[dict]:
+    """The paper's numbers, one row per (table, method, dataset, need) with a value per metric."""
+    rows: dict[tuple[str, str, str, str], dict] = {}
+    for r in board.reported_in_paper:
+        row = rows.setdefault((r.source, r.method, r.dataset, r.need), {
+            "source": r.source, "method": r.method, "dataset": r.dataset, "need": r.need, "values": {}})
+        row["values"][r.metric] = r.value
+    return list(rows.values())
+
+
 def render(board: Leaderboard, out_dir: str | Path) -> Path:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -91,7 +101,7 @@ def render(board: Leaderboard, out_dir: str | Path) -> Path:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
     page = env.get_template("index.html.j2").render(
         css=(TEMPLATES / "page.css").read_text(encoding="utf-8"), js=(TEMPLATES / "page.js").read_text(encoding="utf-8"),
-        n_entries=len(board.entries), metrics=METRICS, sections=sections, reported=board.reported_in_paper)
+        n_entries=len(board.entries), metrics=METRICS, sections=sections, reported=reported_rows(board))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "index.html", page)

@@ -49,6 +49,17 @@ class ReportedResult(_Strict):
     value: float
 
 
+class ReportedCritic(_Strict):
+    """The paper's critic quality (Table 4): test MSE, MAE and Pearson correlations, one per row."""
+
+    source: str
+    method: str
+    dataset: str
+    metric: Literal["mse", "mae", "pearson_mean", "pearson_var"] = Field(
+        description="pearson_var: Pearson correlation of the predicted variance with the squared error")
+    value: float
+
+
 class Leaderboard(_Strict):
     schema_version: Literal[1] = LEADERBOARD_SCHEMA_VERSION
     registered_builds: dict[str, str] = Field(
@@ -56,6 +67,8 @@ class Leaderboard(_Strict):
     entries: list[Entry] = Field(default_factory=list)
     reported_in_paper: list[ReportedResult] = Field(
         default_factory=list, description="reference numbers from papers, unverified, shown in a separate table")
+    reported_critic_in_paper: list[ReportedCritic] = Field(
+        default_factory=list, description="the paper's critic quality (Table 4), unverified")
 
 
 def json_schema() -> dict:
