@@ -262,6 +262,41 @@ def train_cmd(
     typer.echo(f"checkpoint: {final} (evaluate with `flexrec-bench eval --model hf:{final}`)")
 
 
+@app.command("reproduce")
+def reproduce_cmd(
+    table: Annotated[int, typer.Option(help="the paper's table whose grid to run: 1, 7 or 8")],
+    model: Annotated[str, typer.Option(help="base LLM of every trained row (Hugging Face name or local path)")],
+    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
+    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    out: Annotated[Path, typer.Option(help="output folder (table<N>/ inside: runs, results, .md, .png, .json)")] = Path(
+        "benchmarks/out/reproduce"),
+    need: Annotated[str, typer.Option(help="need to train and test on")] = "interest",
+    steps: Annotated[Optional[int], typer.Option(help="RL steps per trained cell (default: the configs')")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="first N test instances (default: all)")] = None,
+    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the 95% CIs (0 or >= 100)")] = 1000,
+    critic: Annotated[Optional[Path], typer.Option(help="Table 8: a trained critic (default: train one)")] = None,
+    openai_model: Annotated[Optional[str], typer.Option(help="Table 1: the GPT-4o row's model (OpenAI-compatible)")] = None,
+    miniature: Annotated[bool, typer.Option(help="CPU smoke preset: 2 steps, tiny batches, a few instances")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="training option for every cell, key=value")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Run the grid of the paper's Table 1, 7 or 8 and write it in the paper's layout (markdown, PNG, JSON)
+    with 95% CIs and the paper's numbers beside ours. Finished cells are reused on a re-run."""
+    from baselines.grid import train_for_grid
+    from leaderboard.schema import Leaderboard
+    from leaderboard.submit import DEFAULT_PATH  # the paper's numbers live in the leaderboard file
+    from training.reproduce import ReproduceConfig, run_grid
+
+    board = Leaderboard.model_validate_json(DEFAULT_PATH.read_text())
+    cfg = ReproduceConfig(table=table, model=model, dataset=dataset, data=str(data), out=str(out), need=need,
+                          steps=steps, test_limit=limit, bootstrap=bootstrap, critic=str(critic) if critic else None,
+                          openai_model=openai_model, miniature=miniature, sets=_options(set_))
+    result = run_grid(cfg, [r.model_dump() for r in board.reported_in_paper], train_for_grid, progress=not quiet)
+    ran = sum(1 for r in result["rows"] if not r["missing"])
+    typer.echo(f"Table {table}: {ran} of {len(result['rows'])} cells run; wrote {out}/table{table}/table{table}.md, "
+               f".png and .json")
+
+
 @app.command("train-baseline")
 def train_baseline_cmd(
     name: Annotated[str, typer.Argument(help="bert4rec or tallrec")],

@@ -124,7 +124,7 @@ def main(argv: list[str]) -> None:
     from .schema import Leaderboard
 
     paper = Path(argv[0] if argv else "../shared/paper/flexrec-paper.txt")
-    board_path = Path(__file__).with_name("leaderboard.json")
+    from .submit import DEFAULT_PATH as board_path
     board = Leaderboard.model_validate_json(board_path.read_text())
     results, critic = transcribe(paper.read_text())
     board = Leaderboard.model_validate({**board.model_dump(), "reported_in_paper": results,
