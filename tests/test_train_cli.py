@@ -49,6 +49,14 @@ def test_other_algorithms_train_and_save(ml100k, tiny_model, tmp_path, algo):
         assert cfg["flexrec"]["needs"] == ["interest", "trend"] and cfg["flexrec"]["eval_needs"] == ["niche"]
         rows = [json.loads(x) for x in (tmp_path / algo / "train_log.jsonl").read_text().splitlines()]
         assert any("val/niche/ndcg@5" in r for r in rows)
+        # the rank-level ratio path ran: rank indices reached the loss
+        assert any("flexrec/rank_token_share" in r for r in rows if r["kind"] == "train")
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / algo / "final").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before), "training changed no parameter"
 
 
 def test_train_config_one_typed_path_with_errors_naming_the_field(tmp_path):

@@ -76,6 +76,7 @@ def _build_trainer_class():
             if self.ranking_env.algo == "rank-grpo":
                 ranks = torch.tensor(np.stack(credit.ranks), dtype=torch.long, device=ids.device)
                 out["rank_index"] = ranks
+                self.ranking_env.stats["rank_token_share"].append(float((ranks >= 0).float().mean()))
                 for key in ("old_per_token_logps", "ref_per_token_logps"):  # the same rank-level view as the loss's
                     if out.get(key) is not None:
                         out[key] = rank_level_logps(out[key], ranks)
