@@ -184,6 +184,24 @@ def eval_cmd(
     typer.echo(f"wrote {path}")
 
 
+@app.command("compare")
+def compare_cmd(
+    results: Annotated[list[Path], typer.Argument(help="two or more results.json files (one build, need and split)")],
+    data: Annotated[Path, typer.Option(help="the --out of build-data (labels are re-read from here)")] = Path("data"),
+    metrics: Annotated[Optional[str], typer.Option(help="comma-separated metrics (default: the runs' shared "
+                                                        "metrics and the per-list beyond-accuracy ones)")] = None,
+    test: Annotated[str, typer.Option(help="paired test: wilcoxon (signed-rank) or t")] = "wilcoxon",
+    bootstrap: Annotated[int, typer.Option(help="paired-bootstrap resamples for the CI of the difference")] = 1000,
+    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of the table")] = False,
+) -> None:
+    """Compare runs pair by pair on their shared instances: paired bootstrap CI, paired test, Holm correction."""
+    from .compare import compare_runs, format_table
+
+    pairs = compare_runs(results, data, tuple(_csv(metrics) or ()) or None, test, bootstrap, seed)
+    typer.echo(json.dumps([p.to_dict() for p in pairs], indent=2) if as_json else format_table(pairs))
+
+
 @app.command("train-critic")
 def train_critic_cmd(
     dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",

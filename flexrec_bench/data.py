@@ -77,15 +77,15 @@ class DatasetSplit:
 
     @cached_property
     def items(self) -> pd.DataFrame:
-        return pq.read_table(self.root / "items.parquet").to_pandas().set_index("item_id", drop=False)
+        return pq.read_table(verified(self.root, "items.parquet", self.manifest)).to_pandas().set_index("item_id", drop=False)
 
     @cached_property
     def interactions(self) -> pd.DataFrame:
-        return pq.read_table(self.root / "interactions.parquet").to_pandas()
+        return pq.read_table(verified(self.root, "interactions.parquet", self.manifest)).to_pandas()
 
     @cached_property
     def embeddings(self) -> np.ndarray:
-        return np.load(self.root / "embeddings.npy", allow_pickle=False)
+        return np.load(verified(self.root, "embeddings.npy", self.manifest), allow_pickle=False)
 
     @cached_property
     def instruction(self) -> str:
@@ -96,6 +96,13 @@ class DatasetSplit:
         from .datasets import DATASETS
 
         return DATASETS.get(self.dataset).signal_kind
+
+    def select(self, instance_ids) -> DatasetSplit:
+        """The instances with these ids, in the split's own order."""
+        keep = set(instance_ids)
+        rows = [i for i, iid in enumerate(self.instance_ids) if iid in keep]
+        return DatasetSplit(self.dataset, self.need, self.split, self.root, self.manifest,
+                            self.frame.iloc[rows].reset_index(drop=True))
 
     def head(self, n: int | None) -> DatasetSplit:
         if n is None or n >= len(self):
@@ -141,5 +148,32 @@ def load_split(data_dir: str | Path, dataset: str, need: str, split: str = "test
     path = root / need / f"{split}.parquet"
     if not path.exists():
         raise MissingDataError(f"{path} is missing: rebuild with `flexrec-bench build-data --dataset {dataset} --out {data_dir}`")
-    frame = pq.read_table(path).to_pandas()
+    frame = pq.read_table(verified(root, f"{need}/{split}.parquet", manifest)).to_pandas()
     return DatasetSplit(dataset, need, split, root, manifest, frame)
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def verified(root: Path, rel: str, manifest: dict) -> Path:
+    """``root/rel``, after checking it against the sha256 the manifest recorded when the build
+    wrote it: a label edited after the build is refused instead of scored. Each file is hashed once
+    per process (keyed by path, size and modification time)."""
+    from .errors import DataError
+    from .io import sha256_file
+
+    path = root / rel
+    expected = (manifest.get("outputs") or {}).get(rel, {}).get("sha256")
+    if expected is None:
+        raise DataError(root / "manifest.json", f"no sha256 recorded for {rel}: the build is older than this "
+                                                 f"version or incomplete; rebuild with `flexrec-bench build-data`")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if _VERIFIED.get(key) != expected:
+        got = sha256_file(path)
+        if got != expected:
+            raise DataError(path, f"sha256 {got[:12]}… does not match the manifest's {expected[:12]}…: the file changed "
+                                  f"after the build; rebuild with `flexrec-bench build-data` (labels are never scored "
+                                  f"from an edited copy)")
+        _VERIFIED[key] = expected
+    return path

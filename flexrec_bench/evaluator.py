@@ -41,9 +41,10 @@ def order_from_item_ids(rankings: dict[str, list[str]], split: DatasetSplit, whe
 
 
 def evaluate(rankings, split: DatasetSplit, metrics: tuple[str, ...] = DEFAULT_METRICS, bootstrap: int = 1000,
-             seed: int = 0) -> Report:
+             seed: int = 0, beyond: bool = False) -> Report:
     """Score ``rankings`` on ``split``. ``rankings``: a :class:`RankResult`, an (n, K) array of
-    candidate positions (best first, -1 padding), or {instance_id: [item ids, best first]}."""
+    candidate positions (best first, -1 padding), or {instance_id: [item ids, best first]}.
+    ``beyond`` adds the beyond-accuracy metrics (coverage, novelty, diversity, Gini, need shares)."""
     if isinstance(rankings, RankResult):
         order = rankings.order
     elif isinstance(rankings, dict):
@@ -52,7 +53,13 @@ def evaluate(rankings, split: DatasetSplit, metrics: tuple[str, ...] = DEFAULT_M
         order = np.asarray(rankings)
     check_permutations(order, split.mask)
     per = per_instance_scores(order, split.relevance, split.relevant, tuple(metrics))
-    return summarize(per, split.relevant, bootstrap, seed, relevance=split.relevance)
+    report = summarize(per, split.relevant, bootstrap, seed, relevance=split.relevance)
+    if beyond:
+        from .beyond import beyond_accuracy
+
+        b = beyond_accuracy(order, split)
+        report.beyond, report.beyond_per_instance = b.values, b.per_instance
+    return report
 
 
 def rankings_table(split: DatasetSplit, result: RankResult) -> pa.Table:
@@ -136,7 +143,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
             opts.setdefault("progress", progress)
         ranker = make_ranker(cfg.model, seed=cfg.seed, **opts)
     result = ranker.rank(split)
-    report = evaluate(result, split, cfg.metrics, cfg.bootstrap, cfg.seed)
+    report = evaluate(result, split, cfg.metrics, cfg.bootstrap, cfg.seed, beyond=True)
     out_dir = results_dir(cfg)
     table = rankings_table(split, result)
     # results.json and rankings.parquet appear together or not at all (publish.py)
@@ -152,6 +159,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
                 metrics=report.metrics,
                 n_no_relevant=report.n_no_relevant,
                 n_no_gain=report.n_no_gain,
+                beyond=report.beyond,
                 bootstrap=BootstrapInfo(samples=cfg.bootstrap, seed=cfg.seed),
                 parse=result.parse,
                 rankings=RankingsInfo(file="rankings.parquet", sha256=sha256_file(tmp / "rankings.parquet")),

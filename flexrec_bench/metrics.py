@@ -103,6 +103,8 @@ class Report:
     n_no_gain: int = 0          #: instances whose labels are all 0 (NDCG undefined)
     bootstrap_samples: int = 1000
     bootstrap_seed: int = 0
+    beyond: dict[str, float] = field(default_factory=dict)  #: beyond-accuracy metrics (flexrec_bench.beyond)
+    beyond_per_instance: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def table(self) -> str:
         width = max(len(m) for m in self.metrics)
@@ -114,6 +116,8 @@ class Report:
                 lines.append(f"{name:<{width}}  {s.mean:7.4f}  {'(no bootstrap)':>17}  {s.n:7d}")
             else:
                 lines.append(f"{name:<{width}}  {s.mean:7.4f}  [{s.ci95[0]:.4f}, {s.ci95[1]:.4f}]  {s.n:7d}")
+        if self.beyond:
+            lines.append("beyond accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in self.beyond.items()))
         return "\n".join(lines)
 
 

@@ -52,7 +52,7 @@ class _Strict(BaseModel):
 
 
 class ModelInfo(_Strict):
-    name: str = Field(description="the --model string, e.g. 'star' or 'hf:Qwen/Qwen2.5-3B-Instruct'")
+    name: str = Field(min_length=1, description="the --model string, e.g. 'star' or 'hf:Qwen/Qwen2.5-3B-Instruct'")
     id: str = Field(description="model id or path")
     revision: str | None = Field(default=None, description="hub revision or local content fingerprint")
     config: dict = Field(default_factory=dict, description="resolved ranker configuration (secrets redacted)")
@@ -100,6 +100,9 @@ class ResultsFile(_Strict):
     n_no_relevant: int = Field(ge=0, description="instances without any relevant candidate (left out of Recall, "
                                                  "Precision and MRR)")
     n_no_gain: int = Field(default=0, ge=0, description="instances whose graded labels are all 0 (left out of NDCG)")
+    beyond: dict[str, float] = Field(default_factory=dict, description=(
+        "beyond-accuracy metrics of the top-k lists (docs/metrics.md): coverage@k, novelty@k, ild@k (intra-list "
+        "diversity), gini@k (of exposure), and niche_share@k / trend_share@k for those needs"))
     bootstrap: BootstrapInfo
     parse: ParseStats | None = None
     rankings: RankingsInfo
@@ -116,6 +119,8 @@ class ResultsFile(_Strict):
     def _metric_names(cls, v: dict) -> dict:
         from .metrics import parse_metric
 
+        if not v:
+            raise ValueError("at least one metric is required")
         for name in v:
             parse_metric(name)
         return v

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
@@ -14,7 +15,9 @@ from flexrec_bench import __version__
 from flexrec_bench.data import SPLITS, load_split
 from flexrec_bench.datasets import DATASETS
 from flexrec_bench.errors import FlexRecError
-from flexrec_bench.evaluator import MIN_BOOTSTRAP, evaluate, read_rankings
+from flexrec_bench.evaluator import MIN_BOOTSTRAP, evaluate
+from flexrec_bench.parsing import parse_ranking, short_id, to_permutation
+from flexrec_bench.ranking import ParseStats
 from flexrec_bench.io import remove_stale_tmp, sha256_file, write_json_atomic
 from flexrec_bench.need import NEEDS
 from flexrec_bench.results import ResultsFile
@@ -78,10 +81,14 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -
         raise SubmissionRefused(f"{rp}: bootstrap.samples is {res.bootstrap.samples}; entries need confidence intervals "
                                 f"from at least {MIN_BOOTSTRAP} resamples (eval --bootstrap)")
     registered = board.registered_builds.get(ds)
-    if registered and res.dataset.fingerprint != registered:
+    if registered is None:
+        raise SubmissionRefused(f"{rp}: no build of {ds} is registered; the registered builds are a reviewed list "
+                                f"(registered_builds in leaderboard/leaderboard.json), changed only by a reviewed edit, "
+                                f"never by a submit")
+    if res.dataset.fingerprint != registered:
         raise SubmissionRefused(f"{rp}: dataset fingerprint {res.dataset.fingerprint} is not the registered {ds} build "
                                 f"{registered}")
-    local = load_split(data_dir, ds, need, split)
+    local = load_split(data_dir, ds, need, split)  # every file it reads is checked against the manifest's sha256
     if local.fingerprint != res.dataset.fingerprint:
         raise SubmissionRefused(f"{rp}: scored on build {res.dataset.fingerprint}, but the local {ds} build is "
                                 f"{local.fingerprint}: rebuild with the registered configuration")
@@ -90,29 +97,56 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -
     if digest != res.rankings.sha256:
         raise SubmissionRefused(f"{rk}: sha256 {digest[:12]}… does not match the results file's {res.rankings.sha256[:12]}…")
     try:
-        rankings = read_rankings(rk)
+        table = pq.read_table(rk)
+        ids = table.column("instance_id").to_pylist()
+        ranked = table.column("ranked").to_pylist()
     except Exception as exc:  # pyarrow raises several kinds for a corrupt file
         raise SubmissionRefused(f"{rk}: unreadable rankings ({type(exc).__name__})") from None
+    seen: set[str] = set()
+    for row, iid in enumerate(ids):
+        if iid in seen:
+            raise SubmissionRefused(f"{rk}: row {row}: instance {iid!r} appears twice; one row per instance")
+        seen.add(iid)
+    rankings = dict(zip(ids, ranked))
     if len(rankings) != len(local):
         missing = [i for i in local.instance_ids if i not in rankings]
         raise SubmissionRefused(f"{rk}: {len(local) - len(rankings)} instance(s) missing (e.g. {missing[:1]}); "
                                 f"entries must rank the whole {split} split (no --limit)")
     try:
-        report = evaluate(rankings, local, tuple(res.metrics), res.bootstrap.samples, res.bootstrap.seed)
+        report = evaluate(rankings, local, tuple(res.metrics), res.bootstrap.samples, res.bootstrap.seed, beyond=True)
     except FlexRecError as exc:
         raise SubmissionRefused(f"{rk}: {exc}") from None
-    for name, claimed in res.metrics.items():
+    for name, claimed in res.metrics.items():  # the tamper check: every claimed mean, to 1e-9
         got = report.metrics[name]
-        for fld, c, g in (("n", claimed.n, got.n), ("mean", claimed.mean, got.mean), ("ci95", claimed.ci95, got.ci95)):
-            if not _same(c, g):
-                raise SubmissionRefused(f"{rp}: metrics.{name}.{fld}: claimed {_fmt(c)}, re-scored {_fmt(g)}")
-    if res.n_no_relevant != report.n_no_relevant or res.n_no_gain != report.n_no_gain:
-        raise SubmissionRefused(f"{rp}: claimed n_no_relevant {res.n_no_relevant} / n_no_gain {res.n_no_gain}, "
-                                f"re-scored {report.n_no_relevant} / {report.n_no_gain}")
-    return Entry(results=res, verification=Verification(
+        if not _same(claimed.mean, got.mean):
+            raise SubmissionRefused(f"{rp}: metrics.{name}.mean: claimed {_fmt(claimed.mean)}, re-scored {_fmt(got.mean)}")
+    parse = _parse_stats(table, local, rankings, rk) if "output" in table.column_names else None
+    # every count and statistic on the entry is the re-derived one: CIs, n, the undefined counts,
+    # the instance count, beyond-accuracy metrics, parse statistics (None without raw outputs)
+    checked = res.model_copy(update={
+        "metrics": report.metrics, "n_no_relevant": report.n_no_relevant, "n_no_gain": report.n_no_gain,
+        "beyond": report.beyond, "parse": parse,
+        "dataset": res.dataset.model_copy(update={"instances": len(local)})})
+    return Entry(results=checked, verification=Verification(
         rescored=True, rankings_sha256=digest, instances=len(local),
         submitted_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         flexrec_bench_version=__version__))
+
+
+def _parse_stats(table, split, rankings: dict[str, list[str]], path: Path) -> ParseStats:
+    """Re-parse every raw output with the evaluator's parser; the ranked list must start with what
+    the output names (the rest is padding), so rankings cannot be swapped under their outputs."""
+    outputs = dict(zip(table.column("instance_id").to_pylist(), table.column("output").to_pylist()))
+    stats = ParseStats()
+    rng = np.random.default_rng(0)  # padding order does not change the counts
+    for iid, cands in zip(split.instance_ids, split.frame["candidates"]):
+        parsed = parse_ranking(outputs.get(iid) or "", [short_id(j) for j in range(len(cands))])
+        to_permutation(parsed, len(cands), rng, stats)
+        named = [cands[j] for j in parsed.positions]
+        if list(rankings[iid][: len(named)]) != named:
+            raise SubmissionRefused(f"{path}: instance {iid!r}: the ranked list does not start with the items its "
+                                    f"output names ({', '.join(parsed.order[:3])}…)")
+    return stats
 
 
 def _same(a, b) -> bool:
@@ -160,7 +194,6 @@ def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, dat
         board.entries = [e for e in board.entries if e.key != entry.key] + [entry]
         board.entries.sort(key=lambda e: (e.results.dataset.name, e.results.dataset.need, e.results.dataset.split,
                                           e.results.model.name))
-        board.registered_builds.setdefault(entry.results.dataset.name, entry.results.dataset.fingerprint)
         write_json_atomic(lb_path, json.loads(board.model_dump_json()))
     finally:
         lock.release()

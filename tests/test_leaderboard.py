@@ -25,6 +25,16 @@ def test_committed_schema_is_current():
     assert committed == json.loads(json.dumps(json_schema())), "run `python -m leaderboard.schema`"
 
 
+def _registered(ml100k, tmp_path, name="lb.json"):
+    """A leaderboard file whose reviewed list registers the fixture's ml-100k build."""
+    from flexrec_bench.data import load_manifest
+
+    lb = tmp_path / name
+    lb.write_text(Leaderboard(registered_builds={"ml-100k": load_manifest(ml100k, "ml-100k")["fingerprint"]})
+                  .model_dump_json())
+    return lb
+
+
 @pytest.fixture
 def results(ml100k, tmp_path):
     out = {}
@@ -36,11 +46,15 @@ def results(ml100k, tmp_path):
 
 
 def test_submit_verifies_and_refuses_duplicates(ml100k, tmp_path, results):
-    lb = tmp_path / "lb.json"
+    with pytest.raises(SubmissionRefused, match="no build of ml-100k is registered; the registered builds are a reviewed"):
+        submit(results["star"], tmp_path / "empty.json", ml100k)  # a first submit registers nothing
+    assert not (tmp_path / "empty.json").exists()
+    lb = _registered(ml100k, tmp_path)
     entry, replaced = submit(results["star"], lb, ml100k)
     assert not replaced and entry.verification.instances == 200
     board = load(lb)
     assert len(board.entries) == 1 and board.registered_builds["ml-100k"] == entry.results.dataset.fingerprint
+    assert {"coverage@5", "novelty@10", "ild@5", "gini@10"} <= set(entry.results.beyond)
     with pytest.raises(SubmissionRefused, match="exists; pass --replace"):
         submit(results["star"], lb, ml100k)
     _, replaced = submit(results["star"], lb, ml100k, replace=True)
@@ -63,9 +77,68 @@ def _tampered(path, tmp_path, name, edit):
 
 
 def test_refuses_inflated_metrics(ml100k, tmp_path, results):
+    lb = _registered(ml100k, tmp_path)
     p = _tampered(results["random"], tmp_path, "inflated", lambda d: d["metrics"]["ndcg@10"].update(mean=0.99))
     with pytest.raises(SubmissionRefused, match=r"metrics.ndcg@10.mean: claimed 0.99, re-scored 0\.2"):
-        submit(p, tmp_path / "lb.json", ml100k)
+        submit(p, lb, ml100k)
+    p = _tampered(results["random"], tmp_path, "plus", lambda d: d["metrics"]["mrr@5"].update(
+        mean=d["metrics"]["mrr@5"]["mean"] + 0.001))
+    with pytest.raises(SubmissionRefused, match=r"metrics.mrr@5.mean"):
+        submit(p, lb, ml100k)
+
+
+def test_statistics_are_recomputed_not_trusted(ml100k, tmp_path, results):
+    lb = _registered(ml100k, tmp_path)
+    honest = json.loads(results["star"].read_text())
+
+    def lie(d):
+        d["metrics"]["ndcg@10"]["ci95"] = [0.0, 1.0]
+        d["metrics"]["ndcg@10"]["n"] = 1
+        d["n_no_relevant"], d["dataset"]["instances"] = 0, 5
+        d["beyond"] = {"coverage@5": 1.0}
+        d["parse"] = {"instances": 200, "complete": 200}
+
+    entry, _ = submit(_tampered(results["star"], tmp_path, "lies", lie), lb, ml100k)
+    got = entry.results
+    assert got.metrics["ndcg@10"].ci95 == tuple(honest["metrics"]["ndcg@10"]["ci95"])  # recomputed, stored
+    assert got.metrics["ndcg@10"].n == honest["metrics"]["ndcg@10"]["n"]
+    assert got.n_no_relevant == honest["n_no_relevant"] and got.dataset.instances == 200
+    assert got.beyond == honest["beyond"] and got.parse is None  # no raw outputs: no parse statistics
+
+
+def test_refuses_duplicate_rows_empty_metrics_and_empty_names(ml100k, tmp_path, results):
+    lb = _registered(ml100k, tmp_path)
+    p = _copy(results["random"], tmp_path, "duprow")
+    t = pq.read_table(p.parent / "rankings.parquet")
+    _rewrite_rankings(p, pa.concat_tables([t, t.slice(3, 1)]))
+    with pytest.raises(SubmissionRefused, match="row 200: instance .* appears twice"):
+        submit(p, lb, ml100k)
+    with pytest.raises(SubmissionRefused, match="at least one metric"):
+        submit(_tampered(results["random"], tmp_path, "nometrics", lambda d: d.update(metrics={})), lb, ml100k)
+    with pytest.raises(SubmissionRefused, match="model.name"):
+        submit(_tampered(results["random"], tmp_path, "noname", lambda d: d["model"].update(name="")), lb, ml100k)
+
+
+def test_parse_statistics_are_rederived_from_the_raw_outputs(ml100k, tmp_path, results):
+    from flexrec_bench.data import load_split
+
+    lb = _registered(ml100k, tmp_path)
+    split = load_split(ml100k, "ml-100k", "interest", "test")
+    cands = dict(zip(split.instance_ids, split.frame["candidates"]))
+
+    def with_outputs(name, first_two):
+        p = _copy(results["random"], tmp_path, name)
+        t = pq.read_table(p.parent / "rankings.parquet").to_pydict()
+        t["output"] = [f"<answer>{first_two(list(cands[i]), r)}</answer>" for i, r in zip(t["instance_id"], t["ranked"])]
+        _rewrite_rankings(p, pa.table(t))
+        return p
+
+    ids = lambda c, items: ", ".join(f"C{c.index(x) + 1}" for x in items)  # noqa: E731
+    entry, _ = submit(with_outputs("llm", lambda c, r: ids(c, r[:2]) + ", C99"), lb, ml100k)
+    ps = entry.results.parse
+    assert (ps.instances, ps.invalid_ids, ps.complete, ps.missing_items) == (200, 200, 0, 200 * 28)
+    with pytest.raises(SubmissionRefused, match="does not start with the items its output names"):
+        submit(with_outputs("swapped", lambda c, r: ids(c, [r[1], r[0]])), lb, ml100k)
 
 
 def _rewrite_rankings(p, table: pa.Table) -> None:
@@ -77,6 +150,7 @@ def _rewrite_rankings(p, table: pa.Table) -> None:
 
 
 def test_refuses_non_permutations_and_missing_instances(ml100k, tmp_path, results):
+    _registered(ml100k, tmp_path)
     p = _copy(results["random"], tmp_path, "dup")
     t = pq.read_table(p.parent / "rankings.parquet").to_pydict()
     t["ranked"][0] = [t["ranked"][0][0]] * len(t["ranked"][0])
@@ -90,6 +164,7 @@ def test_refuses_non_permutations_and_missing_instances(ml100k, tmp_path, result
 
 
 def test_refuses_tampered_rankings_and_paths_outside(ml100k, tmp_path, results):
+    _registered(ml100k, tmp_path)
     p = _copy(results["random"], tmp_path, "tampered")
     with open(p.parent / "rankings.parquet", "ab") as f:
         f.write(b"x")
@@ -107,10 +182,15 @@ def test_refuses_tampered_rankings_and_paths_outside(ml100k, tmp_path, results):
 
 
 def test_refuses_other_builds_and_bad_json(ml100k, tmp_path, results):
+    _registered(ml100k, tmp_path)
     p = _tampered(results["random"], tmp_path, "otherbuild",
                   lambda d: d["dataset"].update(fingerprint="0123456789abcdef"))
-    with pytest.raises(SubmissionRefused, match="local ml-100k build"):
+    with pytest.raises(SubmissionRefused, match="0123456789abcdef is not the registered ml-100k build"):
         submit(p, tmp_path / "lb.json", ml100k)
+    other = tmp_path / "other.json"  # registered for that build, but the local build is another
+    other.write_text(Leaderboard(registered_builds={"ml-100k": "0123456789abcdef"}).model_dump_json())
+    with pytest.raises(SubmissionRefused, match="local ml-100k build"):
+        submit(p, other, ml100k)
     board = Leaderboard(registered_builds={"ml-100k": "fedcba9876543210"})
     (tmp_path / "reg.json").write_text(board.model_dump_json())
     with pytest.raises(SubmissionRefused, match="not the registered ml-100k build"):
@@ -125,7 +205,7 @@ def test_refuses_other_builds_and_bad_json(ml100k, tmp_path, results):
 
 
 def test_refused_submission_leaves_the_leaderboard_unchanged(ml100k, tmp_path, results):
-    lb = tmp_path / "lb.json"
+    lb = _registered(ml100k, tmp_path)
     submit(results["star"], lb, ml100k)
     before = lb.read_bytes()
     p = _tampered(results["random"], tmp_path, "bad", lambda d: d["metrics"]["mrr@5"].update(mean=0.5))
@@ -136,7 +216,7 @@ def test_refused_submission_leaves_the_leaderboard_unchanged(ml100k, tmp_path, r
 
 
 def test_concurrent_submits_keep_every_entry(ml100k, tmp_path, results):
-    lb = tmp_path / "lb.json"
+    lb = _registered(ml100k, tmp_path)
     errors = []
 
     def go(path):
@@ -152,7 +232,7 @@ def test_concurrent_submits_keep_every_entry(ml100k, tmp_path, results):
 
 
 def test_cli_table_and_render_in_chromium(ml100k, tmp_path, results):
-    lb = tmp_path / "lb.json"
+    lb = _registered(ml100k, tmp_path)
     for m in ("random", "star"):
         r = runner.invoke(app, ["submit", str(results[m]), "--leaderboard", str(lb), "--data", str(ml100k)])
         assert r.exit_code == 0, r.output
@@ -190,3 +270,22 @@ def test_cli_table_and_render_in_chromium(ml100k, tmp_path, results):
     subprocess.run(args + ["--window-size=1280,900", f"--screenshot={shot}", (site / "index.html").as_uri()],
                    capture_output=True, timeout=120, cwd=tmp_path)
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_an_edited_label_file_is_refused_by_eval_and_submit(ml100k, tmp_path, results):
+    """Every label set to 1 in a copy of test.parquet would score ndcg@5 = 1.0 under the registered
+    fingerprint; the manifest's sha256 of each file stops it."""
+    import numpy as np
+
+    from flexrec_bench.errors import DataError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(ml100k, copy)
+    path = (copy / "ml-100k").resolve() / "interest" / "test.parquet"
+    t = pq.read_table(path).to_pandas()
+    t["relevance"] = [np.ones(len(r), np.float32) for r in t["relevance"]]
+    pq.write_table(pa.Table.from_pandas(t, preserve_index=False), path)
+    with pytest.raises(DataError, match="test.parquet.*does not match the manifest"):
+        run_eval(EvalConfig(model="oracle", data=str(copy), out=str(tmp_path / "res2"), bootstrap=0), progress=False)
+    with pytest.raises(DataError, match="does not match the manifest"):
+        submit(results["star"], _registered(ml100k, tmp_path), copy)

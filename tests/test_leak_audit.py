@@ -124,7 +124,7 @@ def test_label_digest_ignores_float_scores_but_not_labels(tmp_path):
 
 
 @pytest.mark.slow
-def test_fingerprint_is_the_same_with_one_thread_or_all_and_any_paths(tmp_path):
+def test_fingerprint_is_the_same_with_one_thread_or_all_and_any_paths_and_submit_accepts_across_builds(tmp_path):
     """Two builds of the same input in separate processes, one single-threaded, into different
     --out folders and FLEXREC_HOMEs, give one fingerprint (the default embedder, a small sample)."""
     fps = []
@@ -140,3 +140,14 @@ def test_fingerprint_is_the_same_with_one_thread_or_all_and_any_paths(tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         fps.append(json.loads((out / "ml-100k" / "manifest.json").read_text())["fingerprint"])
     assert fps[0] == fps[1]
+    # an honest result scored on build a is accepted by submit against build b (the other machine's)
+    from flexrec_bench.evaluator import EvalConfig, run_eval
+    from leaderboard.schema import Leaderboard
+    from leaderboard.submit import submit
+
+    _, _, path = run_eval(EvalConfig(model="star", data=str(tmp_path / "out-a"), out=str(tmp_path / "res"),
+                                     bootstrap=100), progress=False)
+    lb = tmp_path / "lb.json"
+    lb.write_text(Leaderboard(registered_builds={"ml-100k": fps[0]}).model_dump_json())
+    entry, _ = submit(path, lb, tmp_path / "out-b")
+    assert entry.results.dataset.fingerprint == fps[1] and entry.verification.rescored

@@ -1,0 +1,164 @@
+"""``flexrec-bench compare``: paired comparison of runs on the instances they share.
+
+Per-instance scores are recomputed from each run's rankings.parquet and the local build (never
+read from results.json). For each pair of runs and each metric (the runs' accuracy metrics and the
+per-list beyond-accuracy metrics): the mean of each run and their difference over the instances
+where both are defined, a paired-bootstrap 95% CI of the difference (one set of resamples for both
+runs), and the two-sided p-value of a paired test (Wilcoxon signed-rank or paired t, scipy), Holm-
+corrected across the pair's metrics (docs/metrics.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from .data import load_split
+from .errors import FlexRecError
+from .metrics import per_instance_scores
+
+TESTS = ("wilcoxon", "t")
+
+
+@dataclass
+class MetricComparison:
+    metric: str
+    n: int                      #: shared instances where the metric is defined for both runs
+    mean_a: float | None
+    mean_b: float | None
+    diff: float | None          #: mean of (b - a)
+    ci95: tuple[float, float] | None
+    p: float | None
+    p_holm: float | None
+
+
+@dataclass
+class PairComparison:
+    a: str
+    b: str
+    shared: int
+    test: str
+    metrics: list[MetricComparison]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def holm(p: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment (None stays None)."""
+    idx = [i for i, v in enumerate(p) if v is not None]
+    order = sorted(idx, key=lambda i: p[i])
+    m = len(order)
+    out: list[float | None] = [None] * len(p)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, test: str) -> float:
+    from scipy import stats
+
+    d = b - a
+    if len(d) < 2 or np.allclose(d, 0):
+        return 1.0
+    if test == "t":
+        return float(stats.ttest_rel(b, a).pvalue)
+    return float(stats.wilcoxon(b, a, zero_method="wilcox").pvalue)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int, seed: int) -> tuple[float, float] | None:
+    if samples <= 0 or len(a) == 0:
+        return None
+    rng = np.random.default_rng([seed, 23])
+    idx = rng.integers(0, len(a), size=(samples, len(a)))
+    diffs = (b[idx] - a[idx]).mean(1)
+    return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
+
+
+def _per_instance(path: Path, data_dir: str | Path, split_cache: dict) -> tuple[object, dict[str, list[str]]]:
+    from .evaluator import read_rankings
+    from .io import sha256_file
+    from .results import ResultsFile
+
+    try:
+        res = ResultsFile.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    except Exception as exc:
+        raise FlexRecError(f"{path}: not a results file ({str(exc).splitlines()[0]})") from None
+    rk = Path(path).parent / res.rankings.file
+    if not rk.is_file() or sha256_file(rk) != res.rankings.sha256:
+        raise FlexRecError(f"{rk}: missing or not the rankings its results file names (sha256)")
+    key = (res.dataset.name, res.dataset.need, res.dataset.split)
+    if key not in split_cache:
+        split_cache[key] = load_split(data_dir, *key)
+    split = split_cache[key]
+    if split.fingerprint != res.dataset.fingerprint:
+        raise FlexRecError(f"{path}: scored on build {res.dataset.fingerprint}, the local build is {split.fingerprint}")
+    return res, read_rankings(rk)
+
+
+def compare_runs(paths: list[str | Path], data_dir: str | Path = "data", metrics: tuple[str, ...] | None = None,
+                 test: str = "wilcoxon", bootstrap: int = 1000, seed: int = 0) -> list[PairComparison]:
+    from .beyond import beyond_accuracy
+    from .evaluator import order_from_item_ids
+
+    if test not in TESTS:
+        raise FlexRecError(f"unknown --test {test!r}: wilcoxon or t")
+    if len(paths) < 2:
+        raise FlexRecError("compare needs at least two results files")
+    cache: dict = {}
+    runs = [(str(p), *_per_instance(Path(p), data_dir, cache)) for p in paths]
+    keys = {(r.dataset.name, r.dataset.fingerprint, r.dataset.need, r.dataset.split) for _, r, _ in runs}
+    if len(keys) > 1:
+        raise FlexRecError(f"the runs are not on one build/need/split: {sorted(keys)}")
+    split = next(iter(cache.values()))
+    out = []
+    for (pa_, ra, ka), (pb, rb, kb) in combinations(runs, 2):
+        shared = [i for i in split.instance_ids if i in ka and i in kb]
+        if not shared:
+            raise FlexRecError(f"{pa_} and {pb} share no instances")
+        sub = split.select(shared)
+        names = tuple(metrics or [m for m in ra.metrics if m in rb.metrics])
+        scores = []
+        for ranks in (ka, kb):
+            order = order_from_item_ids({i: ranks[i] for i in shared}, sub)
+            per = per_instance_scores(order, sub.relevance, sub.relevant, names)
+            per.update({k: v for k, v in beyond_accuracy(order, sub).per_instance.items()
+                        if metrics is None or k in metrics})
+            scores.append(per)
+        rows = []
+        for m in scores[0]:
+            a, b = scores[0][m], scores[1][m]
+            ok = np.isfinite(a) & np.isfinite(b)
+            if not ok.any():
+                rows.append(MetricComparison(m, 0, None, None, None, None, None, None))
+                continue
+            a, b = a[ok], b[ok]
+            rows.append(MetricComparison(m, int(ok.sum()), float(a.mean()), float(b.mean()), float((b - a).mean()),
+                                         paired_bootstrap(a, b, bootstrap, seed), paired_test(a, b, test), None))
+        for row, adj in zip(rows, holm([r.p for r in rows])):
+            row.p_holm = adj
+        out.append(PairComparison(ra.model.name, rb.model.name, len(shared), test, rows))
+    return out
+
+
+def format_table(pairs: list[PairComparison]) -> str:
+    lines = []
+    for pair in pairs:
+        lines.append(f"{pair.b}  vs  {pair.a}  ({pair.shared} shared instances, paired {pair.test}, Holm-corrected)")
+        lines.append(f"  {'metric':<16} {'n':>5} {'A':>8} {'B':>8} {'B - A':>8} {'95% CI of B - A':>20} {'p':>9} {'p (Holm)':>9}")
+        for r in pair.metrics:
+            if r.mean_a is None:
+                lines.append(f"  {r.metric:<16} {r.n:>5} {'(undefined)':>8}")
+                continue
+            ci = f"[{r.ci95[0]:+.4f}, {r.ci95[1]:+.4f}]" if r.ci95 else "(no bootstrap)"
+            star = " *" if r.p_holm is not None and r.p_holm < 0.05 else ""
+            lines.append(f"  {r.metric:<16} {r.n:>5} {r.mean_a:8.4f} {r.mean_b:8.4f} {r.diff:+8.4f} {ci:>20} "
+                         f"{r.p:9.2e} {r.p_holm:9.2e}{star}")
+        lines.append("")
+    lines.append("* p (Holm) < 0.05")
+    return "\n".join(lines)
