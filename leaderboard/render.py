@@ -1,6 +1,8 @@
 """``flexrec-bench leaderboard render --out site/``: one static page, no external resources.
-One sortable table per dataset x need (95% CIs; provenance on hover and in a detail row), bar charts
-of the main metrics per method, and any paper-reported numbers in a separate, labelled table.
+A tab per dataset x need: a sortable table of the verified entries (95% CIs, beyond-accuracy
+metrics, a significance marker against the best entry, provenance in a detail row), the paper's
+reported rows for that dataset and need beside them (labelled, never ranked), and a bar chart.
+Paper rows that name no dataset (the ablation tables) are listed apart.
 
 The markup is the Jinja2 template ``templates/index.html.j2`` with autoescaping on: every string
 that comes from a results file (model names, configs, provenance) is escaped by the template
@@ -11,11 +13,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from flexrec_bench.io import write_text_atomic
 
-from .schema import Entry, Leaderboard
+from .schema import PRIMARY_METRIC, Entry, Leaderboard
 
 METRICS = ("ndcg@5", "ndcg@10", "ndcg@30", "recall@5", "precision@5", "mrr@5")
+BEYOND = ("coverage@10", "novelty@10", "ild@10", "gini@10")
+#: the paper's dataset names -> this project's (the tab a reported row joins)
+PAPER_DATASETS = {"KuaiRec": "kuairec", "MovieLens-1M": "ml-1m", "ESCI": "esci", "KuaiRec-dense": "kuairec-dense"}
+ALPHA = 0.05
 CHART_METRICS = ("ndcg@5", "ndcg@10", "recall@5")
 COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52")
 TEMPLATES = Path(__file__).with_name("templates")
@@ -35,13 +43,46 @@ def _defined(v) -> bool:
     return v is not None and v.mean is not None and v.ci95 is not None
 
 
+def significance(entries: list[Entry]) -> dict[int, str]:
+    """A marker per entry against the best (highest mean PRIMARY_METRIC) of its tab: "best", "lower"
+    (paired Wilcoxon on the per-instance values, Holm-corrected over the tab's entries, p < ALPHA),
+    "tie" (not distinguishable), or "n/a" (no per-instance values stored)."""
+    from flexrec_bench.compare import holm, paired_test
+
+    def mean(e: Entry) -> float:
+        v = e.results.metrics.get(PRIMARY_METRIC)
+        return v.mean if v is not None and v.mean is not None else float("-inf")
+
+    if not entries:
+        return {}
+    best = max(range(len(entries)), key=lambda i: mean(entries[i]))
+    ref = entries[best].verification.per_instance.get(PRIMARY_METRIC)
+    out, tested, ps = {best: "best"}, [], []
+    for i, e in enumerate(entries):
+        if i == best:
+            continue
+        cur = e.verification.per_instance.get(PRIMARY_METRIC)
+        if not ref or not cur or len(cur) != len(ref):
+            out[i] = "n/a"
+            continue
+        pairs = [(a, b) for a, b in zip(ref, cur) if a is not None and b is not None]
+        a, b = (np.array(x, float) for x in zip(*pairs)) if pairs else (np.zeros(0), np.zeros(0))
+        tested.append(i)
+        ps.append(paired_test(b, a, "wilcoxon") if len(a) else 1.0)
+    for i, p in zip(tested, holm(ps)):
+        out[i] = "lower" if p is not None and p < ALPHA else "tie"
+    return out
+
+
 def _rows(entries: list[Entry]) -> list[dict]:
     def sort_key(e: Entry) -> float:
-        v = e.results.metrics.get("ndcg@10") or next(iter(e.results.metrics.values()), None)
+        v = e.results.metrics.get(PRIMARY_METRIC) or next(iter(e.results.metrics.values()), None)
         return -(v.mean if v is not None and v.mean is not None else -1.0)
 
+    entries = sorted(entries, key=sort_key)
+    marks = significance(entries)
     rows = []
-    for e in sorted(entries, key=sort_key):
+    for i, e in enumerate(entries):
         cells = []
         for m in METRICS:
             v = e.results.metrics.get(m)
@@ -50,7 +91,8 @@ def _rows(entries: list[Entry]) -> list[dict]:
         parse = (f"; parse: {p.unparseable} unparseable, {p.invalid_ids} invalid ids, {p.duplicates} duplicates, "
                  f"{p.missing_items} padded") if p else ""
         rows.append({"name": e.results.model.name, "cells": cells, "provenance": _provenance(e), "parse": parse,
-                     "config": json.dumps(e.results.model.config, sort_keys=True)})
+                     "config": json.dumps(e.results.model.config, sort_keys=True), "mark": marks.get(i, "n/a"),
+                     "beyond": [e.results.beyond.get(m) for m in BEYOND]})
     return rows
 
 
@@ -89,19 +131,33 @@ def reported_rows(board: Leaderboard) -> list[dict]:
     return list(rows.values())
 
 
+def tabs(board: Leaderboard) -> list[dict]:
+    """One tab per dataset x need: its verified entries (per split) and the paper's rows for it."""
+    groups: dict[tuple[str, str], dict[str, list[Entry]]] = {}
+    for e in board.entries:
+        d = e.results.dataset
+        groups.setdefault((d.name, d.need), {}).setdefault(d.split, []).append(e)
+    paper: dict[tuple[str, str], list[dict]] = {}
+    for r in reported_rows(board):
+        if r["dataset"] in PAPER_DATASETS:
+            paper.setdefault((PAPER_DATASETS[r["dataset"]], r["need"]), []).append(r)
+    out = []
+    for n, key in enumerate(sorted(set(groups) | set(paper))):
+        sections = [{"id": f"t{n}-{split}", "split": split, "fingerprint": es[0].results.dataset.fingerprint,
+                     "rows": _rows(es), "chart": _chart(es)} for split, es in sorted(groups.get(key, {}).items())]
+        out.append({"id": f"t{n}", "dataset": key[0], "need": key[1], "sections": sections,
+                    "paper": paper.get(key, []), "n_entries": sum(len(s["rows"]) for s in sections)})
+    return out
+
+
 def render(board: Leaderboard, out_dir: str | Path) -> Path:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    groups: dict[tuple[str, str, str], list[Entry]] = {}
-    for e in board.entries:
-        groups.setdefault((e.results.dataset.name, e.results.dataset.need, e.results.dataset.split), []).append(e)
-    sections = [{"id": f"t{n}", "dataset": ds, "need": need, "split": split,
-                 "fingerprint": es[0].results.dataset.fingerprint, "rows": _rows(es), "chart": _chart(es)}
-                for n, ((ds, need, split), es) in enumerate(sorted(groups.items()))]
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
     page = env.get_template("index.html.j2").render(
         css=(TEMPLATES / "page.css").read_text(encoding="utf-8"), js=(TEMPLATES / "page.js").read_text(encoding="utf-8"),
-        n_entries=len(board.entries), metrics=METRICS, sections=sections, reported=reported_rows(board))
+        n_entries=len(board.entries), metrics=METRICS, beyond=BEYOND, tabs=tabs(board), primary=PRIMARY_METRIC,
+        alpha=ALPHA, ablations=[r for r in reported_rows(board) if r["dataset"] not in PAPER_DATASETS])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "index.html", page)

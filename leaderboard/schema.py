@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from flexrec_bench.results import ResultsFile
 
 LEADERBOARD_SCHEMA_VERSION = 1
+#: the metric the page ranks by and tests significance on
+PRIMARY_METRIC = "ndcg@10"
 SCHEMA_PATH = Path(__file__).with_name("leaderboard.schema.json")
 
 
@@ -26,6 +28,10 @@ class Verification(_Strict):
     instances: int = Field(ge=1)
     submitted_at: str = Field(description="UTC, ISO 8601")
     flexrec_bench_version: str = Field(description="version that verified the entry")
+    per_instance: dict[str, list[float | None]] = Field(
+        default_factory=dict, description=(
+            "re-scored per-instance values of the page's primary metric (PRIMARY_METRIC), in the split's instance "
+            "order, null where undefined: the page's paired tests against the best entry use them"))
 
 
 class Entry(_Strict):

@@ -22,7 +22,7 @@ from flexrec_bench.io import remove_stale_tmp, sha256_file, write_json_atomic
 from flexrec_bench.need import NEEDS
 from flexrec_bench.results import ResultsFile
 
-from .schema import Entry, Leaderboard, Verification
+from .schema import PRIMARY_METRIC, Entry, Leaderboard, Verification
 
 DEFAULT_PATH = Path(__file__).with_name("leaderboard.json")
 TOLERANCE = 1e-9
@@ -127,10 +127,14 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -
         "metrics": report.metrics, "n_no_relevant": report.n_no_relevant, "n_no_gain": report.n_no_gain,
         "beyond": report.beyond, "parse": parse,
         "dataset": res.dataset.model_copy(update={"instances": len(local)})})
+    per_instance = {}
+    if PRIMARY_METRIC in report.per_instance:
+        per_instance[PRIMARY_METRIC] = [None if not np.isfinite(v) else round(float(v), 6)
+                                        for v in report.per_instance[PRIMARY_METRIC]]
     return Entry(results=checked, verification=Verification(
         rescored=True, rankings_sha256=digest, instances=len(local),
         submitted_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        flexrec_bench_version=__version__))
+        flexrec_bench_version=__version__, per_instance=per_instance))
 
 
 def _parse_stats(table, split, rankings: dict[str, list[str]], path: Path) -> ParseStats:

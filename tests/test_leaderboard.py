@@ -289,3 +289,60 @@ def test_an_edited_label_file_is_refused_by_eval_and_submit(ml100k, tmp_path, re
         run_eval(EvalConfig(model="oracle", data=str(copy), out=str(tmp_path / "res2"), bootstrap=0), progress=False)
     with pytest.raises(DataError, match="does not match the manifest"):
         submit(results["star"], _registered(ml100k, tmp_path), copy)
+
+
+def test_page_in_a_real_browser_tabs_sorting_paper_rows_and_escaping(ml100k, tmp_path, results):
+    """Debian's chromium, driven by playwright: a tab per dataset x need, a column sorted by a click,
+    the paper's rows beside the measured ones, and a hostile model name shown as text."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (.ci/run does)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    from leaderboard.render import render
+    from leaderboard.submit import DEFAULT_PATH
+
+    lb = _registered(ml100k, tmp_path)
+    for m in ("random", "star"):
+        submit(results[m], lb, ml100k)
+    board = json.loads(lb.read_text())
+    board["reported_in_paper"] = json.loads(DEFAULT_PATH.read_text())["reported_in_paper"]
+    hostile = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
+    board["entries"][0]["results"]["model"]["name"] = hostile
+    page = render(Leaderboard.model_validate(board), tmp_path / "site")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            pg = browser.new_page()
+            pg.goto(page.as_uri())
+            assert pg.evaluate("document.body.dataset.ready") == "1" and pg.evaluate("window.__errors.length") == 0
+            assert pg.evaluate("window.__pwned") is None
+            tabs = [t.inner_text().split(" ")[0:3] for t in pg.query_selector_all("button.tab")]
+            assert ["ml-100k", "·", "interest"] in tabs and ["kuairec", "·", "interest"] in tabs
+            panel = pg.locator(".panel.active")
+            assert panel.get_attribute("data-dataset") == "ml-100k"  # the first tab with entries opens
+            assert hostile in panel.locator("td.name").first.inner_text() or hostile in panel.inner_text()
+            col = 2 + 1  # model, vs best, ndcg@5, ndcg@10 -> the ndcg@10 header is the 4th
+            header = panel.locator("th").nth(col)
+            assert header.inner_text().startswith("ndcg@10")
+
+            def values():
+                return [float(v) for v in panel.locator("tr.entry").evaluate_all(
+                    f"rows => rows.map(r => r.children[{col}].dataset.value)")]
+
+            header.click()
+            desc = values()
+            assert desc == sorted(desc, reverse=True) and len(desc) == 2
+            header.click()
+            assert values() == sorted(desc)
+            assert panel.locator("td.mark").evaluate_all("c => c.map(x => x.dataset.value)").count("best") == 1
+            pg.click("button.tab:has-text('kuairec · interest')")
+            active = pg.locator(".panel.active")
+            assert active.get_attribute("data-dataset") == "kuairec"
+            text = active.inner_text()
+            assert "reported in paper" in text and "Qwen2.5-3B-Instruct + FlexRec" in text and "0.597" in text
+            pg.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (tmp_path / "page.png").stat().st_size > 10_000
