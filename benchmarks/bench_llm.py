@@ -1,7 +1,14 @@
-"""LLM ranking throughput (instances/s) of a tiny random-init Qwen2 model on CPU through the
-`hf:` ranker, with the STAR ranker on the same instances as the in-run reference.
+"""LLM ranking throughput, two parts:
 
-    python benchmarks/bench_llm.py [--data DIR] [--n 32] [--batch-size 8]
+1. ``--part hf``: instances/s of a tiny random-init Qwen2 model on CPU through the `hf:` ranker,
+   with the STAR ranker on the same instances as the in-run reference.
+2. ``--part server``: `eval --model openai:...` against a local OpenAI-compatible server on
+   127.0.0.1 that answers every request after a fixed latency (200 ms), sequentially
+   (``-o concurrency=1``) and with the default options, in the same run; each pass is bounded and
+   the server stops with the process.
+
+    python benchmarks/bench_llm.py [--part hf|server|both] [--data DIR] [--n 32] [--batch-size 8]
+                                   [--server-n 300] [--latency 0.2]
 """
 
 from __future__ import annotations
@@ -14,12 +21,82 @@ import time
 from _util import save
 
 
+def _server(latency: float):
+    """A local chat-completions endpoint that answers the reversed candidate list after ``latency`` s."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        calls = 0
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            type(self).calls += 1
+            time.sleep(latency)
+            k = body["messages"][-1]["content"].count("\n[C")
+            answer = "<answer>" + ", ".join(f"C{i}" for i in range(k, 0, -1)) + "</answer>"
+            out = json.dumps({"model": body["model"], "choices": [{"message": {"content": answer}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, Handler
+
+
+def server_part(a) -> None:
+    from flexrec_bench.build import BuildConfig, build
+    from flexrec_bench.evaluator import EvalConfig, run_eval
+
+    tmp = tempfile.mkdtemp()
+    data = a.data or os.path.join(tmp, "data")
+    if a.data is None:
+        build(BuildConfig(out=data, train_size=100, test_size=a.server_n, val_size=10), progress=False)
+    srv, handler = _server(a.latency)
+    url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    times = {}
+    for name, extra in (("sequential", {"concurrency": "1"}), ("default", {})):
+        opts = {"base_url": url, "api_key": "sk-bench", "cache_dir": os.path.join(tmp, f"cache-{name}"), **extra}
+        before = handler.calls
+        t0 = time.perf_counter()
+        run_eval(EvalConfig(model="openai:bench", data=data, out=os.path.join(tmp, "res"), limit=a.server_n,
+                            options=opts, bootstrap=0), progress=False)
+        times[name] = time.perf_counter() - t0
+        sent = handler.calls - before
+        t0 = time.perf_counter()
+        run_eval(EvalConfig(model="openai:bench", data=data, out=os.path.join(tmp, "res"), limit=a.server_n,
+                            options=opts, bootstrap=0), progress=False)
+        rerun, resent = time.perf_counter() - t0, handler.calls - before - sent
+        print(f"{name:10s}: {a.server_n} instances in {times[name]:6.1f} s ({sent} requests); "
+              f"rerun {rerun:.1f} s ({resent} requests)")
+    srv.shutdown()
+    print(f"default / sequential time ratio: {times['default'] / times['sequential']:.3f} "
+          f"({a.latency * 1000:.0f} ms latency)")
+    save("openai_concurrency", {"n": a.server_n, "latency_s": a.latency,
+                                "sequential_s": round(times["sequential"], 2), "default_s": round(times["default"], 2),
+                                "ratio": round(times["default"] / times["sequential"], 4)})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=("hf", "server", "both"), default="both")
     ap.add_argument("--data", default=None, help="a build-data output root (default: build ml-100k in a temp dir)")
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--server-n", type=int, default=300)
+    ap.add_argument("--latency", type=float, default=0.2)
     a = ap.parse_args()
+    if a.part in ("server", "both"):
+        server_part(a)
+    if a.part == "server":
+        return
     import torch
 
     from flexrec_bench.build import BuildConfig, build

@@ -105,11 +105,15 @@ def build_data_cmd(
     locale: Annotated[str, typer.Option(help="ESCI product locale: us, es or jp")] = "us",
     esci_version: Annotated[str, typer.Option(help="ESCI examples: 'small' (the reduced task-1 set) or 'large'")] = "small",
     ensure_positive: Annotated[bool, typer.Option(help="(ours, off as in the paper) where no future positive was retrieved, put one in place of the weakest candidate (counted in the manifest)")] = False,
+    device: Annotated[str, typer.Option(help="embedding device: auto (CUDA when present), cpu, cuda, cuda:1 (speed only: not part of the build's fingerprint)")] = "auto",
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Build a dataset: STAR candidates and need labels, written to Parquet with a manifest and a leak audit."""
+    import os
+
     from .build import BuildConfig, build
 
+    os.environ["FLEXREC_DEVICE"] = device
     cfg = BuildConfig(dataset=dataset, raw_dir=str(raw_dir) if raw_dir else None, out=str(out), needs=_csv(needs),
                       candidates=candidates, history=history, min_history=min_history, stride=stride,
                       embedder=embedder, train_size=train_size, val_size=val_size, test_size=test_size, seed=seed,
@@ -210,20 +214,23 @@ def train_critic_cmd(
     epochs: Annotated[int, typer.Option(help="training epochs")] = 30,
     max_pairs: Annotated[Optional[int], typer.Option(help="subsample observed pairs (quick runs)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the 8:1:1 split and initialisation")] = 0,
+    patience: Annotated[Optional[int], typer.Option(help="(ours, off: the paper trains every epoch) stop after this many epochs without a better validation MSE")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda")] = "auto",
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Train the uncertainty critic on observed interactions; report MSE, MAE and correlations."""
     from training.critic import CriticConfig, train_critic
 
     dest = out or data / dataset / "critic"
-    _, rep = train_critic(data, dataset, CriticConfig(epochs=epochs, max_pairs=max_pairs, seed=seed), dest,
-                          progress=not quiet)
-    typer.echo(f"critic on {dataset}: pairs {rep['pairs']}")
+    ccfg = CriticConfig(epochs=epochs, max_pairs=max_pairs, seed=seed, patience=patience, device=device)
+    _, rep = train_critic(data, dataset, ccfg, dest, progress=not quiet)
+    typer.echo(f"critic on {dataset} ({rep['device']}): pairs {rep['pairs']}; kept epoch {rep['epoch_kept']} of "
+               f"{rep['epochs_run']} run")
     typer.echo(f"  test MSE {rep['test_mse']:.4f} (predicting the training mean: {rep['baseline_mse_predict_mean']:.4f}), "
                f"MAE {rep['test_mae']:.4f}")
     typer.echo(f"  Pearson(mean, label) {rep['test_pearson_mean']:.3f}, "
                f"Pearson(variance, squared error) {rep['test_pearson_var_sqerr']:.3f}")
-    typer.echo(f"wrote {dest}/critic.pt and metrics.json")
+    typer.echo(f"wrote {dest}/critic.pt, metrics.json and table4.md")
 
 
 @app.command("train")

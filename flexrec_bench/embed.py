@@ -16,6 +16,22 @@ DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 
+def resolve_device(device: str | None = None) -> str:
+    """``device`` or FLEXREC_DEVICE, else ``auto``: CUDA when present, else the CPU. Not part of a
+    build's configuration or fingerprint: the device changes speed, not the labels."""
+    import os
+
+    device = device or os.environ.get("FLEXREC_DEVICE") or "auto"
+    if device == "auto":
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            return "cpu"
+    return device
+
+
 def _text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
@@ -30,11 +46,14 @@ class Embedder:
     ``openai:text-embedding-004`` on Gemini's OpenAI-compatible endpoint, the paper's embedder family.
     """
 
-    def __init__(self, name: str = DEFAULT_EMBEDDER, cache_dir: Path | None = None, batch_size: int = 128,
-                 progress: bool = True):
+    def __init__(self, name: str = DEFAULT_EMBEDDER, cache_dir: Path | None = None, batch_size: int | None = None,
+                 progress: bool = True, device: str | None = None):
         self.name = name
         self.cache_dir = cache_dir
-        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        # 128 on CPU (as before: the chunking is part of what makes a build's vectors reproducible),
+        # 512 on CUDA (ours)
+        self.batch_size = int(batch_size or (512 if self.device.startswith("cuda") else 128))
         self.progress = progress
         self._model = None
         self.cache_hits = 0
@@ -55,7 +74,7 @@ class Embedder:
             except ImportError:  # fall back to the hub name
                 pass
         try:
-            self._model = SentenceTransformer(target, device="cpu")
+            self._model = SentenceTransformer(target, device=self.device)
         except Exception as exc:
             raise MissingCapabilityError(f"cannot load embedder {self.name!r} ({type(exc).__name__}: {exc})") from None
         return self._model
@@ -70,9 +89,13 @@ class Embedder:
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             return vecs / np.where(norms > 0, norms, 1.0)
         model = self._load()
+        # Texts go in their given order, in chunks of batch_size (sentence-transformers sorts each
+        # chunk by length itself). Sorting the whole list first was measured to change the vectors'
+        # last bits through different padding, and with them candidates at near-ties: builds would
+        # no longer match the registered fingerprint.
         out = []
-        for i in tqdm(range(0, len(texts), self.batch_size), desc=f"embed ({self.name})", disable=not self.progress,
-                      leave=False):
+        for i in tqdm(range(0, len(texts), self.batch_size), desc=f"embed ({self.name}, {self.device})",
+                      disable=not self.progress, leave=False):
             out.append(model.encode(texts[i:i + self.batch_size], batch_size=self.batch_size,
                                     normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False))
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)

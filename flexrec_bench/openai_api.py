@@ -21,6 +21,40 @@ def resolve(base_url: str | None, api_key: str | None) -> tuple[str, str | None]
     return url, api_key or os.environ.get("OPENAI_API_KEY")
 
 
+class RateLimiter:
+    """Thread-safe limits on requests and tokens per minute (0 = no limit). Requests are spaced
+    evenly (60 / rpm s apart); tokens are counted in a sliding 60 s window and a request waits
+    until its estimated tokens fit."""
+
+    def __init__(self, requests_per_minute: float = 0.0, tokens_per_minute: float = 0.0):
+        import threading
+        from collections import deque
+
+        self.interval = 60.0 / requests_per_minute if requests_per_minute > 0 else 0.0
+        self.tpm = float(tokens_per_minute)
+        self._next = 0.0
+        self._window: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self, tokens: int = 0) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._window and self._window[0][0] <= now - 60.0:
+                    self._window.popleft()
+                used = sum(t for _, t in self._window)
+                wait_tokens = 0.0
+                if self.tpm > 0 and self._window and used + tokens > self.tpm:
+                    wait_tokens = self._window[0][0] + 60.0 - now
+                wait_rate = self._next - now
+                if wait_tokens <= 0 and wait_rate <= 0:
+                    self._next = max(now, self._next) + self.interval
+                    if self.tpm > 0:
+                        self._window.append((now, tokens))
+                    return
+            time.sleep(max(wait_tokens, wait_rate, 0.001))
+
+
 def post_json(url: str, payload: dict, api_key: str | None, *, timeout: float = 120.0, max_retries: int = 5,
               before_each=None, what: str = "openai") -> dict:
     """POST ``payload`` to ``url``; ``before_each()`` runs before every attempt (rate limiting)."""

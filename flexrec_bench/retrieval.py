@@ -44,22 +44,68 @@ def exact_scores(items: np.ndarray, query: np.ndarray) -> np.ndarray:
     return (np.asarray(items, np.float64) * np.asarray(query, np.float64)[None, :]).sum(1)
 
 
-def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.ndarray],
-             allowed: np.ndarray | None = None, batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` items by inner product for each query, never returning an item in ``exclude[i]``.
+#: catalogue size from which FAISS selects the shortlist; below it a numpy matrix product does (ours:
+#: benchmarks/bench_retrieval.py measured FAISS 1.4x faster already at 1,000 items and 2.9x at 100k,
+#: so numpy only serves catalogues too small to matter, without importing FAISS)
+FAISS_MIN_ITEMS = 1000
+BACKENDS = ("auto", "numpy", "faiss", "faiss-gpu")
 
-    FAISS (exact inner product) selects ``k`` + ``RESCORE_MARGIN`` items; they are re-scored with
-    :func:`exact_scores` and the top ``k`` kept, ties broken by item index (ascending), so results
-    are the same with one thread or many. ``allowed`` (item indices) restricts the catalogue.
-    Returns (indices (n, k) int64, scores (n, k) float32); rows with fewer eligible items are padded
-    with -1 / -inf.
-    """
+
+class _NumpyIndex:
+    """Exact inner-product shortlist by a float32 matrix product (small catalogues)."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def search(self, queries: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = queries @ self.vectors.T
+        kk = min(kk, scores.shape[1])
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < scores.shape[1] else \
+            np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+        top = np.take_along_axis(scores, part, 1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        return np.take_along_axis(top, order, 1), np.take_along_axis(part, order, 1)
+
+
+def _index(vectors: np.ndarray, backend: str):
+    """The shortlist index: numpy below FAISS_MIN_ITEMS (``auto``), else FAISS's exact
+    IndexFlatIP, on a GPU with ``faiss-gpu`` (or ``auto`` where faiss has GPUs)."""
+    if backend not in BACKENDS:
+        from .errors import FlexRecError
+
+        raise FlexRecError(f"unknown retrieval backend {backend!r}: {', '.join(BACKENDS)}")
+    if backend == "numpy" or (backend == "auto" and len(vectors) < FAISS_MIN_ITEMS):
+        return _NumpyIndex(vectors), "numpy"
     import faiss
 
     faiss.omp_set_num_threads(max(1, faiss.omp_get_max_threads()))
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if backend == "faiss-gpu" or (backend == "auto" and gpus > 0):
+        if gpus == 0:
+            from .errors import MissingCapabilityError
+
+            raise MissingCapabilityError("retrieval backend faiss-gpu: this faiss has no GPU support or sees no GPU "
+                                         "(pip install flexrec-bench[faiss-gpu] on a GPU machine)")
+        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index), "faiss-gpu"
+    return index, "faiss"
+
+
+def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.ndarray],
+             allowed: np.ndarray | None = None, batch_size: int = 2048,
+             backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` items by inner product for each query, never returning an item in ``exclude[i]``.
+
+    An exact inner-product shortlist of ``k`` + ``RESCORE_MARGIN`` items (numpy for small
+    catalogues, FAISS above ``FAISS_MIN_ITEMS``, on a GPU where faiss has one) is re-scored with
+    :func:`exact_scores` and the top ``k`` kept, ties broken by item index (ascending), so results
+    are the same with one thread or many and with either backend. ``allowed`` (item indices)
+    restricts the catalogue. Returns (indices (n, k) int64, scores (n, k) float32); rows with fewer
+    eligible items are padded with -1 / -inf.
+    """
     cat = np.arange(len(emb)) if allowed is None else np.asarray(allowed, np.int64)
-    index = faiss.IndexFlatIP(emb.shape[1])
-    index.add(np.ascontiguousarray(emb[cat], dtype=np.float32))
+    index, _ = _index(emb[cat], backend)
     n = len(queries)
     idx_out = np.full((n, k), -1, np.int64)
     sc_out = np.full((n, k), -np.inf, np.float32)

@@ -170,3 +170,13 @@ def test_critic_is_appendix_gs_relu_mlp(tmp_path):
     md = table4_markdown({"test_mse": 0.3281, "test_mae": 0.4, "test_pearson_mean": 0.317,
                           "test_pearson_var_sqerr": 0.271}, "kuairec")
     assert "| Method | MSE | MAE | Pearson (Mean) | Pearson (Var) |" in md and "| Critic | 0.328 | 0.400 | 0.317 | 0.271 |" in md
+
+
+def test_critic_early_stopping_reports_the_epoch_kept(ml100k, tmp_path):
+    from training.critic import CriticConfig, train_critic
+
+    _, rep = train_critic(ml100k, "ml-100k", CriticConfig(epochs=30, max_pairs=400, patience=1, lr=0.5), tmp_path / "c",
+                          progress=False)  # a huge learning rate: validation MSE stops improving early
+    assert rep["epochs_run"] < 30 and rep["epochs_run"] == rep["epoch_kept"] + 1
+    assert rep["best_val_mse"] == min(c["val_mse"] for c in rep["curve"]) and rep["device"] == "cpu"
+    assert (tmp_path / "c" / "table4.md").exists()

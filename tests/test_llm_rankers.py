@@ -33,10 +33,29 @@ def test_hf_tiny_model_end_to_end(ml100k, tiny_model, tmp_path):
 class _FakeOpenAI(BaseHTTPRequestHandler):
     calls: list = []
     fail_first = 0
+    delay = 0.0
+    inflight = 0
+    max_inflight = 0
+    lock = threading.Lock()
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).calls.append(body)
+        cls = type(self)
+        with cls.lock:
+            cls.calls.append(body)
+            cls.inflight += 1
+            cls.max_inflight = max(cls.max_inflight, cls.inflight)
+        try:
+            if cls.delay:
+                import time
+
+                time.sleep(cls.delay)
+            self._answer(body)
+        finally:
+            with cls.lock:
+                cls.inflight -= 1
+
+    def _answer(self, body):
         if type(self).fail_first > 0:
             type(self).fail_first -= 1
             self.send_response(429)
@@ -62,7 +81,7 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_openai():
-    _FakeOpenAI.calls, _FakeOpenAI.fail_first = [], 0
+    _FakeOpenAI.calls, _FakeOpenAI.fail_first, _FakeOpenAI.delay, _FakeOpenAI.max_inflight = [], 0, 0.0, 0
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
@@ -81,6 +100,24 @@ def test_openai_ranker_retries_caches_and_resumes(ml100k, tmp_path, fake_openai)
     assert _FakeOpenAI.calls[-1]["model"] == "gpt-4o" and _FakeOpenAI.calls[-1]["temperature"] == 0.0
     run_eval(cfg, progress=False)  # a re-run (or a resumed crash) is served from the cache
     assert len(_FakeOpenAI.calls) == 4
+
+
+def test_openai_ranker_sends_requests_concurrently_and_a_rerun_sends_none(ml100k, tmp_path, fake_openai):
+    _FakeOpenAI.delay = 0.2
+    opts = {"base_url": fake_openai, "api_key": "sk-test", "cache_dir": str(tmp_path / "c")}  # defaults otherwise
+    cfg = EvalConfig(model="openai:gpt-4o", data=str(ml100k), out=str(tmp_path / "res"), limit=40, options=opts,
+                     bootstrap=0)
+    res, _, _ = run_eval(cfg, progress=False)
+    assert len(_FakeOpenAI.calls) == 40 and res.parse.complete == 40
+    assert 8 <= _FakeOpenAI.max_inflight <= 16  # bounded concurrency (default 16)
+    assert res.model.config["concurrency"] == 16 and res.model.config["requests_per_minute"] == 0.0
+    run_eval(cfg, progress=False)
+    assert len(_FakeOpenAI.calls) == 40  # the rerun was served from the cache
+    _FakeOpenAI.max_inflight = 0
+    opts1 = {**opts, "cache_dir": str(tmp_path / "c1"), "concurrency": "1"}
+    run_eval(EvalConfig(model="openai:gpt-4o", data=str(ml100k), out=str(tmp_path / "r1"), limit=3, options=opts1,
+                        bootstrap=0), progress=False)
+    assert _FakeOpenAI.max_inflight == 1
 
 
 def test_openai_ranker_rate_limit_spaces_requests(ml100k, tmp_path, fake_openai):
@@ -129,6 +166,12 @@ def test_api_keys_never_reach_results_cache_or_leaderboard(ml100k, tmp_path, fak
     res, _, path = run_eval(EvalConfig(model="openai:gpt-4o", data=str(ml100k), out=str(tmp_path / "res"), options=opts,
                                        bootstrap=100), progress=False)
     assert res.config["options"]["api_key"] == "<redacted>"
+    from flexrec_bench.data import load_manifest
+    from leaderboard.schema import Leaderboard
+
+    (tmp_path / "lb").mkdir()
+    (tmp_path / "lb" / "leaderboard.json").write_text(Leaderboard(registered_builds={
+        "ml-100k": load_manifest(ml100k, "ml-100k")["fingerprint"]}).model_dump_json())
     submit(path, tmp_path / "lb" / "leaderboard.json", ml100k)
     from leaderboard.render import render
     from leaderboard.submit import load
@@ -150,3 +193,42 @@ def test_redaction_rule():
     assert got == {"api_key": "<redacted>", "apiKey": "<redacted>", "hf_token": "<redacted>", "max_new_tokens": 9,
                    "keys_seen": 3, "base_url": "https://<redacted>@host/v1", "nested": [{"client_secret": "<redacted>"}],
                    "token": None}
+
+
+def test_llm_schedules_batch_as_asked_and_outputs_stay_in_instance_order(ml100k):
+    from flexrec_bench.data import load_split
+    from flexrec_bench.prompts import split_messages
+    from flexrec_bench.rankers.hf import HFRanker
+    from flexrec_bench.rankers.llm import LLMRanker
+    from flexrec_bench.rankers.vllm import VLLMRanker
+
+    split = load_split(ml100k, "ml-100k", "interest", "test").head(7)
+
+    class Echo(HFRanker):  # the hf ranker's schedule, a fake model
+        def generate(self, batch, max_new_tokens):
+            self.batches.append(len(batch))
+            return ["<answer>C1</answer>" + m[-1]["content"][-30:] for m in batch]
+
+    ranker = Echo("fake", batch_size=3, progress=False)
+    ranker.batches = []
+    ranker.count_tokens = lambda text: None
+    res = ranker.rank(split)
+    assert ranker.batches == [3, 3, 1]
+    for i in range(7):  # each output sits with its own instance, whatever the batch order
+        assert res.outputs[i].endswith(split_messages(split, i, ranker.prompt)[-1]["content"][-30:])
+    msgs = [split_messages(split, i, ranker.prompt) for i in range(7)]
+    lengths = [sum(len(m["content"]) for m in msg) for msg in msgs]
+    flat = [i for b in ranker.schedule(msgs) for i in b]
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)  # longest first
+    assert LLMRanker.schedule(ranker, msgs) == [[0, 1, 2], [3, 4, 5], [6]]  # the default: consecutive
+    assert VLLMRanker.schedule(ranker, msgs) == [list(range(7))]  # vLLM: the whole split in one call
+
+
+def test_hf_dtype_auto_is_fp32_on_cpu():
+    import torch
+
+    from flexrec_bench.rankers.hf import resolve_dtype
+
+    assert resolve_dtype("auto", "cpu") == torch.float32 and resolve_dtype("bf16", "cpu") == torch.bfloat16
+    with pytest.raises(FlexRecError, match="unknown dtype 'fp8'"):
+        resolve_dtype("fp8", "cpu")

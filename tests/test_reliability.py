@@ -220,6 +220,11 @@ def test_submit_lock_timeout_is_one_line_and_stale_temp_files_go(tmp_path):
                                      out=str(tmp_path / "res"), bootstrap=100), progress=False)
     lb = tmp_path / "lb" / "leaderboard.json"
     lb.parent.mkdir()
+    from flexrec_bench.data import load_manifest
+    from leaderboard.schema import Leaderboard
+
+    lb.write_text(Leaderboard(registered_builds={"ml-1m": load_manifest(tmp_path / "data", "ml-1m")["fingerprint"]})
+                  .model_dump_json())
     stale = lb.parent / ".leaderboard.json.abc123.tmp"
     stale.write_text("{half a file")
     with FileLock(str(lb) + ".lock"):

@@ -45,6 +45,8 @@ class CriticConfig:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  #: paper: train/val/test share of observed pairs
     seed: int = 0
     max_pairs: int | None = None   #: subsample pairs (quick runs)
+    patience: int | None = None    #: ours, off (the paper trains all 30 epochs): stop after this many epochs without a better val MSE
+    device: str = "auto"           #: auto (CUDA when present), cpu or cuda
 
 
 def _block(i: int, o: int, p: float) -> nn.Sequential:
@@ -210,23 +212,26 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
     if min(len(tr), len(va), len(te)) == 0:
         raise FlexRecError(f"{dataset}: {n} observed pairs are too few for an 8:1:1 split")
     torch.manual_seed(cfg.seed)
-    net = CriticNet(emb.shape[1], cfg.hidden, cfg.dropout)
+    from flexrec_bench.embed import resolve_device
+
+    dev = torch.device(resolve_device(cfg.device))
+    net = CriticNet(emb.shape[1], cfg.hidden, cfg.dropout).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr)
-    P, E, Y = (torch.from_numpy(prof.astype(np.float32)), torch.from_numpy(emb.astype(np.float32)),
-               torch.from_numpy(y.astype(np.float32)))
-    I = torch.from_numpy(items.astype(np.int64))
+    P, E, Y = (torch.from_numpy(prof.astype(np.float32)).to(dev), torch.from_numpy(emb.astype(np.float32)).to(dev),
+               torch.from_numpy(y.astype(np.float32)).to(dev))
+    I = torch.from_numpy(items.astype(np.int64)).to(dev)
 
     def predict(idx):
         net.eval()
         with torch.no_grad():
             m, lv = net(P[idx], E[I[idx]])
-        return m.numpy(), lv.exp().numpy()
+        return m.cpu().numpy(), lv.exp().cpu().numpy()
 
-    best, best_state, curve = math.inf, None, []
+    best, best_state, best_epoch, curve = math.inf, None, 0, []
     g = torch.Generator().manual_seed(cfg.seed)
     for epoch in tqdm(range(cfg.epochs), desc="critic", disable=not progress):
         net.train()
-        order = torch.from_numpy(tr)[torch.randperm(len(tr), generator=g)]
+        order = torch.from_numpy(tr)[torch.randperm(len(tr), generator=g)].to(dev)
         total = 0.0
         for s in range(0, len(order), cfg.batch_size):
             b = order[s:s + cfg.batch_size]
@@ -240,12 +245,15 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
         mse = float(((m - y[va]) ** 2).mean())
         curve.append({"epoch": epoch + 1, "train_loss": total / len(tr), "val_mse": mse})
         if mse < best:
-            best, best_state = mse, {k: v.clone() for k, v in net.state_dict().items()}
+            best, best_epoch, best_state = mse, epoch + 1, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        elif cfg.patience is not None and epoch + 1 - best_epoch >= cfg.patience:
+            break  # early stopping (ours, off by default)
     net.load_state_dict(best_state)
     m, v = predict(te)
+    net = net.cpu()
     err = (m - y[te]) ** 2
     report = {"pairs": {"train": int(len(tr)), "val": int(len(va)), "test": int(len(te))},
-              "best_val_mse": best, "test_mse": float(err.mean()), "test_mae": float(np.abs(m - y[te]).mean()),
+              "best_val_mse": best, "epoch_kept": best_epoch, "epochs_run": len(curve), "device": str(dev), "test_mse": float(err.mean()), "test_mae": float(np.abs(m - y[te]).mean()),
               "test_pearson_mean": _pearson(m, y[te]), "test_pearson_var_sqerr": _pearson(v, err),
               "baseline_mse_predict_mean": float(((y[te] - y[tr].mean()) ** 2).mean()), "curve": curve}
     meta.update(dataset=dataset, data_dir=str(data_dir))

@@ -1,5 +1,7 @@
 """``hf:<name-or-path>``: any Hugging Face causal LM through transformers, greedy by default.
-A directory with ``adapter_config.json`` (a LoRA checkpoint) is loaded through peft."""
+A directory with ``adapter_config.json`` (a LoRA checkpoint) is loaded through peft. Prompts are
+batched longest first (similar lengths share a batch, so little padding); ``dtype=auto`` is
+bfloat16 on a CUDA device that supports it and float32 elsewhere."""
 
 from __future__ import annotations
 
@@ -23,6 +25,20 @@ def local_fingerprint(path: Path) -> str:
                     fh.seek(-(1 << 20), 2)
                     h.update(fh.read())
     return "local-" + h.hexdigest()[:16]
+
+
+def resolve_dtype(dtype: str, device: str):
+    """``auto``: bfloat16 on a CUDA device that supports it, float32 elsewhere; otherwise the
+    named torch dtype (``bfloat16``, ``float16``, ``float32``)."""
+    import torch
+
+    if dtype == "auto":
+        cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        return getattr(torch, {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(dtype, dtype))
+    except AttributeError:
+        raise FlexRecError(f"hf ranker: unknown dtype {dtype!r}: auto, bfloat16, float16 or float32") from None
 
 
 class HFRanker(LLMRanker):
@@ -53,13 +69,14 @@ class HFRanker(LLMRanker):
         transformers = require("transformers", "core", "the hf: ranker")
         path = Path(self.arg)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = resolve_dtype(self.dtype, device)
         kw = dict(revision=self.revision, trust_remote_code=self.trust_remote_code)
         try:
             if (path / "adapter_config.json").exists():
                 peft = require("peft", "train", "loading a LoRA checkpoint")
-                self._model = peft.AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=self.dtype, **kw)
+                self._model = peft.AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kw)
             else:
-                self._model = transformers.AutoModelForCausalLM.from_pretrained(self.arg, dtype=self.dtype, **kw)
+                self._model = transformers.AutoModelForCausalLM.from_pretrained(self.arg, dtype=dtype, **kw)
             self._tok = transformers.AutoTokenizer.from_pretrained(self.arg, **kw)
         except OSError as exc:
             raise FlexRecError(f"cannot load hf model {self.arg!r}: {exc}".splitlines()[0]) from None
@@ -72,6 +89,13 @@ class HFRanker(LLMRanker):
     def count_tokens(self, text: str) -> int | None:
         self._load()
         return len(self._tok(text, add_special_tokens=False)["input_ids"])
+
+    def schedule(self, messages) -> list[list[int]]:
+        """Longest prompts first, in batches of ``batch_size``: a batch pads to its longest prompt,
+        so neighbours in length waste little compute."""
+        lengths = [sum(len(m["content"]) for m in msg) for msg in messages]
+        order = sorted(range(len(messages)), key=lambda i: (-lengths[i], i))
+        return [order[s: s + self.batch_size] for s in range(0, len(order), self.batch_size)]
 
     def _prompt_text(self, messages) -> str:
         if getattr(self._tok, "chat_template", None):

@@ -45,20 +45,28 @@ class LLMRanker(Ranker):
         d["config"].update(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, prompt=asdict(self.prompt))
         return d
 
+    def schedule(self, messages: list[list[dict[str, str]]]) -> list[list[int]]:
+        """Which instances go to ``generate`` together: consecutive batches of ``batch_size``.
+        Subclasses reorder (the hf ranker sorts by length; vLLM takes the whole split at once)."""
+        n = len(messages)
+        return [list(range(s, min(n, s + self.batch_size))) for s in range(0, n, self.batch_size)]
+
     def rank(self, split) -> RankResult:
         n, k = split.mask.shape
         counter = self.count_tokens if self.count_tokens("x") is not None else None
         order = np.full((n, k), -1, np.int64)
-        outputs: list[str] = []
+        outputs: list[str] = [""] * n
         stats = ParseStats()
         nvalid = split.mask.sum(1)
-        for start in tqdm(range(0, n, self.batch_size), desc=f"rank ({self.name})", disable=not self.progress):
-            idx = range(start, min(n, start + self.batch_size))
-            msgs = [split_messages(split, i, self.prompt, counter) for i in idx]
-            texts = self.generate(msgs, self.new_tokens(int(nvalid[list(idx)].max())))
+        msgs = [split_messages(split, i, self.prompt, counter) for i in range(n)]
+        bar = tqdm(total=n, desc=f"rank ({self.name})", disable=not self.progress)
+        for idx in self.schedule(msgs):
+            texts = self.generate([msgs[i] for i in idx], self.new_tokens(int(nvalid[idx].max())))
             for i, text in zip(idx, texts):
-                rng = np.random.default_rng([self.seed, 13, i])
+                rng = np.random.default_rng([self.seed, 13, i])  # keyed by instance: any schedule, same padding
                 perm = rank_text(text, int(nvalid[i]), rng, stats)
                 order[i, : len(perm)] = perm
-                outputs.append(text)
+                outputs[i] = text
+            bar.update(len(idx))
+        bar.close()
         return RankResult(order, outputs, stats)
