@@ -343,7 +343,7 @@ def train_baseline_cmd(
     if name == "bert4rec":
         from baselines.bert4rec.runner import Bert4RecSettings, train_bert4rec
 
-        final = train_bert4rec(data, dataset, dest, Bert4RecSettings(overrides=sets))
+        final = train_bert4rec(data, dataset, dest, Bert4RecSettings(overrides=sets), progress=not quiet)
         typer.echo(f"checkpoint: {final} (evaluate with `flexrec-bench eval --model bert4rec:{final}`)")
     elif name == "tallrec":
         if not model:

@@ -12,12 +12,19 @@ runner = CliRunner()
 
 
 @pytest.mark.slow
-def test_bert4rec_trains_in_a_subprocess_and_scores_our_candidates(ml100k, tmp_path):
+def test_bert4rec_trains_in_a_subprocess_and_scores_our_candidates(ml100k, tmp_path, monkeypatch, capfd):
     ck = tmp_path / "b4r"
-    r = runner.invoke(app, ["train-baseline", "bert4rec", "--data", str(ml100k), "--out", str(ck), "--set", "epochs=1",
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # RecBole writes log/ and log_tensorboard/ where it runs: never here
+    r = runner.invoke(app, ["train-baseline", "bert4rec", "--data", str(ml100k), "--out", str(ck), "--set", "epochs=2",
                             "--set", "n_layers=1", "--set", "hidden_size=16", "--set", "inner_size=32",
                             "--set", "MAX_ITEM_LIST_LENGTH=10"])
     assert r.exit_code == 0, r.output
+    err = capfd.readouterr().err + r.output + (getattr(r, "stderr", "") or "")
+    assert "bert4rec train: epoch 1 training" in err and "bert4rec train: epoch 2 training" in err  # streamed
+    assert list(cwd.iterdir()) == []
+    assert (ck / "train.log").exists()
     meta = json.loads((ck / "bert4rec.json").read_text())
     assert meta["overrides"]["hidden_size"] == 16 and meta["train_result"]["n_users"] > 700
     r = runner.invoke(app, ["eval", "--model", f"bert4rec:{ck}", "--data", str(ml100k), "--out", str(tmp_path / "res"),

@@ -4,6 +4,7 @@ subprocess, and the ``bert4rec:<checkpoint>`` ranker that scores exactly our can
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -47,21 +48,47 @@ def export_atomic(data_dir: str | Path, dataset: str, dest: Path) -> Path:
     return d
 
 
-def _run_worker(cmd: str, spec: dict, work: Path, timeout: int) -> dict:
+#: RecBole's per-epoch log lines, streamed to the user as they come
+_EPOCH = re.compile(r"epoch (\d+) (training|evaluating) \[(.*?)\]")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _run_worker(cmd: str, spec: dict, work: Path, timeout: int, progress: bool = False) -> dict:
+    """Run the RecBole worker in its own process, in ``work`` (RecBole writes log/ and
+    log_tensorboard/ into its working directory: they stay in the run's folder, never the repo).
+    Its output goes to ``<work>/<cmd>.log``; with ``progress``, each epoch's line is echoed."""
+    import threading
+    import time
+
     spec_path = work / f"{cmd}_spec.json"
     spec["result_out"] = str(work / f"{cmd}_result.json")
     spec_path.write_text(json.dumps(spec))
-    r = subprocess.run([sys.executable, "-m", "baselines.bert4rec.worker", cmd, str(spec_path)], capture_output=True,
-                       text=True, timeout=timeout)
-    if r.returncode != 0:
-        log = work / f"{cmd}.log"
-        log.write_text(r.stdout + r.stderr)
-        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise FlexRecError(f"RecBole {cmd} failed: {tail[0]} (full log: {log})")
+    log = work / f"{cmd}.log"
+    t0 = time.monotonic()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "baselines.bert4rec.worker", cmd, str(spec_path)], cwd=work,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        tail = ""
+        try:
+            for line in proc.stdout:
+                fh.write(line)
+                tail = line.strip() or tail
+                m = _EPOCH.search(_ANSI.sub("", line))
+                if progress and m:
+                    print(f"bert4rec {cmd}: epoch {int(m.group(1)) + 1} {m.group(2)} [{m.group(3)}] "
+                          f"({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
+            proc.wait()
+        finally:
+            timer.cancel()
+    if proc.returncode != 0:
+        raise FlexRecError(f"RecBole {cmd} failed: {tail or '(no output)'} (full log: {log})")
     return json.loads(Path(spec["result_out"]).read_text())
 
 
-def train_bert4rec(data_dir: str | Path, dataset: str, out_dir: str | Path, settings: Bert4RecSettings) -> Path:
+def train_bert4rec(data_dir: str | Path, dataset: str, out_dir: str | Path, settings: Bert4RecSettings,
+                   progress: bool = True) -> Path:
     """Train BERT4Rec on the training users' sequences; returns the checkpoint directory."""
     manifest = load_manifest(data_dir, dataset)
     out = Path(out_dir)
@@ -70,7 +97,8 @@ def train_bert4rec(data_dir: str | Path, dataset: str, out_dir: str | Path, sett
     tmp.mkdir(parents=True)
     export_atomic(data_dir, dataset, tmp / "atomic")
     res = _run_worker("train", {"name": "flexrec", "data_path": str(tmp / "atomic"), "checkpoint_dir": str(tmp / "saved"),
-                                "config_file": str(CONFIG), "overrides": settings.overrides}, tmp, settings.timeout_s)
+                                "config_file": str(CONFIG), "overrides": settings.overrides}, tmp, settings.timeout_s,
+                      progress)
     model_file = Path(res["model_file"])
     final_model = tmp / "model.pth"
     model_file.rename(final_model)

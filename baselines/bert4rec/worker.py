@@ -25,6 +25,9 @@ def train(spec: dict) -> dict:
                  "device": "cpu", "use_gpu": False}
     config = Config(model="BERT4Rec", dataset=spec["name"], config_file_list=[spec["config_file"]], config_dict=overrides)
     init_seed(config["seed"], config["reproducibility"])
+    from recbole.utils import init_logger
+
+    init_logger(config)  # RecBole's per-epoch lines on the console, which the runner streams (and log/ in the cwd)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
