@@ -251,14 +251,18 @@ def train_cmd(
         "item_reward=sequence|independent|noncausal_swap|causal_swap; "
         "reward_signal=observed|item_knn|user_knn|critic; uncertainty=true|false; "
         "estimator=grpo|ppo (ppo: --backend verl only); reasoning=true|false"))] = None,
+    preset: Annotated[Optional[str], typer.Option(help="smoke (a CPU run in about a minute), paper or gpu: "
+                                                       "training/configs/presets/<name>.yaml on top of the config")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the newest checkpoint in --output-dir")] = False,
     dry_run: Annotated[bool, typer.Option(help="print the fully resolved config (TRL arguments or verl overrides) "
                                                "and exit without loading a model")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
-    """Post-train an LLM ranker: FlexRec, Rec-R1 or Rank-GRPO (GRPO locally with TRL; GRPO or PPO on verl)."""
+    """Post-train an LLM ranker: FlexRec, Rec-R1 or Rank-GRPO (GRPO locally with TRL; GRPO or PPO on verl).
+    Every field, with its type, value and source: `flexrec-bench config show --algo ALGO [--preset P]`."""
     import importlib.resources
 
-    from training.config import BACKENDS, load_config
+    from training.config import BACKENDS, layered_config
 
     if backend not in BACKENDS:
         raise FlexRecError(f"unknown --backend {backend!r}: local or verl")
@@ -268,7 +272,7 @@ def train_cmd(
     overrides = {"algo": algo, "model": model, "dataset": dataset, "needs": need, "eval_needs": eval_need,
                  "data": str(data), "critic": str(critic) if critic else None,
                  "output_dir": str(output_dir) if output_dir else None, "max_steps": max_steps}
-    cfg = load_config(cfg_path if cfg_path.exists() else None, overrides, _options(set_))
+    cfg, _ = layered_config(cfg_path if cfg_path.exists() else None, preset, overrides, _options(set_))
     if dry_run:
         if backend == "local":
             from training.local import dry_run as resolve
@@ -279,8 +283,10 @@ def train_cmd(
     if backend == "local":
         from training.local import train_local
 
-        final = train_local(cfg, progress=not quiet)
+        final = train_local(cfg, progress=not quiet, resume=resume)
     else:
+        if resume:
+            raise FlexRecError("--resume is for the local backend; verl resumes with its own trainer.resume_mode")
         from training.verl_backend import launch_verl
 
         final = launch_verl(cfg)
@@ -320,6 +326,32 @@ def reproduce_cmd(
     ran = sum(1 for r in result["rows"] if not r["missing"])
     typer.echo(f"Table {table}: {ran} of {len(result['rows'])} cells run; wrote {out}/table{table}/table{table}.md, "
                f".png and .json")
+
+
+config_app = typer.Typer(help="Training configurations: every field with its type, value and source.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show_cmd(
+    algo: Annotated[str, typer.Option(help="flexrec, rec-r1 or rank-grpo")] = "flexrec",
+    preset: Annotated[Optional[str], typer.Option(help="smoke, paper or gpu")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="key=value (repeatable)")] = None,
+    all_fields: Annotated[bool, typer.Option("--all", help="also every TRL field left at its default")] = False,
+) -> None:
+    """List the training fields (flexrec-bench's own and TRL's GRPOConfig), with type, value and source."""
+    import importlib.resources
+
+    from training.config import describe, layered_config
+
+    path = Path(str(importlib.resources.files("training") / "configs" / f"{algo}.yaml"))
+    cfg, source = layered_config(path if path.exists() else None, preset, {"algo": algo}, _options(set_))
+    rows = [r for r in describe(cfg, source) if all_fields or r["source"] != "trl.GRPOConfig default"]
+    width = max(len(r["field"]) for r in rows)
+    for r in rows:
+        typer.echo(f"{r['field']:<{width}}  {r['value']:<24} {r['type']:<22} {r['source']:<26} {r['help']}")
+    if not all_fields:
+        typer.echo("(TRL fields at GRPOConfig's defaults are left out: --all lists them; any of them works with --set)")
 
 
 @app.command("train-baseline")

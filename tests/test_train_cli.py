@@ -139,3 +139,38 @@ def test_every_config_sets_loss_type_and_precision_follows_the_hardware():
     assert precision_flags("bf16", use_cpu=False) == {"bf16": True, "fp16": False}
     with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp16, fp32"):
         precision_flags("fp8", use_cpu=True)
+
+
+@pytest.mark.slow
+def test_smoke_preset_trains_shows_progress_checkpoints_and_resumes(ml100k, tiny_model, tmp_path):
+    out = tmp_path / "smoke"
+    base = ["train", "--model", str(tiny_model), "--data", str(ml100k), "--output-dir", str(out), "--preset", "smoke"]
+    r = runner.invoke(app, [*base, "--max-steps", "2"])
+    assert r.exit_code == 0, r.output
+    assert "validation at step 0" in r.output + (getattr(r, "stderr", "") or "")  # the step-0 validation has a bar
+    cfg = json.loads((out / "train_config.json").read_text())
+    assert cfg["trl"]["max_steps"] == 2 and cfg["flexrec"]["eval_limit"] == 4  # --max-steps 2 caps validation at 4
+    assert (out / "checkpoint-2" / "trainer_state.json").exists()
+    r = runner.invoke(app, [*base, "--max-steps", "3", "--resume", "--quiet"])
+    assert r.exit_code == 0, r.output
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    steps = [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()
+             if json.loads(x)["kind"] == "train" and "loss" in json.loads(x)]
+    assert steps == [1, 2, 3]  # the log continues where the first run stopped; step 0 was not redone
+    r = runner.invoke(app, ["train", "--model", str(tiny_model), "--output-dir", str(tmp_path / "none"), "--resume",
+                            "--data", str(ml100k)])
+    assert r.exit_code != 0 and "no checkpoint-<step> folder" in str(r.exception) + r.output
+
+
+def test_config_show_lists_fields_with_their_source():
+    r = runner.invoke(app, ["config", "show", "--algo", "flexrec", "--preset", "smoke", "--set", "beta=0.01"],
+                      env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.output
+    lines = {line.split()[0]: line for line in r.output.splitlines() if line.strip()}
+    assert "preset smoke.yaml" in lines["num_generations"] and "0.01" in lines["beta"] and "--set" in lines["beta"]
+    assert "config flexrec.yaml" in lines["item_reward"] and "Table 7 axis" in lines["item_reward"]
+    r = runner.invoke(app, ["config", "show", "--all"])
+    assert "trl.GRPOConfig default" in r.output and "epsilon_high" in r.output
+    r = runner.invoke(app, ["train", "--model", "m", "--preset", "smok"])
+    assert r.exit_code != 0 and "did you mean 'smoke'" in str(r.exception) + r.output

@@ -30,7 +30,8 @@ ESTIMATORS = ("grpo", "ppo")
 BACKENDS = ("local", "verl")
 
 #: GRPOConfig values this project sets when a config leaves them out (all ours; see training/configs/*.yaml)
-TRL_DEFAULTS: dict[str, Any] = {"save_strategy": "no", "report_to": "none", "logging_steps": 1, "seed": 0}
+TRL_DEFAULTS: dict[str, Any] = {"save_strategy": "steps", "save_steps": 50, "save_total_limit": 2, "report_to": "none",
+                                 "logging_steps": 1, "seed": 0}
 
 
 @dataclass
@@ -241,3 +242,74 @@ def completion_budget(cfg: TrainConfig, k_max: int | None) -> int | None:
         raise ConfigError(f"max_completion_length={given} is too short for reasoning before {k_max} ids: "
                           f"set at least {need} or leave it out")
     return int(given)
+
+
+PRESETS = ("smoke", "paper", "gpu")
+
+
+def preset_path(name: str) -> Path:
+    """training/configs/presets/<name>.yaml."""
+    import importlib.resources
+
+    if name not in PRESETS:
+        from flexrec_bench.registry import did_you_mean
+
+        raise ConfigError(f"unknown --preset {name!r}; {did_you_mean(name, list(PRESETS))}")
+    return Path(str(importlib.resources.files("training") / "configs" / "presets" / f"{name}.yaml"))
+
+
+def layered_config(algo_config: Path | None, preset: str | None, overrides: dict[str, Any],
+                   sets: dict[str, str]) -> tuple[TrainConfig, dict[str, str]]:
+    """The algorithm's YAML, then the preset's, then the CLI's options, then --set: one typed path.
+    Returns the config and where each explicitly set value came from."""
+    import yaml
+
+    layers: list[tuple[str, dict]] = []
+    for label, path in (("config", algo_config), ("preset", preset_path(preset) if preset else None)):
+        if path is not None:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+            from_dict(raw, where=str(path))
+            layers.append((f"{label} {Path(path).name}", raw))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if preset == "smoke" and given.get("max_steps") is not None:  # a shorter smoke run validates less
+        layers.append(("preset smoke (capped by --max-steps)", {"eval_limit": max(1, 2 * int(given["max_steps"]))}))
+    layers += [("command line", given), ("--set", dict(sets))]
+    merged: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for label, values in layers:
+        from_dict(values, where=label)
+        merged.update(values)
+        source.update({k.replace("-", "_"): label for k in values})
+    return from_dict(merged, where="config"), source
+
+
+def describe(cfg: TrainConfig, source: dict[str, str]) -> list[dict[str, str]]:
+    """Every field of the run: name, type, value and where it comes from (flexrec-bench's default,
+    a file, the command line, or TRL's GRPOConfig default)."""
+    import typing as _t
+
+    rows = []
+    hints = _t.get_type_hints(TrainConfig)
+    for name, f in _OWN.items():
+        rows.append({"field": name, "type": _type_name(hints[name]), "value": repr(getattr(cfg, name)),
+                     "source": source.get(name, "flexrec-bench default"), "help": _help(name)})
+    trl_fields = _trl_fields()
+    types = _trl_types() if trl_fields else {}
+    for name in sorted(set(trl_fields) - set(_OWN)):  # eval_steps, output_dir: ours govern
+        value = cfg.trl.get(name, TRL_DEFAULTS.get(name, cfg.rl(name)))
+        src = source.get(name) or ("flexrec-bench default" if name in TRL_DEFAULTS else "trl.GRPOConfig default")
+        rows.append({"field": name, "type": _type_name(types.get(name)), "value": repr(value), "source": src,
+                     "help": (trl_fields[name].metadata or {}).get("help", "").split(". ")[0][:100]})
+    return rows
+
+
+def _help(name: str) -> str:
+    """The ``#:`` comment of a TrainConfig field (its documentation)."""
+    import inspect
+    import re
+
+    for line in inspect.getsource(TrainConfig).splitlines():
+        m = re.match(rf"\s+{name}: .*?#: (.*)$", line)
+        if m:
+            return m.group(1).strip()
+    return ""

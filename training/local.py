@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from flexrec_bench.data import load_split
-from flexrec_bench.errors import MissingCapabilityError, require
+from flexrec_bench.errors import FlexRecError, MissingCapabilityError, require
 from flexrec_bench.io import write_json_atomic
 
 from .config import TrainConfig, completion_budget, max_candidates
@@ -134,8 +134,8 @@ def dry_run(cfg: TrainConfig) -> dict:
 class _JsonlAndEval:
     """TrainerCallback pieces: every log line to JSONL; validation NDCG per need every eval_steps."""
 
-    def __init__(self, cfg: TrainConfig, log_path: Path, val_splits: dict):
-        self.cfg, self.log_path, self.val_splits = cfg, log_path, val_splits
+    def __init__(self, cfg: TrainConfig, log_path: Path, val_splits: dict, progress: bool = True):
+        self.cfg, self.log_path, self.val_splits, self.progress = cfg, log_path, val_splits, progress
         self.trainer = None
         self.t0 = time.time()
 
@@ -153,11 +153,11 @@ class _JsonlAndEval:
         model.eval()
         side = tok.padding_side
         row = {"step": step, "kind": "eval"}
-        ranker = HFRanker.from_loaded(model, tok, batch_size=8, progress=False, seed=self.cfg.rl("seed"),
-                                      max_new_tokens=self.trainer.args.max_completion_length,
-                                      reasoning=self.cfg.reasoning,
-                                      max_prompt_tokens=self.cfg.max_prompt_tokens)
         for need, split in self.val_splits.items():
+            ranker = HFRanker.from_loaded(model, tok, name=f"validation at step {step}, {need}", batch_size=8,
+                                          progress=self.progress, seed=self.cfg.rl("seed"),
+                                          max_new_tokens=self.trainer.args.max_completion_length,
+                                          reasoning=self.cfg.reasoning, max_prompt_tokens=self.cfg.max_prompt_tokens)
             res = ranker.rank(split)
             rep = evaluate(res, split, ("ndcg@5", "ndcg@10"), bootstrap=0)
             row[f"val/{need}/ndcg@5"] = rep.metrics["ndcg@5"].mean
@@ -175,7 +175,7 @@ def _make_callback(helper: _JsonlAndEval):
 
     class Callback(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
-            if helper.cfg.eval_steps:
+            if helper.cfg.eval_steps and state.global_step == 0:  # not again on --resume
                 helper.validate(0)  # the starting point of every learning curve
 
         def on_log(self, args, state, control, logs=None, **kw):
@@ -193,8 +193,17 @@ def _make_callback(helper: _JsonlAndEval):
     return Callback()
 
 
-def train_local(cfg: TrainConfig, progress: bool = True) -> Path:
-    """Run one training job; returns the directory of the final checkpoint (loadable by ``eval --model hf:``)."""
+def last_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest ``checkpoint-<step>`` folder TRL wrote into ``output_dir``."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and
+             (p / "trainer_state.json").exists()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
+
+def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> Path:
+    """Run one training job; returns the directory of the final checkpoint (loadable by ``eval --model hf:``).
+    Checkpoints are saved every ``save_steps`` (TRL's field; ours: 50, the last 2 kept) and when the
+    run is interrupted (Ctrl-C); ``resume`` continues from the newest one."""
     cfg = cfg.resolved()
     _check_local(cfg)
     datasets = require("datasets", "train", "local training")
@@ -204,6 +213,9 @@ def train_local(cfg: TrainConfig, progress: bool = True) -> Path:
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    start_from = last_checkpoint(out) if resume else None
+    if resume and start_from is None:
+        raise FlexRecError(f"--resume: no checkpoint-<step> folder with a trainer_state.json in {out}")
     tok = AutoTokenizer.from_pretrained(cfg.model)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -239,15 +251,23 @@ def train_local(cfg: TrainConfig, progress: bool = True) -> Path:
     reward_funcs, weights = _reward_functions(env, cfg)
     args = resolved_trl_args(cfg, weights, k_max, progress)
     log_path = out / "train_log.jsonl"
-    log_path.unlink(missing_ok=True)
-    helper = _JsonlAndEval(cfg, log_path, val)
+    if start_from is None:
+        log_path.unlink(missing_ok=True)
+    helper = _JsonlAndEval(cfg, log_path, val, progress)
     trainer = _build_trainer_class()(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_ds,
                                      processing_class=tok, peft_config=peft_config, ranking_env=env,
                                      callbacks=[_make_callback(helper)])
     helper.trainer = trainer
     write_json_atomic(out / "train_config.json", {"flexrec": asdict(cfg), "trl": json.loads(args.to_json_string()),
                                                   "versions": _versions()})
-    trainer.train()
+    try:
+        trainer.train(resume_from_checkpoint=str(start_from) if start_from else None)
+    except KeyboardInterrupt:
+        # a usable checkpoint (weights, optimizer, scheduler, RNG, trainer state) before leaving
+        trainer._save_checkpoint(trainer.model, trial=None)
+        saved = last_checkpoint(out)
+        raise FlexRecError(f"interrupted at step {trainer.state.global_step}: checkpoint {saved}; continue with "
+                           f"`flexrec-bench train ... --output-dir {out} --resume`") from None
     final = out / "final"
     if cfg.save_final:
         trainer.save_model(str(final))
