@@ -168,7 +168,8 @@ def eval_cmd(
     seed: Annotated[int, typer.Option(help="seed of ties, padding and the bootstrap")] = 0,
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the 95% CIs")] = 1000,
     metrics: Annotated[Optional[str], typer.Option(help="comma-separated metrics, name@k (default: ndcg@5,ndcg@10,ndcg@30,recall@5,precision@5,mrr@5)")] = None,
-    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="ranker option key=value (e.g. batch_size=4, base_url=..., max_prompt_tokens=2048), repeatable")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="ranker option key=value (e.g. batch_size=4, base_url=..., max_prompt_tokens=2048), repeatable; options that change the output make a variant (its own results folder and leaderboard entry)")] = None,
+    name: Annotated[Optional[str], typer.Option(help="display name on the leaderboard (default: the --model string)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Rank a built split with one model and score it with the one evaluator."""
@@ -176,7 +177,8 @@ def eval_cmd(
     from .metrics import DEFAULT_METRICS
 
     cfg = EvalConfig(model=model, dataset=dataset, need=need, split=split, data=str(data), limit=limit, out=str(out),
-                     seed=seed, bootstrap=bootstrap, metrics=_csv(metrics) or DEFAULT_METRICS, options=_options(option))
+                     seed=seed, bootstrap=bootstrap, metrics=_csv(metrics) or DEFAULT_METRICS, options=_options(option),
+                     name=name)
     res, report, path = run_eval(cfg, progress=not quiet)
     typer.echo(f"{model} on {dataset}/{need}/{split} ({res.dataset.instances} instances, fingerprint "
                f"{res.dataset.fingerprint}, {res.provenance.wall_seconds:.1f}s)")

@@ -98,6 +98,24 @@ class EvalConfig:
     bootstrap: int = 1000               #: bootstrap resamples for the 95% CIs
     metrics: tuple[str, ...] = DEFAULT_METRICS
     options: dict = field(default_factory=dict)  #: ranker options (-o key=value); secrets are redacted in results.json
+    name: str | None = None             #: display name on the leaderboard (default: the --model string)
+
+    @property
+    def variant(self) -> str | None:
+        """Short hash of the ranker options that change its output (None without any): the same
+        model with other options is another entry and another results folder. Secrets, the
+        progress switch and the OpenAI client's transport settings do not make a variant."""
+        from .results import is_secret_name
+
+        transport = {"progress", "base_url", "cache_dir", "concurrency", "requests_per_minute", "tokens_per_minute",
+                     "max_retries", "timeout", "batch_size"}
+        opts = {k: str(v) for k, v in self.options.items() if k not in transport and not is_secret_name(k)}
+        if not opts:
+            return None
+        import hashlib
+        import json as _json
+
+        return hashlib.sha256(_json.dumps(opts, sort_keys=True).encode()).hexdigest()[:8]
 
     def validate(self) -> None:
         """One-line errors before anything is ranked or written."""
@@ -120,9 +138,26 @@ class EvalConfig:
 MIN_BOOTSTRAP = 100
 
 
+def _refuse_other_build(existing: Path, fingerprint: str) -> None:
+    """A results folder holds one build's result: a rerun on the same build replaces it, a run on
+    another build is refused (before ranking) instead of silently overwriting it."""
+    import json as _json
+
+    if not existing.exists():
+        return
+    try:
+        old = _json.loads(existing.read_text())["dataset"]["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # unreadable: publish replaces it as a whole
+    if old != fingerprint:
+        raise FlexRecError(f"{existing} holds a result scored on build {old}; this build is {fingerprint}: pass another "
+                           f"--out (or remove that folder) so neither overwrites the other")
+
+
 def results_dir(cfg: EvalConfig) -> Path:
     """``<out>/<model>/<dataset>/<need>/<split>/``: results.json and rankings.parquet, published together."""
-    return Path(cfg.out) / model_slug(cfg.model) / cfg.dataset / cfg.need / cfg.split
+    slug = model_slug(cfg.model) + (f"@{cfg.variant}" if cfg.variant else "")
+    return Path(cfg.out) / slug / cfg.dataset / cfg.need / cfg.split
 
 
 def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
@@ -142,6 +177,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
         if RANKERS.get(cfg.model.partition(":")[0]).shows_progress:
             opts.setdefault("progress", progress)
         ranker = make_ranker(cfg.model, seed=cfg.seed, **opts)
+    _refuse_other_build(results_dir(cfg) / "results.json", split.fingerprint)
     result = ranker.rank(split)
     report = evaluate(result, split, cfg.metrics, cfg.bootstrap, cfg.seed, beyond=True)
     out_dir = results_dir(cfg)
@@ -153,7 +189,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
         try:
             write_parquet_atomic(tmp / "rankings.parquet", table)
             res = ResultsFile(
-                model=ModelInfo(**ranker.info()),
+                model=ModelInfo(**ranker.info(), variant=cfg.variant, display_name=cfg.name),
                 dataset=DatasetInfo(name=cfg.dataset, fingerprint=split.fingerprint, split=cfg.split, need=cfg.need,
                                     instances=len(split)),
                 metrics=report.metrics,

@@ -55,6 +55,9 @@ class ModelInfo(_Strict):
     name: str = Field(min_length=1, description="the --model string, e.g. 'star' or 'hf:Qwen/Qwen2.5-3B-Instruct'")
     id: str = Field(description="model id or path")
     revision: str | None = Field(default=None, description="hub revision or local content fingerprint")
+    variant: str | None = Field(default=None, description="short hash of the ranker options that change its output "
+                                                          "(the same model with other options is another entry)")
+    display_name: str | None = Field(default=None, description="name shown on the leaderboard (eval --name)")
     config: dict = Field(default_factory=dict, description="resolved ranker configuration (secrets redacted)")
 
     @field_validator("config")

@@ -90,7 +90,7 @@ def _rows(entries: list[Entry]) -> list[dict]:
         p = e.results.parse
         parse = (f"; parse: {p.unparseable} unparseable, {p.invalid_ids} invalid ids, {p.duplicates} duplicates, "
                  f"{p.missing_items} padded") if p else ""
-        rows.append({"name": e.results.model.name, "cells": cells, "provenance": _provenance(e), "parse": parse,
+        rows.append({"name": e.label(), "cells": cells, "provenance": _provenance(e), "parse": parse,
                      "config": json.dumps(e.results.model.config, sort_keys=True), "mark": marks.get(i, "n/a"),
                      "beyond": [e.results.beyond.get(m) for m in BEYOND]})
     return rows
@@ -116,8 +116,8 @@ def _chart(entries: list[Entry]) -> dict:
             bh = max(0.0, v.mean) * h
             chart["bars"].append({"x": x0 + j * bw, "y": base - bh, "w": bw - 2, "h": bh, "color": COLORS[j],
                                   "cx": x0 + j * bw + (bw - 2) / 2, "lo": base - v.ci95[0] * h, "hi": base - v.ci95[1] * h,
-                                  "title": f"{e.results.model.name} {metric} {v.mean:.4f} [{v.ci95[0]:.3f}, {v.ci95[1]:.3f}]"})
-        chart["labels"].append({"x": x0 + m * bw / 2, "y": h + 24, "text": e.results.model.name[:28]})
+                                  "title": f"{e.label()} {metric} {v.mean:.4f} [{v.ci95[0]:.3f}, {v.ci95[1]:.3f}]"})
+        chart["labels"].append({"x": x0 + m * bw / 2, "y": h + 24, "text": e.label()[:28]})
     return chart
 
 

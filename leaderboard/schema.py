@@ -39,9 +39,17 @@ class Entry(_Strict):
     verification: Verification
 
     @property
-    def key(self) -> tuple[str, str | None, str, str, str]:
+    def key(self) -> tuple[str, str | None, str | None, str, str, str]:
         r = self.results
-        return (r.model.name, r.model.revision, r.dataset.fingerprint, r.dataset.need, r.dataset.split)
+        return (r.model.name, r.model.revision, r.model.variant, r.dataset.fingerprint, r.dataset.need,
+                r.dataset.split)
+
+    def label(self) -> str:
+        """How the entry is named to people: display name (or model), revision and variant when set."""
+        m = self.results.model
+        extra = [f"revision {m.revision}" if m.revision else "", f"options {m.variant}" if m.variant else ""]
+        more = ", ".join(x for x in extra if x)
+        return (m.display_name or m.name) + (f" ({more})" if more else "")
 
 
 class ReportedResult(_Strict):

@@ -192,8 +192,9 @@ def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, dat
                                     f"registered {entry.results.dataset.name} build {registered}")
         same = [i for i, e in enumerate(board.entries) if e.key == entry.key]
         if same and not replace:
-            raise SubmissionRefused(f"{results_path}: an entry for {entry.key[0]} (revision {entry.key[1]}) on "
-                                    f"{entry.key[3]}/{entry.key[4]} of build {entry.key[2]} exists; pass --replace")
+            raise SubmissionRefused(f"{results_path}: an entry for {entry.label()} on {entry.results.dataset.need}/"
+                                    f"{entry.results.dataset.split} of build {entry.results.dataset.fingerprint} exists; "
+                                    f"pass --replace")
         replaced = bool(same)
         board.entries = [e for e in board.entries if e.key != entry.key] + [entry]
         board.entries.sort(key=lambda e: (e.results.dataset.name, e.results.dataset.need, e.results.dataset.split,
@@ -216,7 +217,7 @@ def table(board: Leaderboard, dataset: str | None = None, need: str | None = Non
         groups.setdefault((e.results.dataset.name, e.results.dataset.need, e.results.dataset.split), []).append(e)
     for (ds, nd, sp), es in groups.items():
         out.append(f"{ds} / {nd} / {sp}")
-        width = max(len(e.results.model.name) for e in es)
+        width = max(len(e.label()) for e in es)
         out.append(f"  {'model':<{width}}  " + "  ".join(f"{m:>22}" for m in metrics))
         def first(e: Entry) -> float:
             v = e.results.metrics.get(metrics[0])
@@ -228,6 +229,6 @@ def table(board: Leaderboard, dataset: str | None = None, need: str | None = Non
                 v = e.results.metrics.get(m)
                 cells.append(f"{v.mean:.4f} [{v.ci95[0]:.3f},{v.ci95[1]:.3f}]" if v is not None and v.mean is not None
                              else f"{'-':>22}")
-            out.append(f"  {e.results.model.name:<{width}}  " + "  ".join(f"{c:>22}" for c in cells))
+            out.append(f"  {e.label():<{width}}  " + "  ".join(f"{c:>22}" for c in cells))
         out.append("")
     return "\n".join(out).rstrip()

@@ -346,3 +346,31 @@ def test_page_in_a_real_browser_tabs_sorting_paper_rows_and_escaping(ml100k, tmp
         finally:
             browser.close()
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_options_make_a_variant_and_another_build_is_never_overwritten(ml100k, tmp_path):
+    from flexrec_bench.errors import FlexRecError
+
+    lb = _registered(ml100k, tmp_path)
+    paths = []
+    for opts in ({}, {"lam": "0.5"}):
+        res, _, path = run_eval(EvalConfig(model="star", data=str(ml100k), out=str(tmp_path / "res"), bootstrap=100,
+                                           options=opts), progress=False)
+        paths.append(path)
+    assert paths[0] != paths[1] and "@" in paths[1].parts[-5]  # its own results folder
+    e1, _ = submit(paths[0], lb, ml100k)
+    e2, _ = submit(paths[1], lb, ml100k)  # not "exists": another entry
+    assert e1.results.model.variant is None and e2.results.model.variant and len(load(lb).entries) == 2
+    assert "revision None" not in e1.label() and "options" in e2.label()
+    with pytest.raises(SubmissionRefused, match=r"an entry for star on interest/test .* exists") as exc:
+        submit(paths[0], lb, ml100k)
+    assert "revision None" not in str(exc.value)
+    # the same results folder on another build is refused before anything is ranked
+    other = tmp_path / "other"
+    shutil.copytree(ml100k, other)
+    m = (other / "ml-100k").resolve() / "manifest.json"
+    data = json.loads(m.read_text())
+    data["fingerprint"] = "feedfacefeedface"
+    m.write_text(json.dumps(data))
+    with pytest.raises(FlexRecError, match="holds a result scored on build .*; this build is feedfacefeedface"):
+        run_eval(EvalConfig(model="star", data=str(other), out=str(tmp_path / "res"), bootstrap=0), progress=False)

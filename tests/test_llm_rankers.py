@@ -232,3 +232,20 @@ def test_hf_dtype_auto_is_fp32_on_cpu():
     assert resolve_dtype("auto", "cpu") == torch.float32 and resolve_dtype("bf16", "cpu") == torch.bfloat16
     with pytest.raises(FlexRecError, match="unknown dtype 'fp8'"):
         resolve_dtype("fp8", "cpu")
+
+
+def test_hf_fails_fast_with_a_hint_when_the_hub_is_unreachable(ml100k, tmp_path, monkeypatch):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there: connections are refused at once
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    from flexrec_bench.rankers.hf import hub_reachable
+
+    assert not hub_reachable()
+    with pytest.raises(FlexRecError, match="hub cannot be reached .* HF_HUB_OFFLINE=1"):
+        run_eval(EvalConfig(model="hf:nobody/no-such-model-xyz", data=str(ml100k), out=str(tmp_path), limit=1,
+                            bootstrap=0), progress=False)
