@@ -32,11 +32,12 @@ TEMPLATES = Path(__file__).with_name("templates")
 def _provenance(e: Entry) -> str:
     r = e.results
     p = r.provenance
-    return (f"model {r.model.id} (revision {r.model.revision or '-'}); build {r.dataset.fingerprint}; "
-            f"{r.dataset.instances} instances; flexrec-bench {p.flexrec_bench_version}, commit "
-            f"{(p.git_commit or '-')[:10]}{' (dirty)' if p.git_dirty else ''}; {p.date}; {p.wall_seconds:.1f}s; "
-            f"bootstrap {r.bootstrap.samples} x seed {r.bootstrap.seed}; rankings sha256 "
-            f"{e.verification.rankings_sha256[:12]}…; verified {e.verification.submitted_at}")
+    return (f"verified: build {r.dataset.fingerprint}, {r.dataset.instances} instances re-scored, rankings sha256 "
+            f"{e.verification.rankings_sha256[:12]}…, bootstrap {r.bootstrap.samples} x seed {r.bootstrap.seed}, "
+            f"{e.verification.submitted_at} by flexrec-bench {e.verification.flexrec_bench_version}. "
+            f"As claimed by the submitter: model {r.model.id}"
+            f"{f' (revision {r.model.revision})' if r.model.revision else ''}, flexrec-bench {p.flexrec_bench_version}, "
+            f"{p.date}, {p.wall_seconds:.1f} s")
 
 
 def _defined(v) -> bool:

@@ -123,10 +123,12 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -
     parse = _parse_stats(table, local, rankings, rk) if "output" in table.column_names else None
     # every count and statistic on the entry is the re-derived one: CIs, n, the undefined counts,
     # the instance count, beyond-accuracy metrics, parse statistics (None without raw outputs)
+    # what cannot be re-derived and would read as a fact is dropped: the claimed git state
     checked = res.model_copy(update={
         "metrics": report.metrics, "n_no_relevant": report.n_no_relevant, "n_no_gain": report.n_no_gain,
         "beyond": report.beyond, "parse": parse,
-        "dataset": res.dataset.model_copy(update={"instances": len(local)})})
+        "dataset": res.dataset.model_copy(update={"instances": len(local)}),
+        "provenance": res.provenance.model_copy(update={"git_commit": None, "git_dirty": None})})
     per_instance = {}
     if PRIMARY_METRIC in report.per_instance:
         per_instance[PRIMARY_METRIC] = [None if not np.isfinite(v) else round(float(v), 6)

@@ -104,6 +104,7 @@ def test_statistics_are_recomputed_not_trusted(ml100k, tmp_path, results):
     assert got.metrics["ndcg@10"].n == honest["metrics"]["ndcg@10"]["n"]
     assert got.n_no_relevant == honest["n_no_relevant"] and got.dataset.instances == 200
     assert got.beyond == honest["beyond"] and got.parse is None  # no raw outputs: no parse statistics
+    assert got.provenance.git_commit is None  # a claim nothing can check is dropped
 
 
 def test_refuses_duplicate_rows_empty_metrics_and_empty_names(ml100k, tmp_path, results):

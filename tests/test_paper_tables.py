@@ -108,5 +108,8 @@ def test_page_shows_the_papers_rows_one_per_method_with_metric_columns(tmp_path)
     rows = reported_rows(board)
     assert len(rows) == len({(r.source, r.method, r.dataset, r.need) for r in board.reported_in_paper})
     page = render(board, tmp_path).read_text()
-    section = page[page.index("Reported in the paper"):]
+    section = page[page.index("Reported in paper: kuairec · interest"):]
+    section = section[: section.index("</table>")]
     assert "Qwen2.5-3B-Instruct + FlexRec" in section and "<td>0.597</td>" in section
+    ablations = page[page.index("Reported in paper: ablations"):]
+    assert "GRPO / CausalSwap reward (ours)" in ablations and "<td>0.607</td>" in ablations

@@ -229,7 +229,8 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
 
     best, best_state, best_epoch, curve = math.inf, None, 0, []
     g = torch.Generator().manual_seed(cfg.seed)
-    for epoch in tqdm(range(cfg.epochs), desc="critic", disable=not progress):
+    bar = tqdm(range(cfg.epochs), desc="critic", disable=not progress)
+    for epoch in bar:
         net.train()
         order = torch.from_numpy(tr)[torch.randperm(len(tr), generator=g)].to(dev)
         total = 0.0
@@ -244,6 +245,7 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
         m, _ = predict(va)
         mse = float(((m - y[va]) ** 2).mean())
         curve.append({"epoch": epoch + 1, "train_loss": total / len(tr), "val_mse": mse})
+        bar.set_postfix(train_loss=f"{total / len(tr):.4f}", val_mse=f"{mse:.4f}")
         if mse < best:
             best, best_epoch, best_state = mse, epoch + 1, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         elif cfg.patience is not None and epoch + 1 - best_epoch >= cfg.patience:

@@ -217,6 +217,8 @@ def markdown(table: dict) -> str:
             "|---|" + "---|---|" * len(metrics)]
     lines = [f"# Table {table['table']} reproduced: {table['dataset']} / {table['need']}, base model {table['model']}",
              "", f"Ours: mean [95% bootstrap CI] on the test split; beside it, {paper_note}."
+             + (" Rows keep the paper's labels; in Table 1, 'Qwen2.5-3B-Instruct' stands for the base model above."
+                if table["table"] == 1 else "")
              + (" Miniature run (CPU smoke preset): the numbers only show that every cell runs." if table["miniature"]
                 else ""), "", *head]
     for row in table["rows"]:
