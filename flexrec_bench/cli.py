@@ -218,6 +218,7 @@ def train_critic_cmd(
     seed: Annotated[int, typer.Option(help="seed of the 8:1:1 split and initialisation")] = 0,
     patience: Annotated[Optional[int], typer.Option(help="(ours, off: the paper trains every epoch) stop after this many epochs without a better validation MSE")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda")] = "auto",
+    resume: Annotated[bool, typer.Option(help="continue a stopped run from its critic_state.pt (saved every epoch)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Train the uncertainty critic on observed interactions; report MSE, MAE and correlations."""
@@ -225,7 +226,7 @@ def train_critic_cmd(
 
     dest = out or data / dataset / "critic"
     ccfg = CriticConfig(epochs=epochs, max_pairs=max_pairs, seed=seed, patience=patience, device=device)
-    _, rep = train_critic(data, dataset, ccfg, dest, progress=not quiet)
+    _, rep = train_critic(data, dataset, ccfg, dest, progress=not quiet, resume=resume)
     typer.echo(f"critic on {dataset} ({rep['device']}): pairs {rep['pairs']}; kept epoch {rep['epoch_kept']} of "
                f"{rep['epochs_run']} run")
     typer.echo(f"  test MSE {rep['test_mse']:.4f} (predicting the training mean: {rep['baseline_mse_predict_mean']:.4f}), "

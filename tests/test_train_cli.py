@@ -174,3 +174,31 @@ def test_config_show_lists_fields_with_their_source():
     assert "trl.GRPOConfig default" in r.output and "epsilon_high" in r.output
     r = runner.invoke(app, ["train", "--model", "m", "--preset", "smok"])
     assert r.exit_code != 0 and "did you mean 'smoke'" in str(r.exception) + r.output
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_leaves_a_checkpoint_that_resumes(ml100k, tiny_model, tmp_path, monkeypatch):
+    import trl
+
+    from training.config import layered_config, preset_path
+    from training.local import train_local
+
+    calls = {"n": 0}
+    real = trl.GRPOTrainer.training_step
+
+    def interrupted(self, *a, **kw):  # Ctrl-C during the second optimizer step
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    out = tmp_path / "run"
+    cfg, _ = layered_config(Path(__file__).resolve().parents[1] / "training" / "configs" / "flexrec.yaml", "smoke",
+                            {"model": str(tiny_model), "data": str(ml100k), "output_dir": str(out), "max_steps": 3}, {})
+    monkeypatch.setattr(trl.GRPOTrainer, "training_step", interrupted)
+    with pytest.raises(FlexRecError, match=r"interrupted at step 1: checkpoint .*checkpoint-1; continue with .*--resume"):
+        train_local(cfg, progress=False)
+    assert preset_path("smoke").exists() and (out / "checkpoint-1" / "trainer_state.json").exists()
+    monkeypatch.setattr(trl.GRPOTrainer, "training_step", real)
+    train_local(cfg, progress=False, resume=True)
+    assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3

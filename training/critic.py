@@ -201,7 +201,7 @@ class Critic:
 
 
 def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir: str | Path | None = None,
-                 progress: bool = True) -> tuple[Critic, dict]:
+                 progress: bool = True, resume: bool = False) -> tuple[Critic, dict]:
     """Train, keep the best-validation-MSE state, report test metrics, save ``critic.pt`` + metrics."""
     prof, items, y, meta = training_pairs(data_dir, dataset, cfg)
     emb = meta.pop("emb")
@@ -229,7 +229,20 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
 
     best, best_state, best_epoch, curve = math.inf, None, 0, []
     g = torch.Generator().manual_seed(cfg.seed)
-    bar = tqdm(range(cfg.epochs), desc="critic", disable=not progress)
+    state_file = Path(out_dir) / "critic_state.pt" if out_dir is not None else None
+    start = 0
+    if resume:
+        if state_file is None or not state_file.exists():
+            raise FlexRecError(f"--resume: no critic_state.pt in {out_dir} (a run saves one after every epoch)")
+        st = torch.load(state_file, map_location="cpu", weights_only=False)
+        if st["config"] != asdict(cfg) or st["fingerprint"] != meta["fingerprint"]:
+            raise FlexRecError(f"--resume: {state_file} is from another configuration or build; start afresh")
+        net.load_state_dict(st["net"])
+        opt.load_state_dict(st["opt"])
+        g.set_state(st["generator"])
+        torch.set_rng_state(st["torch_rng"])  # dropout draws continue as they would have
+        best, best_state, best_epoch, curve, start = st["best"], st["best_state"], st["best_epoch"], st["curve"], st["epoch"]
+    bar = tqdm(range(start, cfg.epochs), desc="critic", disable=not progress, initial=start, total=cfg.epochs)
     for epoch in bar:
         net.train()
         order = torch.from_numpy(tr)[torch.randperm(len(tr), generator=g)].to(dev)
@@ -248,7 +261,14 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
         bar.set_postfix(train_loss=f"{total / len(tr):.4f}", val_mse=f"{mse:.4f}")
         if mse < best:
             best, best_epoch, best_state = mse, epoch + 1, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        elif cfg.patience is not None and epoch + 1 - best_epoch >= cfg.patience:
+        if state_file is not None:  # after every epoch: a stopped run resumes here (--resume)
+            state_file.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(state_file) as tmp:
+                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "generator": g.get_state(),
+                            "torch_rng": torch.get_rng_state(),
+                            "best": best, "best_state": best_state, "best_epoch": best_epoch, "curve": curve,
+                            "epoch": epoch + 1, "config": asdict(cfg), "fingerprint": meta["fingerprint"]}, tmp)
+        if cfg.patience is not None and epoch + 1 - best_epoch >= cfg.patience:
             break  # early stopping (ours, off by default)
     net.load_state_dict(best_state)
     m, v = predict(te)
