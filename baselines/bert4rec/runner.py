@@ -60,6 +60,9 @@ def _run_worker(cmd: str, spec: dict, work: Path, timeout: int, progress: bool =
     import threading
     import time
 
+    work = Path(work).resolve()  # the worker runs inside it: every path it is given must be absolute
+    _PATH_KEYS = ("data_path", "checkpoint_dir", "config_file", "model_file", "instances", "scores_out")
+    spec = {k: (str(Path(v).resolve()) if k in _PATH_KEYS and isinstance(v, str) else v) for k, v in spec.items()}
     spec_path = work / f"{cmd}_spec.json"
     spec["result_out"] = str(work / f"{cmd}_result.json")
     spec_path.write_text(json.dumps(spec))
