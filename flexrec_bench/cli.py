@@ -368,6 +368,7 @@ def train_baseline_cmd(
     max_steps: Annotated[Optional[int], typer.Option(help="tallrec: SFT steps")] = None,
     limit: Annotated[Optional[int], typer.Option(help="tallrec: first N training instances per need")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="bert4rec: RecBole config key=value; tallrec: SFT setting key=value (repeatable)")] = None,
+    resume: Annotated[bool, typer.Option(help="bert4rec: continue an interrupted run, or a finished one to more --set epochs=N")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Train a baseline; evaluate it with `eval --model bert4rec:<dir>` or `--model hf:<dir>/final`."""
@@ -378,7 +379,7 @@ def train_baseline_cmd(
     if name == "bert4rec":
         from baselines.bert4rec.runner import Bert4RecSettings, train_bert4rec
 
-        final = train_bert4rec(data, dataset, dest, Bert4RecSettings(overrides=sets), progress=not quiet)
+        final = train_bert4rec(data, dataset, dest, Bert4RecSettings(overrides=sets), progress=not quiet, resume=resume)
         typer.echo(f"checkpoint: {final} (evaluate with `flexrec-bench eval --model bert4rec:{final}`)")
     elif name == "tallrec":
         if not model:

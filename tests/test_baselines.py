@@ -34,6 +34,14 @@ def test_bert4rec_trains_in_a_subprocess_and_scores_our_candidates(ml100k, tmp_p
     res = ResultsFile.model_validate_json(next((tmp_path / "res").rglob("results.json")).read_text())
     assert res.model.name == "bert4rec:b4r" and res.dataset.instances == 200
     assert res.metrics["ndcg@10"].mean > 0
+    # --resume goes on from the checkpoint to more epochs: epoch 3 only, the first two are not redone
+    r = runner.invoke(app, ["train-baseline", "bert4rec", "--data", str(ml100k), "--out", str(ck), "--set", "epochs=3",
+                            "--set", "n_layers=1", "--set", "hidden_size=16", "--set", "inner_size=32",
+                            "--set", "MAX_ITEM_LIST_LENGTH=10", "--resume"])
+    assert r.exit_code == 0, r.output
+    err = capfd.readouterr().err + r.output + (getattr(r, "stderr", "") or "")
+    assert "epoch 3 training" in err and "epoch 1 training" not in err and "epoch 2 training" not in err
+    assert json.loads((ck / "bert4rec.json").read_text())["train_result"]["start_epoch"] == 2
     # the main process never imported recbole
     import sys
 

@@ -61,7 +61,7 @@ def _run_worker(cmd: str, spec: dict, work: Path, timeout: int, progress: bool =
     import time
 
     work = Path(work).resolve()  # the worker runs inside it: every path it is given must be absolute
-    _PATH_KEYS = ("data_path", "checkpoint_dir", "config_file", "model_file", "instances", "scores_out")
+    _PATH_KEYS = ("data_path", "checkpoint_dir", "config_file", "model_file", "instances", "scores_out", "resume_file")
     spec = {k: (str(Path(v).resolve()) if k in _PATH_KEYS and isinstance(v, str) else v) for k, v in spec.items()}
     spec_path = work / f"{cmd}_spec.json"
     spec["result_out"] = str(work / f"{cmd}_result.json")
@@ -90,18 +90,40 @@ def _run_worker(cmd: str, spec: dict, work: Path, timeout: int, progress: bool =
     return json.loads(Path(spec["result_out"]).read_text())
 
 
+def _resume_file(out: Path, tmp: Path) -> Path:
+    """The checkpoint a --resume continues from: an interrupted run's newest RecBole checkpoint
+    (``<tmp>/saved/*.pth``, RecBole saves the best epoch so far), else the finished run's
+    ``model.pth`` (training goes on to the new ``epochs``)."""
+    saved = sorted((tmp / "saved").glob("*.pth"), key=lambda p: p.stat().st_mtime) if tmp.exists() else []
+    if saved:
+        return saved[-1]
+    if (out / "model.pth").exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "saved").mkdir(parents=True)
+        target = tmp / "saved" / "resume.pth"  # RecBole saves over the file it resumed from: a copy
+        shutil.copyfile(out / "model.pth", target)
+        return target
+    raise FlexRecError(f"--resume: neither an interrupted run ({tmp}/saved/*.pth) nor a checkpoint ({out}/model.pth)")
+
+
 def train_bert4rec(data_dir: str | Path, dataset: str, out_dir: str | Path, settings: Bert4RecSettings,
-                   progress: bool = True) -> Path:
-    """Train BERT4Rec on the training users' sequences; returns the checkpoint directory."""
+                   progress: bool = True, resume: bool = False) -> Path:
+    """Train BERT4Rec on the training users' sequences; returns the checkpoint directory. RecBole
+    keeps the best-validation epoch's checkpoint; ``resume`` continues from it (see _resume_file)."""
     manifest = load_manifest(data_dir, dataset)
     out = Path(out_dir)
     tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    export_atomic(data_dir, dataset, tmp / "atomic")
-    res = _run_worker("train", {"name": "flexrec", "data_path": str(tmp / "atomic"), "checkpoint_dir": str(tmp / "saved"),
-                                "config_file": str(CONFIG), "overrides": settings.overrides}, tmp, settings.timeout_s,
-                      progress)
+    resume_file = _resume_file(out, tmp) if resume else None
+    if resume_file is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    if not (tmp / "atomic").exists():
+        export_atomic(data_dir, dataset, tmp / "atomic")
+    spec = {"name": "flexrec", "data_path": str(tmp / "atomic"), "checkpoint_dir": str(tmp / "saved"),
+            "config_file": str(CONFIG), "overrides": settings.overrides}
+    if resume_file is not None:
+        spec["resume_file"] = str(resume_file)
+    res = _run_worker("train", spec, tmp, settings.timeout_s, progress)
     model_file = Path(res["model_file"])
     final_model = tmp / "model.pth"
     model_file.rename(final_model)

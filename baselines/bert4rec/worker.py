@@ -32,9 +32,12 @@ def train(spec: dict) -> dict:
     train_data, valid_data, test_data = data_preparation(config, dataset)
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if spec.get("resume_file"):
+        trainer.resume_checkpoint(spec["resume_file"])  # weights, optimizer, epoch, best score so far
+    resumed_at = int(trainer.start_epoch)
     best_score, best_result = trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
-    return {"model_file": trainer.saved_model_file, "best_valid_score": float(best_score),
+    return {"model_file": trainer.saved_model_file, "best_valid_score": float(best_score), "start_epoch": resumed_at,
             "best_valid": {k: float(v) for k, v in best_result.items()},
             "recbole_test": {k: float(v) for k, v in test_result.items()},
             "n_items": int(dataset.item_num), "n_users": int(dataset.user_num)}
