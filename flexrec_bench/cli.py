@@ -269,6 +269,9 @@ def train_cmd(
 
     if backend not in BACKENDS:
         raise FlexRecError(f"unknown --backend {backend!r}: local or verl")
+    if not quiet and not dry_run:  # the first sign of life: TRL (which checks the config) takes seconds to import
+        typer.echo(f"train: {algo} on {dataset}/{need}, model {model or '?'}{f', preset {preset}' if preset else ''}; "
+                   f"loading TRL, the data and the model", err=True)
     cfg_path = config or Path(str(importlib.resources.files("training") / "configs" / f"{algo}.yaml"))
     if config is not None and not config.exists():
         raise FlexRecError(f"{config}: no such training config")
