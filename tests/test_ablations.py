@@ -199,3 +199,28 @@ def test_critic_resumes_where_it_stopped_and_matches_an_uninterrupted_run(ml100k
     assert [c["val_mse"] for c in resumed["curve"]] == pytest.approx([c["val_mse"] for c in full["curve"]], rel=1e-5)
     with pytest.raises(Exception, match="no critic_state.pt"):
         train_critic(ml100k, "ml-100k", cfg, tmp_path / "none", progress=False, resume=True)
+
+
+def test_critic_fill_keeps_watch_ratios_above_one():
+    import torch
+
+    from training.critic import Critic, CriticConfig, CriticNet
+
+    class _Split:
+        dataset = "kuairec"
+        items = pd.DataFrame({"item_id": ["a", "b"]})
+        frame = pd.DataFrame({"history": [["a"]], "history_signals": [[1.0]], "candidates": [["a", "b"]]})
+        relevance = np.zeros((1, 2), np.float32)
+        mask = np.ones((1, 2), bool)
+        observed = np.array([[False, False]])
+
+    net = CriticNet(4, hidden=8)
+    with torch.no_grad():  # a critic that predicts a watch ratio of 2.5 everywhere
+        for p in net.parameters():
+            p.zero_()
+        net.joint[-1].bias.copy_(torch.tensor([2.5, 0.0]))
+    emb = np.eye(2, 4, dtype=np.float32)
+    gains, var = Critic(net, CriticConfig(hidden=8), emb, {"target_max": 3.0}).fill(_Split())
+    np.testing.assert_allclose(gains, [[2.5, 2.5]])  # not clipped to 1
+    gains, _ = Critic(net, CriticConfig(hidden=8), emb, {"target_max": 1.0}).fill(_Split())
+    np.testing.assert_allclose(gains, [[1.0, 1.0]])  # ratings: at most 1

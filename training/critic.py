@@ -159,7 +159,8 @@ class Critic:
 
     def fill(self, split: DatasetSplit) -> tuple[np.ndarray, np.ndarray]:
         """(gains, variances) (n, K) for a split: observed labels as they are (variance 0);
-        unobserved pairs from the critic (mean clipped to [0, 1], its variance)."""
+        unobserved pairs from the critic (mean clipped to [0, the largest training label], its
+        variance): KuaiRec's interest gain is the raw watch ratio, which exceeds 1."""
         spec = DATASETS.get(split.dataset)
         index = {iid: i for i, iid in enumerate(split.items["item_id"])}
         hist = [np.array([index[h] for h in row[-self.cfg.history:]], np.int64) for row in split.frame["history"]]
@@ -171,7 +172,7 @@ class Critic:
             cands = [list(c) for c in split.frame["candidates"]]
             items = np.array([index[cands[r][c]] for r, c in zip(rows, cols)], np.int64)
             m, v = self.predict_pairs(prof[rows], items)
-            gains[rows, cols] = np.clip(m, 0.0, 1.0)
+            gains[rows, cols] = np.clip(m, 0.0, float(self.meta.get("target_max", 1.0)))
             var[rows, cols] = v
         return gains, var
 
@@ -278,7 +279,7 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
               "best_val_mse": best, "epoch_kept": best_epoch, "epochs_run": len(curve), "device": str(dev), "test_mse": float(err.mean()), "test_mae": float(np.abs(m - y[te]).mean()),
               "test_pearson_mean": _pearson(m, y[te]), "test_pearson_var_sqerr": _pearson(v, err),
               "baseline_mse_predict_mean": float(((y[te] - y[tr].mean()) ** 2).mean()), "curve": curve}
-    meta.update(dataset=dataset, data_dir=str(data_dir))
+    meta.update(dataset=dataset, data_dir=str(data_dir), target_max=float(y.max()))
     critic = Critic(net, cfg, emb, meta)
     if out_dir is not None:
         out = Path(out_dir)
