@@ -263,16 +263,14 @@ def train_cmd(
 ) -> None:
     """Post-train an LLM ranker: FlexRec, Rec-R1 or Rank-GRPO (GRPO locally with TRL; GRPO or PPO on verl).
     Every field, with its type, value and source: `flexrec-bench config show --algo ALGO [--preset P]`."""
-    import importlib.resources
-
-    from training.config import BACKENDS, layered_config
+    from training.config import BACKENDS, algo_config, layered_config
 
     if backend not in BACKENDS:
         raise FlexRecError(f"unknown --backend {backend!r}: local or verl")
     if not quiet and not dry_run:  # the first sign of life: TRL (which checks the config) takes seconds to import
         typer.echo(f"train: {algo} on {dataset}/{need}, model {model or '?'}{f', preset {preset}' if preset else ''}; "
                    f"loading TRL, the data and the model", err=True)
-    cfg_path = config or Path(str(importlib.resources.files("training") / "configs" / f"{algo}.yaml"))
+    cfg_path = config or algo_config(algo)
     if config is not None and not config.exists():
         raise FlexRecError(f"{config}: no such training config")
     overrides = {"algo": algo, "model": model, "dataset": dataset, "needs": need, "eval_needs": eval_need,
@@ -346,11 +344,9 @@ def config_show_cmd(
     all_fields: Annotated[bool, typer.Option("--all", help="also every TRL field left at its default")] = False,
 ) -> None:
     """List the training fields (flexrec-bench's own and TRL's GRPOConfig), with type, value and source."""
-    import importlib.resources
+    from training.config import algo_config, describe, layered_config
 
-    from training.config import describe, layered_config
-
-    path = Path(str(importlib.resources.files("training") / "configs" / f"{algo}.yaml"))
+    path = algo_config(algo)
     cfg, source = layered_config(path if path.exists() else None, preset, {"algo": algo}, _options(set_))
     rows = [r for r in describe(cfg, source) if all_fields or r["source"] != "trl.GRPOConfig default"]
     width = max(len(r["field"]) for r in rows)

@@ -116,20 +116,22 @@ def compare_runs(paths: list[str | Path], data_dir: str | Path = "data", metrics
     if len(keys) > 1:
         raise FlexRecError(f"the runs are not on one build/need/split: {sorted(keys)}")
     split = next(iter(cache.values()))
+    # each run scored once, on the instances it ranked; pairs then index into these
+    scored = []
+    for _, res, ranks in runs:
+        ids = [i for i in split.instance_ids if i in ranks]
+        sub = split.select(ids)
+        order = order_from_item_ids({i: ranks[i] for i in ids}, sub)
+        per = per_instance_scores(order, sub.relevance, sub.relevant, tuple(metrics or res.metrics))
+        per.update({k: v for k, v in beyond_accuracy(order, sub).per_instance.items() if metrics is None or k in metrics})
+        scored.append(({iid: n for n, iid in enumerate(ids)}, per))
     out = []
-    for (pa_, ra, ka), (pb, rb, kb) in combinations(runs, 2):
+    for ((pa_, ra, ka), (pos_a, per_a)), ((pb, rb, kb), (pos_b, per_b)) in combinations(zip(runs, scored), 2):
         shared = [i for i in split.instance_ids if i in ka and i in kb]
         if not shared:
             raise FlexRecError(f"{pa_} and {pb} share no instances")
-        sub = split.select(shared)
-        names = tuple(metrics or [m for m in ra.metrics if m in rb.metrics])
-        scores = []
-        for ranks in (ka, kb):
-            order = order_from_item_ids({i: ranks[i] for i in shared}, sub)
-            per = per_instance_scores(order, sub.relevance, sub.relevant, names)
-            per.update({k: v for k, v in beyond_accuracy(order, sub).per_instance.items()
-                        if metrics is None or k in metrics})
-            scores.append(per)
+        ia, ib = np.array([pos_a[i] for i in shared]), np.array([pos_b[i] for i in shared])
+        scores = [{m: per_a[m][ia] for m in per_a if m in per_b}, {m: per_b[m][ib] for m in per_a if m in per_b}]
         rows = []
         for m in scores[0]:
             a, b = scores[0][m], scores[1][m]

@@ -9,27 +9,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .device import resolve_device
 from .errors import MissingCapabilityError
 from .io import atomic_path
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
-
-
-def resolve_device(device: str | None = None) -> str:
-    """``device`` or FLEXREC_DEVICE, else ``auto``: CUDA when present, else the CPU. Not part of a
-    build's configuration or fingerprint: the device changes speed, not the labels."""
-    import os
-
-    device = device or os.environ.get("FLEXREC_DEVICE") or "auto"
-    if device == "auto":
-        try:
-            import torch
-
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:
-            return "cpu"
-    return device
 
 
 def _text_key(text: str) -> str:

@@ -177,10 +177,10 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
         if RANKERS.get(cfg.model.partition(":")[0]).shows_progress:
             opts.setdefault("progress", progress)
         ranker = make_ranker(cfg.model, seed=cfg.seed, **opts)
-    _refuse_other_build(results_dir(cfg) / "results.json", split.fingerprint)
+    out_dir = results_dir(cfg)
+    _refuse_other_build(out_dir / "results.json", split.fingerprint)
     result = ranker.rank(split)
     report = evaluate(result, split, cfg.metrics, cfg.bootstrap, cfg.seed, beyond=True)
-    out_dir = results_dir(cfg)
     table = rankings_table(split, result)
     # results.json and rankings.parquet appear together or not at all (publish.py)
     with locked(out_dir, what="results"):

@@ -138,6 +138,11 @@ def _trl_types() -> dict[str, Any]:
 _OWN = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "trl"}
 
 
+@functools.cache
+def _own_hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         from flexrec_bench.registry import did_you_mean
@@ -151,7 +156,7 @@ def _coerce(name: str, value: Any, annotation: Any, where: str) -> Any:
     from pydantic import TypeAdapter, ValidationError
 
     if isinstance(annotation, str):  # our own annotations are strings (from __future__ import annotations)
-        annotation = typing.get_type_hints(TrainConfig)[name]
+        annotation = _own_hints()[name]
     if isinstance(value, str) and typing.get_origin(annotation) is not None and "tuple" in str(annotation):
         value = tuple(x.strip() for x in value.split(",") if x.strip())
     if isinstance(value, str) and value.lower() in ("none", "null") and "None" in str(annotation):
@@ -193,27 +198,27 @@ def from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None,
                 sets: dict[str, str] | None = None) -> TrainConfig:
     """YAML file, then the CLI's named options (``overrides``, None = not given), then ``--set``
-    pairs: one merged dict through :func:`from_dict`, with errors naming where a value came from."""
+    pairs (:func:`layered_config` without a preset)."""
+    return layered_config(Path(path) if path is not None else None, None, overrides or {}, sets or {})[0]
+
+
+def algo_config(algo: str) -> Path:
+    """training/configs/<algo>.yaml, the shipped config of an algorithm."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("training") / "configs" / f"{algo}.yaml"))
+
+
+def _read_yaml(path: Path) -> dict:
     import yaml
 
-    merged: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"{path}: cannot read the training config ({e})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of option: value, got {type(raw).__name__}")
-        from_dict(raw, where=str(path))  # errors name the file
-        merged.update(raw)
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    from_dict(given, where="command line")
-    merged.update(given)
-    if sets:
-        from_dict(dict(sets), where="--set")
-        merged.update(sets)
-    return from_dict(merged, where=str(path) if path else "config")
-
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the training config ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value, got {type(raw).__name__}")
+    return raw
 
 
 def max_candidates(cfg: TrainConfig) -> int | None:
@@ -258,26 +263,24 @@ def preset_path(name: str) -> Path:
     return Path(str(importlib.resources.files("training") / "configs" / "presets" / f"{name}.yaml"))
 
 
-def layered_config(algo_config: Path | None, preset: str | None, overrides: dict[str, Any],
+def layered_config(config_path: Path | None, preset: str | None, overrides: dict[str, Any],
                    sets: dict[str, str]) -> tuple[TrainConfig, dict[str, str]]:
-    """The algorithm's YAML, then the preset's, then the CLI's options, then --set: one typed path.
-    Returns the config and where each explicitly set value came from."""
-    import yaml
-
-    layers: list[tuple[str, dict]] = []
-    for label, path in (("config", algo_config), ("preset", preset_path(preset) if preset else None)):
+    """The algorithm's YAML, then the preset's, then the CLI's options, then --set: one typed path
+    (each layer checked once, its errors naming the file or flag). Returns the config and where
+    each explicitly set value came from."""
+    layers: list[tuple[str, str, dict]] = []  # (source label, where errors point, values)
+    for label, path in (("config", config_path), ("preset", preset_path(preset) if preset else None)):
         if path is not None:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-            from_dict(raw, where=str(path))
-            layers.append((f"{label} {Path(path).name}", raw))
+            layers.append((f"{label} {Path(path).name}", str(path), _read_yaml(path)))
     given = {k: v for k, v in overrides.items() if v is not None}
     if preset == "smoke" and given.get("max_steps") is not None:  # a shorter smoke run validates less
-        layers.append(("preset smoke (capped by --max-steps)", {"eval_limit": max(1, 2 * int(given["max_steps"]))}))
-    layers += [("command line", given), ("--set", dict(sets))]
+        label = "preset smoke (capped by --max-steps)"
+        layers.append((label, label, {"eval_limit": max(1, 2 * int(given["max_steps"]))}))
+    layers += [("command line", "command line", given), ("--set", "--set", dict(sets))]
     merged: dict[str, Any] = {}
     source: dict[str, str] = {}
-    for label, values in layers:
-        from_dict(values, where=label)
+    for label, where, values in layers:
+        from_dict(values, where=where)
         merged.update(values)
         source.update({k.replace("-", "_"): label for k in values})
     return from_dict(merged, where="config"), source
@@ -286,11 +289,9 @@ def layered_config(algo_config: Path | None, preset: str | None, overrides: dict
 def describe(cfg: TrainConfig, source: dict[str, str]) -> list[dict[str, str]]:
     """Every field of the run: name, type, value and where it comes from (flexrec-bench's default,
     a file, the command line, or TRL's GRPOConfig default)."""
-    import typing as _t
-
     rows = []
-    hints = _t.get_type_hints(TrainConfig)
-    for name, f in _OWN.items():
+    hints = _own_hints()
+    for name in _OWN:
         rows.append({"field": name, "type": _type_name(hints[name]), "value": repr(getattr(cfg, name)),
                      "source": source.get(name, "flexrec-bench default"), "help": _help(name)})
     trl_fields = _trl_fields()
@@ -305,11 +306,17 @@ def describe(cfg: TrainConfig, source: dict[str, str]) -> list[dict[str, str]]:
 
 def _help(name: str) -> str:
     """The ``#:`` comment of a TrainConfig field (its documentation)."""
+    return _field_docs().get(name, "")
+
+
+@functools.cache
+def _field_docs() -> dict[str, str]:
     import inspect
     import re
 
+    docs = {}
     for line in inspect.getsource(TrainConfig).splitlines():
-        m = re.match(rf"\s+{name}: .*?#: (.*)$", line)
+        m = re.match(r"\s+(\w+): .*?#: (.*)$", line)
         if m:
-            return m.group(1).strip()
-    return ""
+            docs[m.group(1)] = m.group(2).strip()
+    return docs

@@ -213,7 +213,7 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
     if min(len(tr), len(va), len(te)) == 0:
         raise FlexRecError(f"{dataset}: {n} observed pairs are too few for an 8:1:1 split")
     torch.manual_seed(cfg.seed)
-    from flexrec_bench.embed import resolve_device
+    from flexrec_bench.device import resolve_device
 
     dev = torch.device(resolve_device(cfg.device))
     net = CriticNet(emb.shape[1], cfg.hidden, cfg.dropout).to(dev)

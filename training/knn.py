@@ -74,13 +74,13 @@ class KNNImputer:
         for r in np.flatnonzero(todo.any(1)):
             cols = np.flatnonzero(todo[r])
             cand = np.array([self.index[cands[r][c]] for c in cols], np.int64)
-            hist = np.array([self.index[h] for h in hists[r] if h in self.index], np.int64)
-            if len(hist) == 0:
+            known = [i for i, h in enumerate(hists[r]) if h in self.index]
+            if not known:
                 continue
+            hist = np.array([self.index[hists[r][i]] for i in known], np.int64)
             if self.kind == "item_knn":
-                h_lab = self._targets(np.asarray(sigs[r], np.float64)[-len(hists[r]):], self.signal_kind)
-                h_lab = h_lab[[i for i, h in enumerate(hists[r]) if h in self.index]]
-                gains[r, cols] = self._item_knn(cand, hist, h_lab.astype(np.float64))
+                labels = self._targets(np.asarray(sigs[r], np.float64)[known], self.signal_kind)
+                gains[r, cols] = self._item_knn(cand, hist, labels.astype(np.float64))
             else:
                 gains[r, cols] = self._user_knn(cand, hist, self.user_index.get(str(users[r])))
         return gains.astype(np.float32), var.astype(np.float32)

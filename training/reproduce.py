@@ -7,8 +7,9 @@ user's ``--set``) or an evaluation-only ranker; cells that cannot run here say w
 verl backend; GPT-4o needs an OpenAI model and key). Finished cells are reused on a re-run (a cell
 is done when its results.json exists), so an interrupted grid resumes where it stopped.
 
-``--miniature`` is the CPU smoke preset (2 steps, 2 rollouts, a handful of instances, a 1-epoch
-critic, a tiny BERT4Rec); without it the budget is the configs' (the real run, on a GPU).
+``--miniature`` trains every cell with the smoke preset (training/configs/presets/smoke.yaml) for 2
+steps, with a 1-epoch critic and a tiny BERT4Rec; without it the budget is the configs' (the real
+run, on a GPU).
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ _HEAD = {"ndcg@5": "N@5", "ndcg@10": "N@10", "ndcg@30": "N@30", "recall@5": "R@5
 #: the paper's dataset names, for looking its numbers up
 PAPER_DATASET = {"kuairec": "KuaiRec", "ml-1m": "MovieLens-1M", "esci": "ESCI"}
 PPO_MISSING = "PPO runs on the verl backend only (GPUs; TRL 1.x has no PPO trainer)"
-#: the --miniature preset (ours): enough to exercise every cell on CPU in minutes
-MINIATURE: dict[str, Any] = {"max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 2, "train_limit": 2,
-                             "eval_limit": 2, "eval_steps": 2, "max_completion_length": 16}
+#: --miniature trains each cell with the smoke preset for this many steps (which also caps validation)
+MINIATURE_STEPS = 2
 
 
 @dataclass
@@ -99,24 +99,22 @@ def _slug(label: str) -> str:
 
 
 def _train_cell(cell: Cell, cfg: ReproduceConfig, run_dir: Path, critic: str | None, progress: bool) -> Path:
-    import importlib.resources
-
-    from .config import load_config
+    from .config import algo_config, layered_config
     from .local import train_local
 
     final = run_dir / "final"
     if (final / "config.json").exists():
         return final  # done in an earlier run
-    path = Path(str(importlib.resources.files("training") / "configs" / f"{cell.algo}.yaml"))
-    sets = {**(MINIATURE if cfg.miniature else {}), **cell.sets, **cfg.sets}
-    if cfg.steps is not None:
-        sets["max_steps"] = cfg.steps
+    path = algo_config(cell.algo)
+    sets = {**cell.sets, **cfg.sets}
     if sets.get("reward_signal") == "critic":
         sets["critic"] = critic
+    steps = cfg.steps if cfg.steps is not None else (MINIATURE_STEPS if cfg.miniature else None)
     overrides = {"model": cfg.model, "dataset": cfg.dataset, "data": cfg.data, "needs": cfg.need,
-                 "output_dir": str(run_dir)}
-    return train_local(load_config(path, overrides, {k: v for k, v in sets.items() if v is not None}),
-                       progress=progress)
+                 "output_dir": str(run_dir), "max_steps": steps}
+    train_cfg, _ = layered_config(path, "smoke" if cfg.miniature else None, overrides,
+                                  {k: v for k, v in sets.items() if v is not None})
+    return train_local(train_cfg, progress=progress)
 
 
 def _critic(cfg: ReproduceConfig, out: Path, progress: bool) -> str:

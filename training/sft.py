@@ -40,9 +40,9 @@ def precision_flags(precision: str, use_cpu: bool) -> dict[str, bool]:
 
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
-        import torch
+        from flexrec_bench.device import bf16_ok
 
-        precision = "bf16" if not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+        precision = "bf16" if not use_cpu and bf16_ok("cuda") else "fp32"
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 

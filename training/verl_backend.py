@@ -75,10 +75,13 @@ def write_verl_data(cfg: TrainConfig) -> tuple[Path, Path]:
 
     out = Path(cfg.output_dir) / "verl_data"
     out.mkdir(parents=True, exist_ok=True)
+    # prompts only: rewards are the workers' business, so no critic or KNN is loaded here
+    _, all_rows = build_env(cfg.data, cfg.dataset, {"train": list(cfg.needs), "val": list(cfg.eval_needs)},
+                            limits={"train": cfg.train_limit, "val": cfg.eval_limit}, reward_signal="observed",
+                            reasoning=cfg.reasoning)
     paths = []
-    for split, limit in (("train", cfg.train_limit), ("val", cfg.eval_limit)):
-        _, rows = build_env(cfg.data, cfg.dataset, list(cfg.needs if split == "train" else cfg.eval_needs),
-                            split=split, limit=limit, reasoning=cfg.reasoning)
+    for split in ("train", "val"):
+        rows = [r for r in all_rows if r["instance_key"].split("|")[1] == split]
         frame = pd.DataFrame({"prompt": [r["prompt"] for r in rows], "data_source": f"flexrec/{cfg.dataset}",
                               "reward_model": [{"style": "rule", "ground_truth": ""}] * len(rows),
                               "extra_info": [{"instance_key": r["instance_key"]} for r in rows]})

@@ -55,18 +55,20 @@ def flexrec_token_advantage(token_level_rewards: torch.Tensor, response_mask: to
     return adv, adv
 
 
-def build_env(data: str, dataset: str, needs: list[str], algo: str = "flexrec", item_reward: str = "causal_swap",
-              critic: str | None = None, uncertainty: bool = True, seed: int = 0, split: str | tuple[str, ...] = "train",
-              limit: int | None = None, reward_signal: str | None = None, knn_neighbors: int = 50,
+def build_env(data: str, dataset: str, needs_by_split: dict[str, list[str]], algo: str = "flexrec",
+              item_reward: str = "causal_swap", critic: str | None = None, uncertainty: bool = True, seed: int = 0,
+              limits: dict[str, int | None] | None = None, reward_signal: str | None = None, knn_neighbors: int = 50,
               reasoning: bool = False) -> tuple[RankingEnv, list[dict]]:
-    """The environment over the given split(s) of the needs, and verl's prompt rows."""
+    """The environment over the needs of each split (keys ``<need>|<split>|<row>``, the same in
+    every process) and verl's prompt rows. ``limits`` keeps the first N instances of a split."""
     signal = reward_signal or ("critic" if critic else "observed")
     filler = reward_filler(signal, data, dataset, critic, knn_neighbors)
     env = RankingEnv(algo, item_reward, uncertainty and signal == "critic", seed)
     rows = []
-    for sp in (split,) if isinstance(split, str) else split:
+    for split, needs in needs_by_split.items():
         for need in needs:
-            rows += env.add_split(load_split(data, dataset, need, sp), filler, limit, PromptConfig(reasoning=reasoning))
+            rows += env.add_split(load_split(data, dataset, need, split), filler, (limits or {}).get(split),
+                                  PromptConfig(reasoning=reasoning))
     return env, rows
 
 
@@ -81,15 +83,13 @@ def env_from_config(config) -> tuple[RankingEnv, str]:
     key = tuple(sorted((k, str(v)) for k, v in dict(fx).items()))
     if key not in _ENVS:
         critic = fx.get("critic")
-        signal = str(fx.get("reward_signal", "observed"))
-        data, dataset = str(fx["data"]), str(fx["dataset"])
-        filler = reward_filler(signal, data, dataset, str(critic) if critic else None, int(fx.get("knn_neighbors", 50)))
-        env = RankingEnv(str(fx.get("algo", "flexrec")), str(fx.get("item_reward", "causal_swap")),
-                         bool(fx.get("uncertainty", True)) and signal == "critic", int(fx.get("seed", 0)))
         needs = [str(n) for n in fx["needs"]]
-        for split, split_needs in (("train", needs), ("val", [str(n) for n in fx.get("eval_needs") or needs])):
-            for need in split_needs:  # the same keys as write_verl_data's rows (limits only cut the tail)
-                env.add_split(load_split(data, dataset, need, split), filler)
+        env, _ = build_env(str(fx["data"]), str(fx["dataset"]),
+                           {"train": needs, "val": [str(n) for n in fx.get("eval_needs") or needs]},
+                           str(fx.get("algo", "flexrec")), str(fx.get("item_reward", "causal_swap")),
+                           str(critic) if critic else None, bool(fx.get("uncertainty", True)), int(fx.get("seed", 0)),
+                           reward_signal=str(fx.get("reward_signal", "observed")),
+                           knn_neighbors=int(fx.get("knn_neighbors", 50)))
         _ENVS[key] = (env, str(fx.get("estimator", "grpo")))
     return _ENVS[key]
 

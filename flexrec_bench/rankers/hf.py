@@ -48,8 +48,9 @@ def resolve_dtype(dtype: str, device: str):
     import torch
 
     if dtype == "auto":
-        cuda = str(device).startswith("cuda") and torch.cuda.is_available()
-        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+        from ..device import bf16_ok
+
+        return torch.bfloat16 if bf16_ok(device) else torch.float32
     try:
         return getattr(torch, {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(dtype, dtype))
     except AttributeError:
@@ -80,10 +81,12 @@ class HFRanker(LLMRanker):
         if self._model is not None:
             self._tok.padding_side = "left"
             return
-        torch = require("torch", "core", "the hf: ranker")
+        require("torch", "core", "the hf: ranker")
         transformers = require("transformers", "core", "the hf: ranker")
         path = Path(self.arg)
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        from ..device import resolve_device
+
+        device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         kw = dict(revision=self.revision, trust_remote_code=self.trust_remote_code)
         import os
