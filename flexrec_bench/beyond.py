@@ -25,6 +25,9 @@ import numpy as np
 from .data import DatasetSplit
 
 BEYOND_KS = (5, 10)
+#: metric kinds computed per list (kept per instance); coverage and Gini describe the whole set of lists
+PER_LIST = ("novelty", "ild", "niche_share", "trend_share")
+KINDS = ("coverage", *PER_LIST[:2], "gini", *PER_LIST[2:])  #: the order results files list them in
 #: share of a candidate list (by window count, ours) that counts as trending
 TREND_QUANTILE = 0.75
 
@@ -84,8 +87,7 @@ def beyond_accuracy(order: np.ndarray, split: DatasetSplit, ks: tuple[int, ...] 
             per[f"{name}@{k}"] = share
     for name, v in per.items():
         values[name] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-    kinds = ["coverage", "novelty", "ild", "gini", "niche_share", "trend_share"]
-    ordered = sorted(values, key=lambda m: (kinds.index(m.split("@")[0]), int(m.split("@")[1])))
+    ordered = sorted(values, key=lambda m: (KINDS.index(m.split("@")[0]), int(m.split("@")[1])))
     return BeyondReport({m: values[m] for m in ordered if np.isfinite(values[m])}, per)
 
 

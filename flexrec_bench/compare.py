@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .beyond import PER_LIST
 from .data import load_split
 from .errors import FlexRecError
 from .metrics import per_instance_scores
@@ -122,7 +123,8 @@ def compare_runs(paths: list[str | Path], data_dir: str | Path = "data", metrics
         ids = [i for i in split.instance_ids if i in ranks]
         sub = split.select(ids)
         order = order_from_item_ids({i: ranks[i] for i in ids}, sub)
-        per = per_instance_scores(order, sub.relevance, sub.relevant, tuple(metrics or res.metrics))
+        accuracy = tuple(m for m in (metrics or res.metrics) if m.split("@")[0] not in PER_LIST)
+        per = per_instance_scores(order, sub.relevance, sub.relevant, accuracy)
         per.update({k: v for k, v in beyond_accuracy(order, sub).per_instance.items() if metrics is None or k in metrics})
         scored.append(({iid: n for n, iid in enumerate(ids)}, per))
     out = []

@@ -88,3 +88,7 @@ def test_results_files_carry_beyond_metrics_and_compare_prints_p_values(ml100k, 
     row = next(m for m in pair["metrics"] if m["metric"] == "ndcg@10")
     assert pair["shared"] == 200 and 0 <= row["p"] <= row["p_holm"] <= 1 and row["p"] < 0.05
     assert row["ci95"][0] <= row["diff"] <= row["ci95"][1]
+    r = runner.invoke(app, ["compare", *paths, "--data", str(ml100k), "--bootstrap", "0", "--json",
+                            "--metrics", "ndcg@10,novelty@5"])  # accuracy and beyond-accuracy names together
+    assert r.exit_code == 0, r.output
+    assert [m["metric"] for m in json.loads(r.output)[0]["metrics"]] == ["ndcg@10", "novelty@5"]
