@@ -13,10 +13,16 @@ positions, not the user. For each need and split the audit reports
 - NDCG@10 of ranking by presented order, and by its reverse, beside the exact expectation of a
   uniformly random ranking (E[NDCG@k] = mean(rel) * sum_{r<=k} 1/log2(r+1) / IDCG@k per instance).
 
-A split is flagged when the chi-square p-value is below ``P_THRESHOLD`` or when either order's
+- NDCG@10 of ranking by each per-candidate column a ranker receives beside the texts
+  (``retrieval_scores``, and the columns a need's prompt shows, e.g. trend's ``recent_count``), in
+  whichever direction scores higher: a column that alone reaches ``COLUMN_SOLVES`` of the oracle's
+  NDCG@10 makes the need a lookup, not a ranking task (on the earlier niche labels ranking by
+  ``retrieval_scores`` scored 0.999).
+
+A split is flagged when the chi-square p-value is below ``P_THRESHOLD``, when either order's
 NDCG@10 is more than ``NDCG_MARGIN`` from random *and* the gap is beyond ``Z_THRESHOLD`` standard
-errors (so that a few hundred instances of noise do not flag a tiny build). Instances whose labels
-are all 0 carry no information and are left out.
+errors (so that a few hundred instances of noise do not flag a tiny build), or when a column
+solves the need. Instances whose labels are all 0 carry no information and are left out.
 """
 
 from __future__ import annotations
@@ -32,9 +38,11 @@ NDCG_MARGIN = 0.03       #: largest |NDCG@10(order) - NDCG@10(random)| tolerated
 Z_THRESHOLD = 4.0        #: ... when the gap is also this many standard errors from 0
 MIN_EXPECTED = 5.0       #: pool adjacent positions until each expected count reaches this
 AUDIT_K = 10             #: the NDCG cut the audit reports
-RULE = (f"flagged when the best candidate's presented position departs from uniform (chi-square p < {P_THRESHOLD:g}) "
-        f"or when ranking by presented order or its reverse moves NDCG@{AUDIT_K} more than {NDCG_MARGIN} from random "
-        f"(and by more than {Z_THRESHOLD:g} standard errors)")
+COLUMN_SOLVES = 0.98     #: share of the oracle's NDCG@10 at which one shipped column "solves" a need (ours)
+RULE = (f"flagged when the best candidate's presented position departs from uniform (chi-square p < {P_THRESHOLD:g}), "
+        f"when ranking by presented order or its reverse moves NDCG@{AUDIT_K} more than {NDCG_MARGIN} from random "
+        f"(and by more than {Z_THRESHOLD:g} standard errors), or when ranking by one per-candidate column a ranker "
+        f"receives reaches {COLUMN_SOLVES:g} of the oracle's NDCG@{AUDIT_K}")
 
 
 @dataclass
@@ -50,6 +58,8 @@ class SplitAudit:
     ndcg_presented: float | None         #: NDCG@10 of ranking in presented order
     ndcg_reversed: float | None          #: NDCG@10 of ranking in reverse presented order
     ndcg_random: float | None            #: exact expected NDCG@10 of a uniformly random ranking
+    #: NDCG@10 of ranking by each per-candidate column (the better direction), over the tested instances
+    ndcg_by_column: dict[str, float] = field(default_factory=dict)
     leak: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -74,9 +84,18 @@ def _pooled(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.
     return np.array(obs), np.array(exp)
 
 
-def audit_arrays(relevance: np.ndarray, mask: np.ndarray, seed: int = 0) -> SplitAudit:
+def _rank_by(values: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Candidate positions by descending ``values`` (ties in random order), -1 on padding."""
+    keys = np.where(mask, values, -np.inf)
+    order = np.lexsort((rng.random(keys.shape), -keys), axis=1)
+    return np.where(np.take_along_axis(mask, order, 1), order, -1)
+
+
+def audit_arrays(relevance: np.ndarray, mask: np.ndarray, seed: int = 0,
+                 columns: dict[str, np.ndarray] | None = None) -> SplitAudit:
     """Audit one split given its graded labels in presented order, (n, K) with ``mask`` marking real
-    slots (padding, if any, after the real ones)."""
+    slots (padding, if any, after the real ones), and the per-candidate ``columns`` a ranker
+    receives ((n, K) numbers aligned with the labels)."""
     from scipy.special import chdtrc  # chi-square survival function (scipy.stats takes seconds to import)
 
     relevance = np.where(mask, np.asarray(relevance, np.float64), 0.0)
@@ -128,19 +147,37 @@ def audit_arrays(relevance: np.ndarray, mask: np.ndarray, seed: int = 0) -> Spli
             res.reasons.append(f"ranking by {label} scores NDCG@{AUDIT_K} {float(s.mean()):.3f} against random "
                                f"{float(s_rand.mean()):.3f} (gap {gap:+.3f}, "
                                f"{f'{abs(gap) / se:.1f} s.e.' if se > 0 else 'no spread'})")
+    m_info = mask[info]
+    oracle = float(per_instance_scores(_rank_by(rel, m_info, rng), rel, rel > 0, (name,))[name].mean())
+    for col, values in sorted((columns or {}).items()):
+        v = np.nan_to_num(np.asarray(values, np.float64)[info], nan=0.0, posinf=0.0, neginf=0.0)
+        best = max(float(per_instance_scores(_rank_by(sign * v, m_info, rng), rel, rel > 0, (name,))[name].mean())
+                   for sign in (1.0, -1.0))
+        res.ndcg_by_column[col] = best
+        if best >= COLUMN_SOLVES * oracle:
+            res.reasons.append(f"ranking by the column {col!r} alone scores NDCG@{AUDIT_K} {best:.3f}, "
+                               f"{best / oracle:.3f} of the oracle's (a need one column solves)")
     res.leak = bool(res.reasons)
     return res
 
 
-def audit_lists(relevance_lists, seed: int = 0) -> SplitAudit:
-    """Audit from per-instance relevance lists in presented order (a label table's column)."""
-    k = max((len(r) for r in relevance_lists), default=0)
-    rel = np.zeros((len(relevance_lists), k))
-    mask = np.zeros((len(relevance_lists), k), bool)
-    for i, r in enumerate(relevance_lists):
-        rel[i, : len(r)] = r
+def _padded(lists, k: int) -> tuple[np.ndarray, np.ndarray]:
+    out = np.zeros((len(lists), k))
+    mask = np.zeros((len(lists), k), bool)
+    for i, r in enumerate(lists):
+        out[i, : len(r)] = r
         mask[i, : len(r)] = True
-    return audit_arrays(rel, mask, seed)
+    return out, mask
+
+
+def audit_table(table, seed: int = 0, columns: tuple[str, ...] = ()) -> SplitAudit:
+    """Audit a label table (pyarrow): its relevance in presented order and the named per-candidate
+    columns."""
+    rel_lists = table.column("relevance").to_pylist()
+    k = max((len(r) for r in rel_lists), default=0)
+    rel, mask = _padded(rel_lists, k)
+    cols = {c: _padded(table.column(c).to_pylist(), k)[0] for c in columns}
+    return audit_arrays(rel, mask, seed, cols)
 
 
 def summarize_audit(results: dict[str, dict[str, SplitAudit]]) -> dict:
@@ -160,21 +197,25 @@ def audit_build(data_dir, dataset: str, seed: int = 0) -> dict:
         out[need] = {}
         for split in SPLITS:
             s = load_split(data_dir, dataset, need, split)
-            out[need][split] = audit_arrays(s.relevance, s.mask, seed)
+            cols = {c: s.candidate_column(c) for c in s.ranker_columns}
+            out[need][split] = audit_arrays(s.relevance, s.mask, seed, cols)
     return summarize_audit(out)
 
 
 def format_audit(summary: dict) -> str:
     """A terminal table of an audit summary."""
     lines = [f"{'need':<9} {'split':<5} {'tested':>6} {'chi2 p':>9} {'ndcg@10 order':>13} {'reverse':>8} "
-             f"{'random':>7}  verdict"]
+             f"{'random':>7}  {'best column':>22}  verdict"]
     for need, by in summary["needs"].items():
         for split, a in by.items():
             def f(x):
                 return f"{x:.3f}" if x is not None else "-"
 
+            cols = a.get("ndcg_by_column") or {}
+            top = max(cols, key=cols.get) if cols else None
+            best = f"{top} {cols[top]:.3f}" if top else "-"
             lines.append(f"{need:<9} {split:<5} {a['informative']:>6} {a['p_value']:>9.2g} {f(a['ndcg_presented']):>13} "
-                         f"{f(a['ndcg_reversed']):>8} {f(a['ndcg_random']):>7}  "
+                         f"{f(a['ndcg_reversed']):>8} {f(a['ndcg_random']):>7}  {best:>22}  "
                          f"{'LEAK: ' + '; '.join(a['reasons']) if a['leak'] else 'ok'}")
     lines.append("leak-free" if summary["leak_free"] else f"LEAKS in {', '.join(summary['flagged'])}")
     return "\n".join(lines)

@@ -23,9 +23,12 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .datasets import DATASETS, DatasetSpec, RawData
-from .embed import DEFAULT_EMBEDDER, Embedder
+from .datasets.base import POSITIVE_SIGNAL
+from .embed import DEFAULT_EMBEDDER, MAX_HASHING_DIM, Embedder
+from .pinned import EMBEDDING_MODES, resolve as resolve_pinned
 from .errors import DataError, FlexRecError, MissingDataError
-from .audit import SplitAudit, audit_lists, summarize_audit
+from .audit import SplitAudit, audit_table, summarize_audit
+from .digests import FINGERPRINT_DECIMALS, label_digest, shown_columns
 from .io import sha256_file, write_json_atomic, write_parquet_atomic
 from .need import LabelContext, Need, make_need
 from .paths import embedding_cache_dir
@@ -35,11 +38,8 @@ from .retrieval import STAR_LAMBDA
 from .tasks import Instances, TaskKind, get_task
 from .tasks.sequential import WindowCounter
 
-MANIFEST_SCHEMA_VERSION = 2
+MANIFEST_SCHEMA_VERSION = 3
 CANDIDATE_ORDERS = ("shuffled", "retrieval")
-#: decimals of the graded relevance that enter the fingerprint (ours): coarse enough that float
-#: noise of another machine's BLAS does not change it, fine enough that any real relabelling does
-FINGERPRINT_DECIMALS = 4
 
 
 @dataclass
@@ -56,6 +56,7 @@ class BuildConfig:
     min_history: int = 5                #: fewest past interactions before a cut point
     stride: int = 5                     #: distance between consecutive cut points of one user
     embedder: str = DEFAULT_EMBEDDER    #: sentence-transformers name/path, or hashing-<dim>
+    embeddings: str = "auto"            #: auto (pinned vectors where published, else computed here), pinned (required) or local (computed here: machine-specific fingerprint)
     train_size: int = 5000              #: instances sampled per need for train
     val_size: int | None = None         #: instances for val (default: test_size)
     test_size: int = 1000               #: instances for test
@@ -96,8 +97,11 @@ class BuildConfig:
             fail("embedder", "openai:<model> with a model name", self.embedder)
         if self.embedder.startswith("hashing-"):
             dim = self.embedder.split("-", 1)[1]
-            if not dim.isdigit() or int(dim) < 1:
-                fail("embedder", "hashing-<dim> with dim >= 1, or a sentence-transformers name or path", self.embedder)
+            if not dim.isdigit() or not 1 <= int(dim) <= MAX_HASHING_DIM:
+                fail("embedder", f"hashing-<dim> with 1 <= dim <= {MAX_HASHING_DIM}, or a sentence-transformers name "
+                                 f"or path", self.embedder)
+        if self.embeddings not in EMBEDDING_MODES:
+            fail("embeddings", f"one of {', '.join(EMBEDDING_MODES)}", self.embeddings)
 
     def resolved(self, spec: DatasetSpec) -> BuildConfig:
         d = asdict(self)
@@ -156,8 +160,9 @@ def _check_raw(raw: RawData, spec: DatasetSpec, task: TaskKind) -> tuple[pd.Data
     return items, inter.reset_index(drop=True)
 
 
-def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
-    """Build one dataset; the output directory appears only when the whole build succeeded."""
+def build(cfg: BuildConfig, progress: bool = True, device: str | None = None) -> BuildResult:
+    """Build one dataset; the output directory appears only when the whole build succeeded.
+    ``device`` runs the embedder (auto: CUDA when present); it changes speed, never the data."""
     cfg.validate()
     spec = DATASETS.get(cfg.dataset)
     cfg = cfg.resolved(spec)
@@ -176,14 +181,22 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
         items, inter = _check_raw(raw, spec, task)
     item_index = {iid: i for i, iid in enumerate(items["item_id"])}
     with timer.stage("embed"):
-        embedder = Embedder(cfg.embedder, cache_dir=embedding_cache_dir(), progress=progress)
+        pinned_spec, pinned = resolve_pinned(spec.name, spec.embeddings, cfg.embedder, cfg.embeddings)
+        embedder = Embedder(cfg.embedder, cache_dir=embedding_cache_dir(), progress=progress, device=device,
+                            pinned=pinned)
         emb = embedder.encode(items["text"].tolist())
     with timer.stage("split"):
         splits, inter = task.instances(raw, inter, cfg, spec, item_index, embedder, progress)
+    provenance = embedding_provenance(embedder, pinned_spec)
+    if cfg.embeddings == "pinned" and provenance["texts_computed_here"]:
+        raise DataError(pinned_spec.filename, f"{provenance['texts_computed_here']} of the build's texts have no pinned "
+                                              f"vector (are the raw files another release than the artifact's?); "
+                                              f"build with --embeddings auto or local")
     with timer.stage("retrieve"):
-        injected = {}
+        injected, quality = {}, {}
         for split, inst in splits.items():
             injected[split] = task.candidates(split, inst, emb, cfg, spec, raw, item_index)
+            quality[split] = candidate_recall(inst, POSITIVE_SIGNAL[spec.signal_kind])
             if cfg.candidate_order == "shuffled":
                 _shuffle_presentation(inst, cfg.seed)
     item_topics = [frozenset(t) for t in items["topics"]]
@@ -208,12 +221,13 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
                         counts[need.name][split] = table.num_rows
                         labels.update(f"{need.name}/{split}\n".encode())
                         labels.update(label_digest(table).encode())
-                        audits[need.name][split] = audit_lists(table.column("relevance").to_pylist(), cfg.seed)
+                        audits[need.name][split] = audit_table(table, cfg.seed,
+                                                               ("retrieval_scores", *shown_columns(table)))
                 write_parquet_atomic(tmp / "items.parquet", _items_table(items, inter))
                 write_parquet_atomic(tmp / "interactions.parquet", _interactions_table(inter))
                 np.save(tmp / "embeddings.npy", emb, allow_pickle=False)
-                manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, embedder, emb.shape[1],
-                                     labels.hexdigest(), summarize_audit(audits))
+                manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, provenance,
+                                     emb.shape[1], labels.hexdigest(), summarize_audit(audits), quality)
                 write_json_atomic(tmp / "manifest.json", manifest)
             fault("build:written")
             publish(tmp, final)
@@ -223,7 +237,62 @@ def build(cfg: BuildConfig, progress: bool = True) -> BuildResult:
     return BuildResult(final, manifest, timer.seconds)
 
 
+def build_texts(cfg: BuildConfig) -> list[str]:
+    """Every text a build of ``cfg.dataset`` embeds: the item texts, and for query datasets every
+    search query (what a pinned artifact must cover)."""
+    cfg.validate()
+    spec = DATASETS.get(cfg.dataset)
+    cfg = cfg.resolved(spec)
+    task = get_task(spec.task)
+    raw = spec.reader(_resolve_raw_dir(cfg, spec), **task.reader_options(cfg))
+    items, _ = _check_raw(raw, spec, task)
+    texts = items["text"].tolist()
+    if raw.queries is not None:
+        texts += sorted(set(raw.queries["query"].astype(str)))
+    return list(dict.fromkeys(texts))
+
+
+def export_embeddings(cfg: BuildConfig, path: str | Path, progress: bool = True, device: str | None = None):
+    """Compute the vectors of every text a build embeds on this machine and write them as a pinned
+    artifact (flexrec_bench.pinned); returns the :class:`~flexrec_bench.pinned.PinnedSpec` to publish."""
+    from .pinned import PinnedSpec, text_key, write_artifact
+
+    texts = build_texts(cfg)
+    vectors = Embedder(cfg.embedder, cache_dir=embedding_cache_dir(), progress=progress, device=device).encode(texts)
+    path = Path(path)
+    sha, size = write_artifact(path, [text_key(t) for t in texts], vectors)
+    return PinnedSpec(embedder=cfg.embedder, filename=path.name, sha256=sha, size=size, texts=len(texts))
+
+
 # --------------------------------------------------------------------------------------------
+MACHINE_SPECIFIC = "embeddings computed on this machine: the fingerprint is machine-specific"
+
+
+def embedding_provenance(embedder: Embedder, spec) -> dict:
+    """Where a build's vectors came from (the manifest's ``embedder`` entry, and a fingerprint input)."""
+    here = int(embedder.computed_here)
+    return {"name": embedder.name, "artifact": ({"file": spec.filename, "sha256": spec.sha256} if spec else None),
+            "texts_pinned": int(embedder.pinned_hits), "texts_computed_here": here,
+            "machine_specific": bool(here),
+            "note": MACHINE_SPECIFIC if here else "pinned embeddings: the fingerprint is the same on every machine"}
+
+
+def candidate_recall(inst: Instances, positive: float) -> dict:
+    """How good the candidates are: of the positives each instance holds out (its user's interactions
+    after the cut, or its query's annotations, with a signal >= ``positive``), the share among its K
+    candidates (micro-averaged), and the share of instances with at least one positive retrieved."""
+    total = hit = with_hit = with_pos = 0
+    for i in range(len(inst)):
+        pos = {k for k, v in inst.known[i].items() if v >= positive}
+        if not pos:
+            continue
+        got = len(pos.intersection(inst.candidates[i][inst.candidates[i] >= 0].tolist()))
+        total, hit, with_pos, with_hit = total + len(pos), hit + got, with_pos + 1, with_hit + (got > 0)
+    return {"held_out_positives": total, "retrieved": hit, "recall": round(hit / total, 6) if total else None,
+            "instances_with_a_positive": with_pos,
+            "share_with_one_retrieved": round(with_hit / with_pos, 6) if with_pos else None}
+
+
 def _shuffle_presentation(inst: Instances, seed: int) -> None:
     """Present each instance's candidates in a seeded random order of its own (keyed by the instance
     id, so an instance keeps its order whatever else is sampled). Scores travel with their items;
@@ -234,36 +303,6 @@ def _shuffle_presentation(inst: Instances, seed: int) -> None:
         perm = rng.permutation(valid)
         inst.candidates[i, :valid] = inst.candidates[i, :valid][perm]
         inst.scores[i, :valid] = inst.scores[i, :valid][perm]
-
-
-def label_digest(table: pa.Table) -> str:
-    """sha256 of a label table's content that identifies the data, not the machine: instance ids,
-    users, queries, histories and their signals and times, candidates in presented order, relevance
-    rounded to FINGERPRINT_DECIMALS, the relevant and observed flags. Retrieval scores (float bits
-    of the embedder) are left out. Each column is hashed in a fixed encoding (list lengths, then
-    values: strings joined by NUL, numbers as little-endian float64/int64, flags as bytes)."""
-    h = hashlib.sha256()
-    for name in ("instance_id", "user_id", "query", "history", "history_signals", "history_times", "query_time",
-                 "candidates", "relevant", "observed", "relevance"):
-        col = table.column(name).combine_chunks()
-        h.update(name.encode() + b"\x00")
-        if pa.types.is_list(col.type):
-            h.update(np.diff(col.offsets.to_numpy()).astype("<i8").tobytes())
-            col = col.flatten()
-        if pa.types.is_string(col.type):
-            h.update("\x00".join(col.to_pylist()).encode("utf-8"))
-        elif pa.types.is_boolean(col.type):
-            h.update(col.to_numpy(zero_copy_only=False).astype(np.uint8).tobytes())
-        elif name == "relevance":
-            h.update((np.round(col.to_numpy().astype(np.float64), FINGERPRINT_DECIMALS) + 0.0).astype("<f8").tobytes())
-        elif pa.types.is_integer(col.type):
-            h.update(col.to_numpy().astype("<i8").tobytes())
-        else:
-            h.update(col.to_numpy().astype("<f8").tobytes())
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,7 +317,7 @@ def _label_context(inst: Instances, spec: DatasetSpec, item_topics, counter: Win
             v = kn.get(int(cands[i, j]))
             if v is not None:
                 known[i, j] = v
-    sim = np.where(mask, inst.scores, 0.0).astype(np.float32)
+    sim = np.where(mask, inst.scores, 0.0).astype(np.float64)
     return LabelContext(
         signal_kind=spec.signal_kind, candidates=cands, mask=mask, known_signal=known, similarity=sim,
         candidate_topics=[[item_topics[c] for c in row[row >= 0]] for row in cands],
@@ -287,6 +326,7 @@ def _label_context(inst: Instances, spec: DatasetSpec, item_topics, counter: Win
         query_time=inst.query_time,
         window_counts=(lambda w: counter.counts(cands, inst.query_time, w)) if counter else
         (lambda w: np.zeros(cands.shape)),
+        topic_name=spec.topic_name,
     )
 
 
@@ -311,6 +351,8 @@ def _label_table(need: Need, inst: Instances, ctx: LabelContext, ids: np.ndarray
         "relevance": pa.array(per_row(labels.relevance, lambda r: r.astype(np.float32).tolist()), pa.list_(pa.float32())),
         "relevant": pa.array(per_row(labels.relevant, lambda r: r.astype(bool).tolist()), pa.list_(pa.bool_())),
         "observed": pa.array(per_row(labels.observed, lambda r: r.astype(bool).tolist()), pa.list_(pa.bool_())),
+        **{name: pa.array(per_row(values, lambda r: r.astype(np.float64).tolist()), pa.list_(pa.float64()))
+           for name, values in sorted(labels.shown.items())},
     })
 
 
@@ -342,8 +384,8 @@ def _interactions_table(inter: pd.DataFrame) -> pa.Table:
     })
 
 
-def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, embedder, dim: int, labels_sha256: str,
-              audit: dict) -> dict:
+def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, embeddings: dict, dim: int,
+              labels_sha256: str, audit: dict, quality: dict) -> dict:
     outputs = {}
     for p in sorted(tmp.rglob("*")):
         if p.is_file() and p.name != "manifest.json":
@@ -351,11 +393,14 @@ def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, 
     sources = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in raw.sources if p.exists()}
     config = asdict(cfg)
     config["raw_dir"] = cfg.raw_dir  # as given; the resolved source files are hashed under 'sources'
-    # The fingerprint names the data, not the machine: raw inputs' content, the resolved build and
-    # need configs, and the label tables (ids, rounded relevance); never float embedding bits or paths.
-    fp_payload = json.dumps({"config": {k: v for k, v in config.items() if k not in ("out", "raw_dir")},
+    # The fingerprint names the data: raw inputs' content, the pinned embeddings' sha256 (or that the
+    # vectors were computed here), the resolved build and need configs, and the label tables (ids,
+    # rounded relevance); never paths, and never the float bits of vectors computed here.
+    fp_payload = json.dumps({"config": {k: v for k, v in config.items() if k not in ("out", "raw_dir", "embeddings")},
                              "needs": {n.name: n.config() for n in needs},
                              "labels": labels_sha256,
+                             "embeddings": {"artifact_sha256": (embeddings["artifact"] or {}).get("sha256"),
+                                            "computed_here": embeddings["machine_specific"]},
                              "sources": {k: v["sha256"] for k, v in sources.items()}}, sort_keys=True)
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -363,15 +408,18 @@ def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, 
         "dataset": spec.name,
         "fingerprint": hashlib.sha256(fp_payload.encode()).hexdigest()[:16],
         "fingerprint_inputs": {"labels_sha256": labels_sha256, "relevance_decimals": FINGERPRINT_DECIMALS,
-                               "covers": "sources, config (without out/raw_dir), need configs, label tables"},
+                               "covers": "sources, pinned embeddings, config (without out/raw_dir/embeddings), need "
+                                         "configs, label tables"},
         "config": config,
-        "embedder": {"name": embedder.name, "dim": int(dim)},
+        "embedder": {**embeddings, "dim": int(dim)},
         "sources": sources,
         "outputs": outputs,
         "counts": {"items": int(len(items)), "interactions": int(len(inter)), "users": int(inter["user_id"].nunique()) if len(inter) else 0,
                    "instances": counts, "injected_positive": injected},
         "skipped": dict(sorted(raw.skipped.items())),
+        "candidate_quality": quality,
         "audit": audit,
-        "needs": {n.name: {"instruction": n.instruction, "label_source": n.label_source, "config": n.config()}
+        "needs": {n.name: {"instruction": n.instruction, "label_source": n.label_source, "config": n.config(),
+                           "prompt": n.prompt_spec(spec.topic_name)}
                   for n in needs},
     }

@@ -63,25 +63,89 @@ def ls_cmd() -> None:
 
 @app.command("download")
 def download_cmd(
-    dataset: Annotated[str, typer.Option(help="dataset to fetch (see `flexrec-bench ls`)")],
-    raw_dir: Annotated[Optional[Path], typer.Option(help="where to put the files; default $FLEXREC_HOME/raw/<dataset>")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="dataset whose official raw files to fetch (see `flexrec-bench ls`)")] = None,
+    embeddings: Annotated[Optional[str], typer.Option(help="dataset whose pinned embeddings to fetch (verified by sha256 and size) into $FLEXREC_HOME/embeddings/pinned/")] = None,
+    embedder: Annotated[str, typer.Option(help="with --embeddings: the embedder whose artifact to fetch")] = "all-MiniLM-L6-v2",
+    from_url: Annotated[Optional[str], typer.Option("--from", help="with --embeddings: the base URL the artifacts are published under (<base>/<file>)")] = None,
+    raw_dir: Annotated[Optional[Path], typer.Option(help="where to put the raw files; default $FLEXREC_HOME/raw/<dataset>")] = None,
 ) -> None:
-    """Fetch a dataset's official files (checksum-verified, resumable, atomic)."""
+    """Fetch a dataset's official files, or its pinned embeddings (checksum-verified, resumable, atomic)."""
     from .datasets import DATASETS
     from .download import fetch
+    from .io import sha256_file
+
+    if (dataset is None) == (embeddings is None):
+        raise FlexRecError("download needs exactly one of --dataset D (raw files) or --embeddings D (pinned embeddings)")
+    if embeddings is not None:
+        from .download import DownloadSpec
+        from .pinned import BUNDLED_DIR, find, pinned_dir
+
+        spec = DATASETS.get(embeddings)
+        art = find(spec.embeddings, embedder)
+        if art is None:
+            raise FlexRecError(f"no pinned {embedder} embeddings are published for {embeddings} (published: "
+                               f"{', '.join(a.embedder for a in spec.embeddings) or 'none'}); its builds compute them on "
+                               f"the machine that builds (`flexrec-bench embeddings export` makes an artifact)")
+        if from_url is None:
+            if art.bundled:
+                typer.echo(f"{BUNDLED_DIR / art.filename}: bundled with flexrec-bench, nothing to download")
+                return
+            raise FlexRecError(f"{art.filename} is not bundled: pass --from <base URL> where it is published")
+        path = fetch(DownloadSpec(f"{from_url.rstrip('/')}/{art.filename}", art.filename, sha256=art.sha256,
+                                  size=art.size), pinned_dir())
+        typer.echo(f"{path} (sha256 {art.sha256[:12]}…, {art.texts} vectors): builds of {embeddings} with "
+                   f"{embedder} use it")
+        return
     from .paths import raw_dir as default_raw
 
     spec = DATASETS.get(dataset)
     dest = raw_dir or default_raw(dataset)
     if spec.manual_instructions:
         raise FlexRecError(spec.manual_instructions.format(raw_dir=dest))
-    from .io import sha256_file
-
     for d in spec.downloads:
         path = fetch(d, dest)
         note = "" if d.sha256 else f" (no published sha256; this file's is {sha256_file(path)})"
         typer.echo(f"{path}{note}")
     typer.echo(f"done: build with `flexrec-bench build-data --dataset {dataset}`")
+
+
+emb_app = typer.Typer(help="Pinned embeddings: the vectors every machine builds a dataset from.")
+app.add_typer(emb_app, name="embeddings")
+
+
+@emb_app.command("export")
+def embeddings_export_cmd(
+    dataset: Annotated[str, typer.Option(help="dataset whose texts to embed")] = "ml-100k",
+    out: Annotated[Path, typer.Option(help="artifact file to write (<dataset>.<embedder>.npz)")] = Path("embeddings.npz"),
+    raw_dir: Annotated[Optional[Path], typer.Option(help="raw files (as for build-data)")] = None,
+    embedder: Annotated[str, typer.Option(help="embedder (as for build-data)")] = "all-MiniLM-L6-v2",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Embed every text a build of the dataset uses, on this machine, and write a pinned artifact to publish."""
+    from .build import BuildConfig, export_embeddings
+
+    art = export_embeddings(BuildConfig(dataset=dataset, raw_dir=str(raw_dir) if raw_dir else None, embedder=embedder),
+                            out, progress=not quiet, device=device)
+    typer.echo(f"wrote {out}: {art.texts} vectors, {art.size} bytes, sha256 {art.sha256}")
+    typer.echo(f"publish it and add to the {dataset} DatasetSpec: {art!r}")
+
+
+@app.command("verify-build")
+def verify_build_cmd(
+    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
+    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    path: Annotated[Optional[Path], typer.Option("--leaderboard", help="leaderboard file")] = None,
+) -> None:
+    """Is this build the registered one? If not, how it differs (inputs, candidate sets, labels). Exits 1 if it differs."""
+    from leaderboard.builds import compare, format_comparison
+    from leaderboard.submit import DEFAULT_PATH, load
+
+    board_path = path or DEFAULT_PATH
+    c = compare(data, dataset, load(board_path), board_path.parent)
+    typer.echo(format_comparison(c))
+    if not c["same"]:
+        raise typer.Exit(1)
 
 
 @app.command("build-data")
@@ -95,6 +159,7 @@ def build_data_cmd(
     min_history: Annotated[int, typer.Option(help="fewest past interactions before a cut point")] = 5,
     stride: Annotated[int, typer.Option(help="interactions between consecutive cut points of a user")] = 5,
     embedder: Annotated[str, typer.Option(help="sentence-transformers model name/path, hashing-<dim>, or openai:<model> (an OpenAI-compatible /embeddings endpoint: OPENAI_BASE_URL, OPENAI_API_KEY)")] = "all-MiniLM-L6-v2",
+    embeddings: Annotated[str, typer.Option(help="auto: the pinned vectors where published for the dataset and embedder (the same build on every machine), else computed here; pinned: require them; local: compute here (the fingerprint is then machine-specific)")] = "auto",
     train_size: Annotated[int, typer.Option(help="train instances per need")] = 5000,
     val_size: Annotated[Optional[int], typer.Option(help="val instances per need (default: --test-size)")] = None,
     test_size: Annotated[int, typer.Option(help="test instances per need")] = 1000,
@@ -109,18 +174,15 @@ def build_data_cmd(
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Build a dataset: STAR candidates and need labels, written to Parquet with a manifest and a leak audit."""
-    import os
-
     from .build import BuildConfig, build
 
-    os.environ["FLEXREC_DEVICE"] = device
     cfg = BuildConfig(dataset=dataset, raw_dir=str(raw_dir) if raw_dir else None, out=str(out), needs=_csv(needs),
                       candidates=candidates, history=history, min_history=min_history, stride=stride,
-                      embedder=embedder, train_size=train_size, val_size=val_size, test_size=test_size, seed=seed,
+                      embedder=embedder, embeddings=embeddings, train_size=train_size, val_size=val_size, test_size=test_size, seed=seed,
                       observed_fraction=observed_fraction, candidate_order=candidate_order,
                       ensure_positive=ensure_positive, esci_locale=locale, esci_version=esci_version,
                       need_options=_need_options(need_option))
-    res = build(cfg, progress=not quiet)
+    res = build(cfg, progress=not quiet, device=device)
     m = res.manifest
     typer.echo(f"built {res.path} (fingerprint {m['fingerprint']}): {m['counts']['items']} items, "
                f"{m['counts']['interactions']} interactions")
@@ -135,6 +197,23 @@ def build_data_cmd(
     else:
         typer.echo(f"  leak audit: LEAKS in {', '.join(audit['flagged'])} (candidate order {cfg.candidate_order}); "
                    f"run `flexrec-bench audit --dataset {dataset} --data {out}` for the figures", err=True)
+    emb = m["embedder"]
+    typer.echo(f"  {emb['note']}" + (f" ({emb['artifact']['file']})" if emb["artifact"] and not emb["machine_specific"]
+                                     else ""))
+    typer.echo(_registered_line(dataset, m["fingerprint"]))
+
+
+def _registered_line(dataset: str, fingerprint: str) -> str:
+    """Whether a build is the one the leaderboard accepts results on."""
+    from leaderboard.submit import DEFAULT_PATH, load
+
+    reg = load(DEFAULT_PATH).registered_builds.get(dataset)
+    if reg is None:
+        return f"  {dataset} has no registered build: results on it are not accepted by `flexrec-bench submit`"
+    if reg.fingerprint == fingerprint:
+        return f"  this is the registered {dataset} build {fingerprint}: `flexrec-bench submit` accepts results on it"
+    return (f"  this is not the registered {dataset} build {reg.fingerprint}: `flexrec-bench verify-build --dataset "
+            f"{dataset}` says how it differs")
 
 
 @app.command("audit")
@@ -318,15 +397,14 @@ def reproduce_cmd(
     """Run the grid of the paper's Table 1, 7 or 8 and write it in the paper's layout (markdown, PNG, JSON)
     with 95% CIs and the paper's numbers beside ours. Finished cells are reused on a re-run."""
     from baselines.grid import train_for_grid
-    from leaderboard.schema import Leaderboard
-    from leaderboard.submit import DEFAULT_PATH  # the paper's numbers live in the leaderboard file
+    from leaderboard.schema import load_paper
     from training.reproduce import ReproduceConfig, run_grid
 
-    board = Leaderboard.model_validate_json(DEFAULT_PATH.read_text())
     cfg = ReproduceConfig(table=table, model=model, dataset=dataset, data=str(data), out=str(out), need=need,
                           steps=steps, test_limit=limit, bootstrap=bootstrap, critic=str(critic) if critic else None,
                           openai_model=openai_model, miniature=miniature, sets=_options(set_))
-    result = run_grid(cfg, [r.model_dump() for r in board.reported_in_paper], train_for_grid, progress=not quiet)
+    result = run_grid(cfg, [r.model_dump() for r in load_paper().reported_in_paper], train_for_grid,
+                      progress=not quiet)
     ran = sum(1 for r in result["rows"] if not r["missing"])
     typer.echo(f"Table {table}: {ran} of {len(result['rows'])} cells run; wrote {out}/table{table}/table{table}.md, "
                f".png and .json")

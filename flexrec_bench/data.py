@@ -76,6 +76,19 @@ class DatasetSplit:
         return _padded(self.frame["retrieval_scores"].tolist(), self.k, -np.inf, np.float64)
 
     @cached_property
+    def ranker_columns(self) -> tuple[str, ...]:
+        """The per-candidate number columns a ranker receives beside the texts: ``retrieval_scores``
+        and the columns the need's prompt shows (``manifest.needs.<need>.prompt.candidate_columns``)."""
+        shown = (self.manifest["needs"][self.need].get("prompt") or {}).get("candidate_columns") or {}
+        return ("retrieval_scores", *sorted(c for c in shown if c in self.frame.columns))
+
+    def candidate_column(self, name: str) -> np.ndarray:
+        """(n, K) float64 of a per-candidate list column (padding: -inf for retrieval scores, else 0)."""
+        if name == "retrieval_scores":
+            return self.retrieval_scores
+        return _padded(self.frame[name].tolist(), self.k, 0.0, np.float64)
+
+    @cached_property
     def items(self) -> pd.DataFrame:
         return pq.read_table(verified(self.root, "items.parquet", self.manifest)).to_pandas().set_index("item_id", drop=False)
 

@@ -1,4 +1,5 @@
-"""Item/query text embeddings with an on-disk cache keyed by model name and text hash."""
+"""Item/query text embeddings: pinned vectors first (flexrec_bench.pinned), then an on-disk cache
+keyed by model name and text hash, then the model itself."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .device import resolve_device
 from .errors import MissingCapabilityError
 from .io import atomic_path
+from .pinned import text_key
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+#: largest dimension of the hashing embedder (a bigger one only costs memory)
+MAX_HASHING_DIM = 65_536
 
 
-def _text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+def canonical_embedder(name: str) -> str:
+    """One name per model: the hub aliases of all-MiniLM-L6-v2 are one embedder."""
+    return DEFAULT_EMBEDDER if name in _MINILM_ALIASES else name
 
 
 class Embedder:
@@ -32,17 +36,34 @@ class Embedder:
     """
 
     def __init__(self, name: str = DEFAULT_EMBEDDER, cache_dir: Path | None = None, batch_size: int | None = None,
-                 progress: bool = True, device: str | None = None):
+                 progress: bool = True, device: str | None = None, pinned: dict[str, np.ndarray] | None = None):
         self.name = name
         self.cache_dir = cache_dir
-        self.device = resolve_device(device)
-        # 128 on CPU (as before: the chunking is part of what makes a build's vectors reproducible),
-        # 512 on CUDA (ours)
-        self.batch_size = int(batch_size or (512 if self.device.startswith("cuda") else 128))
+        self._device_request = device
+        self._batch_size = batch_size
         self.progress = progress
+        #: {text key: vector} of a pinned artifact: used before the cache and the model
+        self.pinned = pinned or {}
         self._model = None
         self.cache_hits = 0
         self.cache_misses = 0
+        #: texts whose vectors came from the pinned artifact / were computed or cached on this machine
+        self.pinned_hits = 0
+        self.computed_here = 0
+
+    @property
+    def device(self) -> str:
+        """Resolved on first use: a run that never loads the model never imports torch."""
+        if not isinstance(self._device_request, str) or self._device_request == "auto" or not self._device_request:
+            from .device import resolve_device
+
+            self._device_request = resolve_device(self._device_request)
+        return self._device_request
+
+    @property
+    def batch_size(self) -> int:
+        """128 texts per chunk on CPU, 512 on CUDA (ours)."""
+        return int(self._batch_size or (512 if self.device.startswith("cuda") else 128))
 
     # -- model -------------------------------------------------------------------------------
     def _load(self):
@@ -74,16 +95,21 @@ class Embedder:
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             return vecs / np.where(norms > 0, norms, 1.0)
         model = self._load()
-        # Texts go in their given order, in chunks of batch_size (sentence-transformers sorts each
-        # chunk by length itself). Sorting the whole list first was measured to change the vectors'
-        # last bits through different padding, and with them candidates at near-ties: builds would
-        # no longer match the registered fingerprint.
-        out = []
+        # Longest first, in chunks of batch_size, so each chunk pads to texts of about its own length
+        # (one long text in every chunk made a chunk order by hash 2-3x slower). The padding changes
+        # the vectors' last bits; that is why builds that must agree across machines use pinned
+        # vectors instead of computing them.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.zeros((len(texts), 0), np.float32)
         for i in tqdm(range(0, len(texts), self.batch_size), desc=f"embed ({self.name}, {self.device})",
                       disable=not self.progress, leave=False):
-            out.append(model.encode(texts[i:i + self.batch_size], batch_size=self.batch_size,
-                                    normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False))
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+            idx = order[i:i + self.batch_size]
+            vecs = model.encode([texts[j] for j in idx], batch_size=self.batch_size, normalize_embeddings=True,
+                                convert_to_numpy=True, show_progress_bar=False)
+            if out.shape[1] == 0:
+                out = np.zeros((len(texts), vecs.shape[1]), np.float32)
+            out[idx] = vecs
+        return out
 
     # -- cache -------------------------------------------------------------------------------
     def _cache_file(self) -> Path | None:
@@ -93,10 +119,21 @@ class Embedder:
         return self.cache_dir / f"{slug}.npz"
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-norm float32 vectors of ``texts``: pinned where the artifact has them, else cached or
+        computed here (counted in ``computed_here``: those make a build machine-specific)."""
+        keys = [text_key(t) for t in texts]
+        local = [i for i, k in enumerate(keys) if k not in self.pinned]
+        self.pinned_hits += len(keys) - len(local)
+        self.computed_here += len(local)
+        if not texts:
+            return np.zeros((0, 1), np.float32)
+        computed = iter(self._encode_cached([texts[i] for i in local], [keys[i] for i in local]) if local else ())
+        return np.stack([self.pinned[k] if k in self.pinned else next(computed) for k in keys]).astype(np.float32)
+
+    def _encode_cached(self, texts: list[str], keys: list[str]) -> np.ndarray:
         cache = self._cache_file()
-        keys = [_text_key(t) for t in texts]
         store: dict[str, np.ndarray] = {}
-        if cache is not None and cache.exists():
+        if texts and cache is not None and cache.exists():
             try:
                 with np.load(cache) as z:
                     store = dict(zip((str(k) for k in z["keys"]), z["vectors"]))

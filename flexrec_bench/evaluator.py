@@ -193,6 +193,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
                 dataset=DatasetInfo(name=cfg.dataset, fingerprint=split.fingerprint, split=cfg.split, need=cfg.need,
                                     instances=len(split)),
                 metrics=report.metrics,
+                metrics_over_all=report.metrics_over_all,
                 n_no_relevant=report.n_no_relevant,
                 n_no_gain=report.n_no_gain,
                 beyond=report.beyond,

@@ -7,7 +7,9 @@ Precision and MRR use the need's relevant set. A metric is *undefined* on an ins
 nothing to find: NDCG where the ideal DCG is 0, Recall/Precision/MRR where the relevant set is
 empty. Undefined instances score NaN per instance and are left out of that metric's mean and
 bootstrap (its ``n`` counts the defined ones), as trec_eval leaves out queries without relevant
-documents; ``n_no_relevant`` and ``n_no_gain`` count them.
+documents; ``n_no_relevant`` and ``n_no_gain`` count them. Beside that convention (ours) every
+report carries the paper-comparable one, ``metrics_over_all``: an undefined instance scores 0 and
+every metric averages over all instances (what the FlexRec paper's tables appear to use).
 """
 
 from __future__ import annotations
@@ -105,6 +107,8 @@ class Report:
     bootstrap_seed: int = 0
     beyond: dict[str, float] = field(default_factory=dict)  #: beyond-accuracy metrics (flexrec_bench.beyond)
     beyond_per_instance: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: the same metrics with undefined instances scored 0, averaged over all instances (paper-comparable)
+    metrics_over_all: dict[str, MetricValue] = field(default_factory=dict)
 
     def table(self) -> str:
         width = max(len(m) for m in self.metrics)
@@ -116,6 +120,9 @@ class Report:
                 lines.append(f"{name:<{width}}  {s.mean:7.4f}  {'(no bootstrap)':>17}  {s.n:7d}")
             else:
                 lines.append(f"{name:<{width}}  {s.mean:7.4f}  [{s.ci95[0]:.4f}, {s.ci95[1]:.4f}]  {s.n:7d}")
+        if self.metrics_over_all:
+            lines.append("over all instances, undefined = 0 (paper-comparable): " + ", ".join(
+                f"{k} {v.mean:.4f}" for k, v in self.metrics_over_all.items() if v.mean is not None))
         if self.beyond:
             lines.append("beyond accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in self.beyond.items()))
         return "\n".join(lines)
@@ -148,15 +155,17 @@ def bootstrap_ci(scores: np.ndarray, samples: int, seed: int, max_cells: int = 2
 
 def summarize(per_instance: dict[str, np.ndarray], relevant: np.ndarray, samples: int = 1000, seed: int = 0,
               relevance: np.ndarray | None = None) -> Report:
-    """Means over the defined instances, CIs, and the counts of instances where metrics are undefined."""
+    """Means over the defined instances, CIs, the counts of instances where metrics are undefined,
+    and the paper-comparable means over all instances (undefined = 0); both share the resamples."""
     names = list(per_instance)
     mat = np.stack([per_instance[k] for k in names]) if names else np.zeros((0, len(relevant)))
+    zero = np.where(np.isnan(mat), 0.0, mat)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN resamples of a rarely defined metric
-        cis = bootstrap_ci(mat, samples, seed)
-    metrics = {}
+        cis = bootstrap_ci(np.concatenate([mat, zero]), samples, seed)
+    metrics, over_all = {}, {}
     for i, name in enumerate(names):
         ok = ~np.isnan(mat[i])
         if ok.any():
@@ -164,5 +173,10 @@ def summarize(per_instance: dict[str, np.ndarray], relevant: np.ndarray, samples
             metrics[name] = MetricValue(mean=float(mat[i][ok].mean()), ci95=ci, n=int(ok.sum()))
         else:
             metrics[name] = MetricValue(mean=None, ci95=None, n=0)
+        if mat.shape[1]:
+            j = len(names) + i
+            ci = (float(cis[j, 0]), float(cis[j, 1])) if samples > 0 else None
+            over_all[name] = MetricValue(mean=float(zero[i].mean()), ci95=ci, n=int(mat.shape[1]))
     n_no_gain = int(no_gain(relevance).sum()) if relevance is not None else 0
-    return Report(metrics, per_instance, int((relevant.sum(1) == 0).sum()), n_no_gain, samples, seed)
+    return Report(metrics, per_instance, int((relevant.sum(1) == 0).sum()), n_no_gain, samples, seed,
+                  metrics_over_all=over_all)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -25,11 +25,12 @@ class LabelContext:
     candidates: np.ndarray                 #: (n, K) int64 item indices, -1 = padding
     mask: np.ndarray                       #: (n, K) bool, valid slots
     known_signal: np.ndarray               #: (n, K) float64, the user's signal on the candidate; NaN = unobserved
-    similarity: np.ndarray                 #: (n, K) float32, cosine(user or query profile, candidate)
+    similarity: np.ndarray                 #: (n, K) float64, cosine(user or query profile, candidate)
     candidate_topics: list[list[frozenset[str]]]  #: per instance, per valid slot
     history_topics: list[frozenset[str]]   #: per instance, topics of the history items
     query_time: np.ndarray                 #: (n,) int64 seconds
     window_counts: Callable[[int], np.ndarray]  #: window seconds -> (n, K) interactions in [t - w, t)
+    topic_name: str = "Topics"             #: what the dataset's topics are called in a prompt ("Genres", ...)
 
 
 @dataclass
@@ -37,6 +38,9 @@ class Labels:
     relevance: np.ndarray   #: (n, K) float32 graded relevance >= 0 (in [0, 1] except raw watch ratios); 0 on padding
     relevant: np.ndarray    #: (n, K) bool, the need's relevant set (Recall/Precision/MRR)
     observed: np.ndarray    #: (n, K) bool, label known exactly (observed signal or deterministic derivation)
+    #: per-candidate values the need's prompt shows (column name -> (n, K) numbers), stored beside
+    #: the labels and audited like every column a ranker receives
+    shown: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Need(ABC):
@@ -51,6 +55,13 @@ class Need(ABC):
 
     @abstractmethod
     def label(self, ctx: LabelContext) -> Labels: ...
+
+    def prompt_spec(self, topic_name: str) -> dict:
+        """What the need's prompt adds to the item texts (written to ``manifest.needs.<need>.prompt``):
+        ``candidate_columns`` (a label-table column of :attr:`Labels.shown` -> a template with ``{}``
+        for its value) and ``history_topics`` (the name under which the history's topics are listed,
+        or absent). Nothing by default."""
+        return {}
 
     def config(self) -> dict:
         return asdict(self) if hasattr(self, "__dataclass_fields__") else {}

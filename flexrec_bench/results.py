@@ -99,7 +99,11 @@ class ResultsFile(_Strict):
     schema_version: Literal[1] = RESULTS_SCHEMA_VERSION
     model: ModelInfo
     dataset: DatasetInfo
-    metrics: dict[str, MetricValue]
+    metrics: dict[str, MetricValue] = Field(description=(
+        "ours: each metric averaged over the instances where it is defined (docs/metrics.md)"))
+    metrics_over_all: dict[str, MetricValue] = Field(default_factory=dict, description=(
+        "paper-comparable: the same metrics with undefined instances scored 0, averaged over all instances "
+        "(the convention the FlexRec paper's tables appear to use; docs/metrics.md)"))
     n_no_relevant: int = Field(ge=0, description="instances without any relevant candidate (left out of Recall, "
                                                  "Precision and MRR)")
     n_no_gain: int = Field(default=0, ge=0, description="instances whose graded labels are all 0 (left out of NDCG)")

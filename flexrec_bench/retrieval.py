@@ -21,16 +21,18 @@ def history_weights(signals: np.ndarray, lam: float, signal_scale: float) -> np.
 
 def profile_vectors(histories: Sequence[np.ndarray], signals: Sequence[np.ndarray], emb: np.ndarray,
                     lam: float = STAR_LAMBDA, signal_scale: float = 1.0) -> np.ndarray:
-    """One unit-norm profile per instance: the weighted average of its history embeddings."""
-    out = np.zeros((len(histories), emb.shape[1]), np.float32)
+    """One unit-norm float64 profile per instance: the weighted average of its history embeddings,
+    summed row by row in history order and normalised without BLAS, so the result depends only on
+    the embeddings (not on the thread count or the CPU's kernels)."""
+    out = np.zeros((len(histories), emb.shape[1]), np.float64)
     for i, (h, s) in enumerate(zip(histories, signals)):
         if len(h) == 0:
             continue
         w = history_weights(np.asarray(s, np.float64), lam, signal_scale)
         if w.sum() <= 0:
             w = np.ones_like(w)
-        v = (w[:, None] * emb[h]).sum(0) / w.sum()
-        out[i] = v / max(float(np.sqrt((v * v).sum())), 1e-12)  # no BLAS: thread-count independent
+        v = (w[:, None] * np.asarray(emb[h], np.float64)).sum(0) / w.sum()
+        out[i] = v / max(float(np.sqrt((v * v).sum())), 1e-12)
     return out
 
 
@@ -101,14 +103,14 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
     catalogues, FAISS above ``FAISS_MIN_ITEMS``, on a GPU where faiss has one) is re-scored with
     :func:`exact_scores` and the top ``k`` kept, ties broken by item index (ascending), so results
     are the same with one thread or many and with either backend. ``allowed`` (item indices)
-    restricts the catalogue. Returns (indices (n, k) int64, scores (n, k) float32); rows with fewer
+    restricts the catalogue. Returns (indices (n, k) int64, scores (n, k) float64); rows with fewer
     eligible items are padded with -1 / -inf.
     """
     cat = np.arange(len(emb)) if allowed is None else np.asarray(allowed, np.int64)
     index, _ = _index(emb[cat], backend)
     n = len(queries)
     idx_out = np.full((n, k), -1, np.int64)
-    sc_out = np.full((n, k), -np.inf, np.float32)
+    sc_out = np.full((n, k), -np.inf, np.float64)
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         extra = max((len(exclude[i]) for i in range(start, stop)), default=0)

@@ -1,5 +1,5 @@
-"""Numbers reported in the FlexRec paper (Pan et al.), transcribed from its text into the
-leaderboard's ``reported_in_paper`` (and ``reported_critic_in_paper`` for Table 4).
+"""Numbers reported in the FlexRec paper (Pan et al.), transcribed from its text into
+``leaderboard/paper_results.json``: ``reported_in_paper`` (and ``reported_critic_in_paper`` for Table 4).
 
 The paper's tables appear in its text (../shared/paper/flexrec-paper.txt) as pipe-separated rows,
 except Table 2, which is one line of space-separated tokens. ``TABLES`` says, for each table,
@@ -9,7 +9,7 @@ and the rows of Tables 7 as "<algorithm> / <variant>". Not transcribed: the "vs 
 rows (relative gains computed from other cells, not measurements) and the "—" cells (not run).
 Tables 7 and 8 name no dataset and no need; both fields stay empty.
 
-``python -m leaderboard.paper_tables PAPER.txt`` rewrites the lists in leaderboard.json.
+``python -m leaderboard.paper_tables PAPER.txt`` rewrites paper_results.json.
 """
 
 from __future__ import annotations
@@ -121,16 +121,13 @@ def main(argv: list[str]) -> None:
 
     from flexrec_bench.io import write_json_atomic
 
-    from .schema import Leaderboard
+    from .schema import PAPER_PATH, PaperResults
 
     paper = Path(argv[0] if argv else "../shared/paper/flexrec-paper.txt")
-    from .submit import DEFAULT_PATH as board_path
-    board = Leaderboard.model_validate_json(board_path.read_text())
     results, critic = transcribe(paper.read_text())
-    board = Leaderboard.model_validate({**board.model_dump(), "reported_in_paper": results,
-                                        "reported_critic_in_paper": critic})
-    write_json_atomic(board_path, json.loads(board.model_dump_json()))  # as `submit` writes it
-    print(f"{len(results)} result cells and {len(critic)} critic cells written to {board_path}")
+    out = PaperResults.model_validate({"reported_in_paper": results, "reported_critic_in_paper": critic})
+    write_json_atomic(PAPER_PATH, json.loads(out.model_dump_json()))
+    print(f"{len(results)} result cells and {len(critic)} critic cells written to {PAPER_PATH}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import numpy as np
 
 from flexrec_bench.io import write_text_atomic
 
-from .schema import PRIMARY_METRIC, Entry, Leaderboard
+from .schema import PRIMARY_METRIC, Entry, Leaderboard, PaperResults, load_paper
 
 METRICS = ("ndcg@5", "ndcg@10", "ndcg@30", "recall@5", "precision@5", "mrr@5")
 BEYOND = ("coverage@10", "novelty@10", "ild@10", "gini@10")
@@ -122,24 +122,24 @@ def _chart(entries: list[Entry]) -> dict:
     return chart
 
 
-def reported_rows(board: Leaderboard) -> list[dict]:
+def reported_rows(paper: PaperResults) -> list[dict]:
     """The paper's numbers, one row per (table, method, dataset, need) with a value per metric."""
     rows: dict[tuple[str, str, str, str], dict] = {}
-    for r in board.reported_in_paper:
+    for r in paper.reported_in_paper:
         row = rows.setdefault((r.source, r.method, r.dataset, r.need), {
             "source": r.source, "method": r.method, "dataset": r.dataset, "need": r.need, "values": {}})
         row["values"][r.metric] = r.value
     return list(rows.values())
 
 
-def tabs(board: Leaderboard) -> list[dict]:
+def tabs(board: Leaderboard, paper_results: PaperResults) -> list[dict]:
     """One tab per dataset x need: its verified entries (per split) and the paper's rows for it."""
     groups: dict[tuple[str, str], dict[str, list[Entry]]] = {}
     for e in board.entries:
         d = e.results.dataset
         groups.setdefault((d.name, d.need), {}).setdefault(d.split, []).append(e)
     paper: dict[tuple[str, str], list[dict]] = {}
-    for r in reported_rows(board):
+    for r in reported_rows(paper_results):
         if r["dataset"] in PAPER_DATASETS:
             paper.setdefault((PAPER_DATASETS[r["dataset"]], r["need"]), []).append(r)
     out = []
@@ -151,14 +151,17 @@ def tabs(board: Leaderboard) -> list[dict]:
     return out
 
 
-def render(board: Leaderboard, out_dir: str | Path) -> Path:
+def render(board: Leaderboard, out_dir: str | Path, paper: PaperResults | None = None) -> Path:
+    """Write the page; ``paper``: the reported numbers (default: leaderboard/paper_results.json)."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+    paper = paper if paper is not None else load_paper()
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
     page = env.get_template("index.html.j2").render(
         css=(TEMPLATES / "page.css").read_text(encoding="utf-8"), js=(TEMPLATES / "page.js").read_text(encoding="utf-8"),
-        n_entries=len(board.entries), metrics=METRICS, beyond=BEYOND, tabs=tabs(board), primary=PRIMARY_METRIC,
-        alpha=ALPHA, ablations=[r for r in reported_rows(board) if r["dataset"] not in PAPER_DATASETS])
+        n_entries=len(board.entries), metrics=METRICS, beyond=BEYOND, tabs=tabs(board, paper),
+        primary=PRIMARY_METRIC, alpha=ALPHA,
+        ablations=[r for r in reported_rows(paper) if r["dataset"] not in PAPER_DATASETS])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "index.html", page)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flexrec_bench.results import ResultsFile
 
-LEADERBOARD_SCHEMA_VERSION = 1
+LEADERBOARD_SCHEMA_VERSION = 2
 #: the metric the page ranks by and tests significance on
 PRIMARY_METRIC = "ndcg@10"
 SCHEMA_PATH = Path(__file__).with_name("leaderboard.schema.json")
@@ -74,19 +74,46 @@ class ReportedCritic(_Strict):
     value: float
 
 
+class RegisteredBuild(_Strict):
+    """The build of one dataset that every entry must be scored on (a reviewed edit, never a submit)."""
+
+    fingerprint: str = Field(description="manifest.fingerprint of the registered build")
+    digests: str = Field(description="per-instance digests of the build, a file under leaderboard/ "
+                                     "(python -m leaderboard.builds register writes it)")
+    digests_sha256: str = Field(description="sha256 of that file (a hand edit of the digests is refused)")
+    command: str = Field(description="the command that makes this build on any machine")
+
+
 class Leaderboard(_Strict):
-    schema_version: Literal[1] = LEADERBOARD_SCHEMA_VERSION
-    registered_builds: dict[str, str] = Field(
-        default_factory=dict, description="dataset -> fingerprint of the build every entry must be scored on")
+    schema_version: Literal[2] = LEADERBOARD_SCHEMA_VERSION
+    registered_builds: dict[str, RegisteredBuild] = Field(
+        default_factory=dict, description="dataset -> the build every entry must be scored on")
     entries: list[Entry] = Field(default_factory=list)
+
+
+class PaperResults(_Strict):
+    """Numbers reported in the FlexRec paper, in their own file (leaderboard/paper_results.json):
+    reference values shown beside the verified entries, never verified or ranked with them."""
+
     reported_in_paper: list[ReportedResult] = Field(
         default_factory=list, description="reference numbers from papers, unverified, shown in a separate table")
     reported_critic_in_paper: list[ReportedCritic] = Field(
         default_factory=list, description="the paper's critic quality (Table 4), unverified")
 
 
+PAPER_PATH = Path(__file__).with_name("paper_results.json")
+
+
+def load_paper(path: Path = PAPER_PATH) -> PaperResults:
+    return PaperResults.model_validate_json(path.read_text(encoding="utf-8"))
+
+
 def json_schema() -> dict:
     return Leaderboard.model_json_schema()
+
+
+def paper_json_schema() -> dict:
+    return PaperResults.model_json_schema()
 
 
 def write_schema(path: Path = SCHEMA_PATH) -> None:

@@ -22,6 +22,7 @@ from flexrec_bench.io import remove_stale_tmp, sha256_file, write_json_atomic
 from flexrec_bench.need import NEEDS
 from flexrec_bench.results import ResultsFile
 
+from .builds import REGISTERED_SPLITS, check_labels
 from .schema import PRIMARY_METRIC, Entry, Leaderboard, Verification
 
 DEFAULT_PATH = Path(__file__).with_name("leaderboard.json")
@@ -66,8 +67,10 @@ def _rankings_path(results_path: Path, name: str) -> Path:
     return p
 
 
-def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -> Entry:
-    """All the checks; returns the entry to record. Raises SubmissionRefused with the reason."""
+def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard,
+           board_dir: str | Path = DEFAULT_PATH.parent) -> Entry:
+    """All the checks; returns the entry to record. Raises SubmissionRefused with the reason.
+    ``board_dir``: the folder of the leaderboard file (its registered builds' digests lie there)."""
     rp = Path(results_path)
     res = _read_results(rp)
     ds, need, split = res.dataset.name, res.dataset.need, res.dataset.split
@@ -80,18 +83,24 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -
     if res.bootstrap.samples < MIN_BOOTSTRAP:
         raise SubmissionRefused(f"{rp}: bootstrap.samples is {res.bootstrap.samples}; entries need confidence intervals "
                                 f"from at least {MIN_BOOTSTRAP} resamples (eval --bootstrap)")
+    if split not in REGISTERED_SPLITS:
+        raise SubmissionRefused(f"{rp}: a {split}-split result; entries are scored on the "
+                                f"{' or '.join(REGISTERED_SPLITS)} split only (eval --split test)")
     registered = board.registered_builds.get(ds)
     if registered is None:
         raise SubmissionRefused(f"{rp}: no build of {ds} is registered; the registered builds are a reviewed list "
                                 f"(registered_builds in leaderboard/leaderboard.json), changed only by a reviewed edit, "
                                 f"never by a submit")
-    if res.dataset.fingerprint != registered:
-        raise SubmissionRefused(f"{rp}: dataset fingerprint {res.dataset.fingerprint} is not the registered {ds} build "
-                                f"{registered}")
+    if res.dataset.fingerprint != registered.fingerprint:
+        raise SubmissionRefused(_not_registered(rp, ds, res.dataset.fingerprint, registered.fingerprint))
     local = load_split(data_dir, ds, need, split)  # every file it reads is checked against the manifest's sha256
     if local.fingerprint != res.dataset.fingerprint:
         raise SubmissionRefused(f"{rp}: scored on build {res.dataset.fingerprint}, but the local {ds} build is "
-                                f"{local.fingerprint}: rebuild with the registered configuration")
+                                f"{local.fingerprint}: rebuild with `{registered.command}`")
+    try:  # the labels re-scored against are the registered build's, instance by instance
+        check_labels(local, registered, board_dir)
+    except FlexRecError as exc:
+        raise SubmissionRefused(f"{rp}: {exc}") from None
     rk = _rankings_path(rp, res.rankings.file)
     digest = sha256_file(rk)
     if digest != res.rankings.sha256:
@@ -116,16 +125,20 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -
         report = evaluate(rankings, local, tuple(res.metrics), res.bootstrap.samples, res.bootstrap.seed, beyond=True)
     except FlexRecError as exc:
         raise SubmissionRefused(f"{rk}: {exc}") from None
-    for name, claimed in res.metrics.items():  # the tamper check: every claimed mean, to 1e-9
-        got = report.metrics[name]
-        if not _same(claimed.mean, got.mean):
-            raise SubmissionRefused(f"{rp}: metrics.{name}.mean: claimed {_fmt(claimed.mean)}, re-scored {_fmt(got.mean)}")
+    for block, claimed_block, got_block in (("metrics", res.metrics, report.metrics),
+                                            ("metrics_over_all", res.metrics_over_all, report.metrics_over_all)):
+        for name, claimed in claimed_block.items():  # the tamper check: every claimed mean, to 1e-9
+            got = got_block.get(name)
+            if got is None or not _same(claimed.mean, got.mean):
+                raise SubmissionRefused(f"{rp}: {block}.{name}.mean: claimed {_fmt(claimed.mean)}, re-scored "
+                                        f"{_fmt(got.mean if got else None)}")
     parse = _parse_stats(table, local, rankings, rk) if "output" in table.column_names else None
     # every count and statistic on the entry is the re-derived one: CIs, n, the undefined counts,
     # the instance count, beyond-accuracy metrics, parse statistics (None without raw outputs)
     # what cannot be re-derived and would read as a fact is dropped: the claimed git state
     checked = res.model_copy(update={
-        "metrics": report.metrics, "n_no_relevant": report.n_no_relevant, "n_no_gain": report.n_no_gain,
+        "metrics": report.metrics, "metrics_over_all": report.metrics_over_all,
+        "n_no_relevant": report.n_no_relevant, "n_no_gain": report.n_no_gain,
         "beyond": report.beyond, "parse": parse,
         "dataset": res.dataset.model_copy(update={"instances": len(local)}),
         "provenance": res.provenance.model_copy(update={"git_commit": None, "git_dirty": None})})
@@ -137,6 +150,12 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard) -
         rescored=True, rankings_sha256=digest, instances=len(local),
         submitted_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         flexrec_bench_version=__version__, per_instance=per_instance))
+
+
+def _not_registered(path, dataset: str, got: str, want: str) -> str:
+    return (f"{path}: dataset fingerprint {got} is not the registered {dataset} build {want}; fix: rebuild with pinned "
+            f"embeddings (`flexrec-bench build-data --dataset {dataset} --embeddings pinned`) and eval again "
+            f"(`flexrec-bench verify-build --dataset {dataset}` says how your build differs)")
 
 
 def _parse_stats(table, split, rankings: dict[str, list[str]], path: Path) -> ParseStats:
@@ -178,7 +197,7 @@ def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, dat
     the lock is held only to re-read the board, merge and write it (temp file, renamed)."""
     lb_path = Path(leaderboard)
     lb_path.parent.mkdir(parents=True, exist_ok=True)
-    entry = verify(results_path, data_dir, load(lb_path))
+    entry = verify(results_path, data_dir, load(lb_path), lb_path.parent)
     lock = FileLock(str(lb_path) + ".lock", timeout=lock_timeout)
     try:
         lock.acquire()
@@ -189,9 +208,9 @@ def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, dat
         remove_stale_tmp(lb_path)  # left by a submit killed mid-write; nobody else writes without the lock
         board = load(lb_path)
         registered = board.registered_builds.get(entry.results.dataset.name)
-        if registered and registered != entry.results.dataset.fingerprint:  # registered while we verified
-            raise SubmissionRefused(f"{results_path}: dataset fingerprint {entry.results.dataset.fingerprint} is not the "
-                                    f"registered {entry.results.dataset.name} build {registered}")
+        if registered and registered.fingerprint != entry.results.dataset.fingerprint:  # registered while we verified
+            raise SubmissionRefused(_not_registered(results_path, entry.results.dataset.name,
+                                                    entry.results.dataset.fingerprint, registered.fingerprint))
         same = [i for i, e in enumerate(board.entries) if e.key == entry.key]
         if same and not replace:
             raise SubmissionRefused(f"{results_path}: an entry for {entry.label()} on {entry.results.dataset.need}/"

@@ -7,49 +7,83 @@ import numpy as np
 
 from flexrec_bench.need import LabelContext, Labels, Need, minmax
 
+#: what ``rule`` may be: when a candidate counts as niche (its topics against the history's)
+NICHE_RULES = ("some_unseen", "none_seen", "share_unseen")
+#: the base relevance the bonus multiplies
+NICHE_BASES = ("cosine", "minmax")
+#: which candidates form the relevant set (Recall, Precision, MRR)
+NICHE_RELEVANT = ("niche", "above_bound")
+
 
 @dataclass
 class NicheNeed(Need):
-    """Explore new topics (the paper, Appendix B): retrieval relevance times a multiplicative bonus
-    for niche candidates.
+    """Explore new topics (the paper, Appendix B.2): a base relevance from embedding retrieval times a
+    multiplicative bonus for niche candidates.
 
-    niche = the candidate has topics and none of them appears in the shown history (KuaiRec: topic
-    tags; MovieLens: genres; an untagged candidate is never niche);
-    base = minmax over the instance of cosine(user profile, candidate);
-    rel = base * (1 + bonus * niche) / (1 + bonus)   (in [0, 1]; bonus 2 is ours);
-    relevant: rel > 1 / (1 + bonus), the most any non-niche candidate can score; so every relevant
-    item is niche and beats every familiar one, and the relevant set is a superlevel set of the
-    graded relevance (the ideal ranking puts all relevant items first, as for every need).
+    Default reading (ours, argued in docs/data.md):
+
+    - niche (``rule="some_unseen"``): some of the candidate's topics do not appear in the shown
+      history (KuaiRec: topic tags; MovieLens: genres). An untagged candidate is never niche (the
+      paper). ``"none_seen"``: none of them appears (the literal "its topic does not appear");
+      ``"share_unseen"``: graded, the share of its topics the history does not show.
+    - base (``base="cosine"``): the raw cosine of user profile and candidate, clipped at 0 (the
+      paper's "base relevance score obtained via embedding-based retrieval"); ``"minmax"``: min-max
+      scaled within the instance.
+    - rel = base * (1 + bonus * niche) / (1 + bonus)  (bonus 1 is ours; dividing by 1 + bonus keeps
+      rel in [0, 1] and changes no ranking).
+    - relevant (``relevant="niche"``): the niche candidates with a positive base; ``"above_bound"``:
+      rel > 1 / (1 + bonus), the most a non-niche candidate can score.
+
+    The earlier default (the paper's literal rule with a min-max base) is
+    ``rule=none_seen, base=minmax, bonus=2, relevant=above_bound``.
     """
 
     name: ClassVar[str] = "niche"
     instruction: ClassVar[str] = (
         "Help this user explore new topics: rank first the candidates they would still like but whose "
         "genres or topics do not appear in their history.")
-    label_source: ClassVar[str] = "derived: minmax embedding similarity x bonus for candidates none of whose topics the history shows"
+    label_source: ClassVar[str] = ("derived: embedding similarity x a bonus for candidates with a topic the history "
+                                   "does not show")
     signal_kinds: ClassVar[tuple[str, ...]] = ("rating", "watch_ratio")
 
-    bonus: float = 2.0
-    #: "none_seen" (the paper): niche when none of the candidate's topics is in the history;
-    #: "share_unseen" (ours): graded, niche = the share of its topics the history does not show
-    rule: str = "none_seen"
+    bonus: float = 1.0
+    rule: str = "some_unseen"
+    base: str = "cosine"
+    relevant: str = "niche"
 
     def __post_init__(self) -> None:
-        if self.rule not in ("none_seen", "share_unseen"):
-            raise ValueError(f"niche rule must be none_seen or share_unseen, got {self.rule!r}")
+        for name, allowed in (("rule", NICHE_RULES), ("base", NICHE_BASES), ("relevant", NICHE_RELEVANT)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"niche {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not (isinstance(self.bonus, (int, float)) and np.isfinite(self.bonus) and self.bonus > 0):
+            raise ValueError(f"niche bonus must be a finite number > 0, got {self.bonus!r}")
 
-    def label(self, ctx: LabelContext) -> Labels:
-        base = minmax(ctx.similarity.astype(np.float64), ctx.mask)
-        niche = np.zeros(ctx.mask.shape, dtype=np.float64)
+    def niche_degree(self, ctx: LabelContext) -> np.ndarray:
+        """(n, K) in [0, 1]: how niche each candidate is under ``rule`` (0 on padding)."""
+        out = np.zeros(ctx.mask.shape, dtype=np.float64)
         for i, (topics, hist) in enumerate(zip(ctx.candidate_topics, ctx.history_topics)):
             for j, t in enumerate(topics):
                 if not t:
                     continue  # untagged: never niche
-                if self.rule == "none_seen":
-                    niche[i, j] = float(t.isdisjoint(hist))
+                unseen = len(t - hist)
+                if self.rule == "some_unseen":
+                    out[i, j] = float(unseen > 0)
+                elif self.rule == "none_seen":
+                    out[i, j] = float(unseen == len(t))
                 else:
-                    niche[i, j] = len(t - hist) / len(t)
-        rel = base * (1.0 + self.bonus * niche) / (1.0 + self.bonus)
-        rel = np.where(ctx.mask, rel, 0.0).astype(np.float32)
-        relevant = ctx.mask & (rel > 1.0 / (1.0 + self.bonus) + 1e-9)
+                    out[i, j] = unseen / len(t)
+        return out
+
+    def label(self, ctx: LabelContext) -> Labels:
+        sim = ctx.similarity.astype(np.float64)
+        base = minmax(sim, ctx.mask) if self.base == "minmax" else np.clip(sim, 0.0, None)
+        niche = self.niche_degree(ctx)
+        rel = np.where(ctx.mask, base * (1.0 + self.bonus * niche) / (1.0 + self.bonus), 0.0)
+        if self.relevant == "niche":
+            relevant = ctx.mask & (niche > 0) & (base > 0)
+        else:
+            relevant = ctx.mask & (rel > 1.0 / (1.0 + self.bonus) + 1e-9)
         return Labels(rel, relevant, ctx.mask.copy())
+
+    def prompt_spec(self, topic_name: str) -> dict:
+        return {"history_topics": topic_name}

@@ -10,23 +10,47 @@ from flexrec_bench.need import LabelContext, Labels, Need, minmax
 
 @dataclass
 class TrendNeed(Need):
-    """Trend promotion: rel = alpha * minmax(similarity) + (1 - alpha) * minmax(recent count),
-    where the count is the number of interactions (all users) with the candidate in the
-    ``window_seconds`` before the instance's query time. Relevant: rel >= ``relevant_threshold``."""
+    """Trend promotion (the paper, Appendix B.3): rel = alpha * minmax(similarity) + (1 - alpha) *
+    minmax(recent count), where the count is the number of interactions (all users) with the
+    candidate in the ``window_seconds`` before the instance's query time (the paper: one day).
+    Relevant: rel >= ``relevant_threshold`` (ours). The prompt shows each candidate's count, with
+    the window named (the count is stored as the label table's ``recent_count`` column)."""
 
     name: ClassVar[str] = "trend"
     instruction: ClassVar[str] = (
         "Promote what is trending: rank first the candidates that many people interacted with recently "
         "and that still suit this user.")
-    label_source: ClassVar[str] = "derived: alpha * minmax(similarity) + (1 - alpha) * minmax(1-day count)"
+    label_source: ClassVar[str] = "derived: alpha * minmax(similarity) + (1 - alpha) * minmax(recent count)"
     signal_kinds: ClassVar[tuple[str, ...]] = ("rating", "watch_ratio")
 
     alpha: float = 0.5
     window_seconds: int = 86_400
     relevant_threshold: float = 0.6
 
+    def __post_init__(self) -> None:
+        for name in ("alpha", "relevant_threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:  # also refuses nan
+                raise ValueError(f"trend {name} must be a number in [0, 1], got {v!r}")
+        if isinstance(self.window_seconds, bool) or not isinstance(self.window_seconds, int) or self.window_seconds < 1:
+            raise ValueError(f"trend window_seconds must be an integer >= 1, got {self.window_seconds!r}")
+
     def label(self, ctx: LabelContext) -> Labels:
         counts = ctx.window_counts(self.window_seconds).astype(np.float64)
         rel = self.alpha * minmax(ctx.similarity.astype(np.float64), ctx.mask) + (1.0 - self.alpha) * minmax(counts, ctx.mask)
-        rel = np.where(ctx.mask, rel, 0.0).astype(np.float32)
-        return Labels(rel, ctx.mask & (rel >= self.relevant_threshold), ctx.mask.copy())
+        rel = np.where(ctx.mask, rel, 0.0)
+        return Labels(rel, ctx.mask & (rel >= self.relevant_threshold), ctx.mask.copy(),
+                      shown={"recent_count": np.where(ctx.mask, counts, 0.0)})
+
+    def prompt_spec(self, topic_name: str) -> dict:
+        return {"candidate_columns": {"recent_count": "{} interactions by all users in the " + window_text(
+            self.window_seconds) + " before this request"}}
+
+
+def window_text(seconds: int) -> str:
+    """'1 day', '7 days', '6 hours', '90 seconds': the window as a prompt names it."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
+        if seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"

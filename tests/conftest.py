@@ -39,3 +39,18 @@ def tiny_model(tmp_path_factory) -> Path:
     from flexrec_bench.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def register_build(board: Path, data_dir: Path, dataset: str = "ml-100k") -> Path:
+    """Register a local build on the leaderboard file ``board`` (its digests go beside it)."""
+    from leaderboard.builds import register
+
+    register(data_dir, dataset, board, f"flexrec-bench build-data --dataset {dataset}", allow_machine_specific=True)
+    return board
+
+
+def fake_registration(fingerprint: str):
+    """A registered build that exists only as a fingerprint (for refusals checked before its digests)."""
+    from leaderboard.schema import RegisteredBuild
+
+    return RegisteredBuild(fingerprint=fingerprint, digests="builds/none.json", digests_sha256="0" * 64, command="x")

@@ -89,6 +89,7 @@ def _knn_data(tmp_path):
     inter["split"], inter["observed"], inter["timestamp"] = "train", True, np.arange(len(rows))
     pq.write_table(pa.Table.from_pandas(inter), root / "interactions.parquet")
     pq.write_table(pa.table({"item_id": ["a", "b", "c"]}), root / "items.parquet")
+    (root / "manifest.json").write_text('{"needs": {"interest": {"config": {}}}}')  # the interest need's defaults
     return tmp_path
 
 

@@ -72,7 +72,9 @@ def test_build_with_openai_embedder_and_its_cache(server, tmp_path):
     cfg = dict(dataset="ml-1m", raw_dir=str(raw), embedder="openai:text-embedding-004", train_size=30, test_size=10,
                val_size=10, candidates=8, history=6, min_history=3, stride=3)
     res = build(BuildConfig(out=str(tmp_path / "a"), **cfg), progress=False)
-    assert res.manifest["embedder"] == {"name": "openai:text-embedding-004", "dim": 16}
+    emb = res.manifest["embedder"]
+    assert emb["name"] == "openai:text-embedding-004" and emb["dim"] == 16
+    assert emb["machine_specific"] and emb["artifact"] is None  # nothing pinned for this embedder: said so
     n = len(_Embeddings.calls)
     assert n >= 1
     build(BuildConfig(out=str(tmp_path / "b"), **cfg), progress=False)  # served from the embedding cache

@@ -148,6 +148,8 @@ def test_fingerprint_is_the_same_with_one_thread_or_all_and_any_paths_and_submit
     _, _, path = run_eval(EvalConfig(model="star", data=str(tmp_path / "out-a"), out=str(tmp_path / "res"),
                                      bootstrap=100), progress=False)
     lb = tmp_path / "lb.json"
-    lb.write_text(Leaderboard(registered_builds={"ml-100k": fps[0]}).model_dump_json())
+    from conftest import register_build
+
+    register_build(lb, tmp_path / "out-a")
     entry, _ = submit(path, lb, tmp_path / "out-b")
     assert entry.results.dataset.fingerprint == fps[1] and entry.verification.rescored

@@ -170,8 +170,9 @@ def test_api_keys_never_reach_results_cache_or_leaderboard(ml100k, tmp_path, fak
     from leaderboard.schema import Leaderboard
 
     (tmp_path / "lb").mkdir()
-    (tmp_path / "lb" / "leaderboard.json").write_text(Leaderboard(registered_builds={
-        "ml-100k": load_manifest(ml100k, "ml-100k")["fingerprint"]}).model_dump_json())
+    from conftest import register_build
+
+    register_build(tmp_path / "lb" / "leaderboard.json", ml100k)
     submit(path, tmp_path / "lb" / "leaderboard.json", ml100k)
     from leaderboard.render import render
     from leaderboard.submit import load

@@ -39,10 +39,27 @@ def test_niche_bonus_for_unseen_topics():
                candidate_topics=[[frozenset({"Drama"}), frozenset({"Horror", "Drama"}), frozenset({"Western"}),
                                   frozenset()]],
                history_topics=[frozenset({"Drama"})])
-    lab = get_need("niche", bonus=1.0).label(ctx)
-    # base = [1, 1, 0.875, 0]; niche = [0, 0 (one topic seen), 1, 0 (untagged)]; rel = base * (1 + niche) / 2
-    np.testing.assert_allclose(lab.relevance[0], [0.5, 0.5, 0.875, 0.0], rtol=1e-6)
-    assert lab.relevant[0].tolist() == [False, False, True, False]  # rel > 0.5: only the niche item
+    # the default reading: raw cosine base, niche when some topic is unseen, relevant = the niche candidates
+    lab = get_need("niche").label(ctx)
+    # base = [0.9, 0.9, 0.8, 0.1]; niche = [0, 1 (Horror unseen), 1, 0 (untagged)]; rel = base * (1 + niche) / 2
+    np.testing.assert_allclose(lab.relevance[0], [0.45, 0.9, 0.8, 0.05], rtol=1e-6)
+    assert lab.relevant[0].tolist() == [False, True, True, False]
+    # the earlier reading: min-max base, niche when none of its topics is seen, relevant above the bound
+    old = get_need("niche", bonus=1.0, rule="none_seen", base="minmax", relevant="above_bound").label(ctx)
+    # base = [1, 1, 0.875, 0]; niche = [0, 0 (one topic seen), 1, 0 (untagged)]
+    np.testing.assert_allclose(old.relevance[0], [0.5, 0.5, 0.875, 0.0], rtol=1e-6)
+    assert old.relevant[0].tolist() == [False, False, True, False]  # rel > 0.5: only the niche item
+    share = get_need("niche", rule="share_unseen").niche_degree(ctx)
+    np.testing.assert_allclose(share[0], [0.0, 0.5, 1.0, 0.0])
+
+
+def test_niche_options_are_checked():
+    from flexrec_bench.errors import ConfigError
+    from flexrec_bench.need import make_need
+
+    for opt, bad in (("rule", "most_unseen"), ("base", "rank"), ("relevant", "all"), ("bonus", "nan"), ("bonus", "-1")):
+        with pytest.raises(ConfigError, match=f"niche.*{opt}"):
+            make_need("niche", {opt: bad})
 
 
 def test_trend_mixes_similarity_and_recent_counts():
@@ -50,6 +67,19 @@ def test_trend_mixes_similarity_and_recent_counts():
     lab = get_need("trend", alpha=0.5).label(ctx)
     np.testing.assert_allclose(lab.relevance[0], [0.5 * 0 + 0.5 * 1, 0.5 * 0.5, 0.5 * 1 + 0.5 * 0.5])
     assert lab.relevant[0].tolist() == [False, False, True]
+    assert lab.shown["recent_count"][0].tolist() == [10, 0, 5]  # what the prompt shows beside each candidate
+    assert "1 day" in get_need("trend").prompt_spec("Genres")["candidate_columns"]["recent_count"]
+    assert "7 days" in get_need("trend", window_seconds=7 * 86_400).prompt_spec("Genres")["candidate_columns"][
+        "recent_count"]
+
+
+def test_trend_options_are_checked_before_any_build():
+    from flexrec_bench.errors import ConfigError
+    from flexrec_bench.need import make_need
+
+    for opt, bad in (("alpha", "nan"), ("alpha", "5"), ("relevant_threshold", "-0.1"), ("window_seconds", "0")):
+        with pytest.raises(ConfigError, match=f"trend {opt}"):
+            make_need("trend", {opt: bad})
 
 
 def test_search_esci_gains():

@@ -1,4 +1,4 @@
-"""The paper's numbers in the leaderboard (reported_in_paper, reported_critic_in_paper) against the
+"""The paper's numbers (leaderboard/paper_results.json: reported_in_paper, reported_critic_in_paper) against the
 paper's own text: every number stored occurs on its table's lines, and every numeric cell of
 Tables 1, 2, 3, 4, 6, 7, 8 and 9 is stored (relative-gain rows aside)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from leaderboard.paper_tables import TABLES, transcribe
-from leaderboard.schema import Leaderboard
+from leaderboard.schema import Leaderboard, PaperResults, load_paper
 
 ROOT = Path(__file__).resolve().parents[1]
 EXCERPT = ROOT / "tests" / "data" / "flexrec_paper_tables.txt"
@@ -35,8 +35,8 @@ def _table(n: int) -> list[str]:
     return [lines[i] for i in range(lo, hi + 1)]
 
 
-def _board() -> Leaderboard:
-    return Leaderboard.model_validate_json((ROOT / "leaderboard" / "leaderboard.json").read_text())
+def _board() -> PaperResults:
+    return load_paper()
 
 
 def test_excerpt_is_verbatim_from_the_paper():
@@ -107,7 +107,7 @@ def test_page_shows_the_papers_rows_one_per_method_with_metric_columns(tmp_path)
     board = _board()
     rows = reported_rows(board)
     assert len(rows) == len({(r.source, r.method, r.dataset, r.need) for r in board.reported_in_paper})
-    page = render(board, tmp_path).read_text()
+    page = render(Leaderboard(), tmp_path, board).read_text()
     section = page[page.index("Reported in paper: kuairec · interest"):]
     section = section[: section.index("</table>")]
     assert "Qwen2.5-3B-Instruct + FlexRec" in section and "<td>0.597</td>" in section

@@ -19,7 +19,7 @@ def test_bundled_ml100k_counts_and_records():
     assert (first.user_id, first.item_id, first.signal, first.timestamp) == ("196", "242", 3.0, 881250949)
     toy = raw.items.set_index("item_id").loc["1"]
     assert toy.title == "Toy Story"
-    assert toy.text == "Title: Toy Story; Year: 1995; Genres: Animation, Children's, Comedy"
+    assert toy.text == "Movie Title: Toy Story\nMovie Year: 1995\nMovie genres: Animation, Children's, Comedy"  # Appendix E
     assert raw.items.iloc[-1].item_id == "1682"
     assert bundled_ml100k_dir().name == "ml-100k"
 
@@ -75,18 +75,18 @@ def test_kuairec_quirks(tmp_path):
     raw = read_kuairec(fx.write_kuairec(tmp_path))
     items = raw.items.set_index("item_id")
     # bare CR inside an unquoted caption and a non-breaking space survive as plain spaces
-    assert items.loc["0"].text.startswith("Caption: 视频 0 第二行")
+    assert items.loc["0"].text.startswith("Video caption: 视频 0 第二行\nCategory path: ")  # Appendix E
     assert "\r" not in "".join(raw.items["text"]) and "\xa0" not in "".join(raw.items["text"])
-    # empty caption (and UNKNOWN cover text) -> no caption part, category path kept
-    assert items.loc["7"].text.startswith("Video 7; Category: 音乐 > 子类1")
+    # empty caption (and UNKNOWN cover text) -> no caption line, category path kept
+    assert items.loc["7"].text.startswith("Category path: 音乐 > 子类1")
     # -124 / UNKNOWN third-level category dropped; topic tags parsed from bracket lists of unquoted strings
     assert "UNKNOWN" not in items.loc["3"].text
     assert items.loc["4"].topics == ["五爱市场", "感谢快手我要上热门", "搞笑"]
-    assert "Tags: 五爱市场, 感谢快手我要上热门, 搞笑" in items.loc["4"].text
+    assert "\nVideo tag: 五爱市场, 感谢快手我要上热门, 搞笑" in items.loc["4"].text
     assert items.loc["9"].topics == ["标签9", "tag9"] and items.loc["1"].topics == []  # [] -> untagged
     # doubled quotes, a comma and a line break inside a quoted caption; a line break in an unquoted one
     assert items.loc["6"].title == '他说"好看" 第二行,还有逗号'
-    assert items.loc["8"].title == "第一行 第二行" and items.loc["9"].text.startswith("Caption: caption 9")
+    assert items.loc["8"].title == "第一行 第二行" and items.loc["9"].text.startswith("Video caption: caption 9")
     assert any(p.name == "user_features.csv" for p in raw.sources)
     assert len(raw.eval_labels) == 20 * 25
     assert raw.interactions["timestamp"].dtype == "int64"
@@ -125,7 +125,8 @@ def test_esci_join_and_locale(tmp_path):
     assert set(raw.queries["split"]) == {"train", "test"}
     assert "999" not in set(raw.queries["query_id"])  # es locale dropped
     text = raw.items.set_index("item_id").iloc[0].text
-    assert text.startswith("Title: Product") and "Features: bullet" in text and "Brand: Brand" in text
+    assert text.startswith("Product title: Product") and "\nProduct description: bullet" in text  # Appendix E
+    assert "\nBrand: Brand" in text
 
 
 def test_esci_bad_label_and_missing_column(tmp_path):

@@ -63,7 +63,9 @@ def _complete(root: Path) -> dict:
     ("--train-size", "-5", "--train-size must be an integer >= 1, got -5"),
     ("--test-size", "0", "--test-size must be an integer >= 1, got 0"),
     ("--seed", "-1", "--seed must be an integer >= 0, got -1"),
-    ("--embedder", "hashing-0", "--embedder must be hashing-<dim> with dim >= 1"),
+    ("--embedder", "hashing-0", "--embedder must be hashing-<dim> with 1 <= dim <= 65536"),
+    ("--embedder", "hashing-99999999999", "--embedder must be hashing-<dim> with 1 <= dim <= 65536"),
+    ("--embeddings", "cached", "--embeddings must be one of auto, pinned, local"),
     ("--candidate-order", "sorted", "--candidate-order must be one of shuffled, retrieval"),
 ])
 def test_build_options_out_of_range_are_one_line_errors(tmp_path, opt, value, expect):
@@ -223,8 +225,9 @@ def test_submit_lock_timeout_is_one_line_and_stale_temp_files_go(tmp_path):
     from flexrec_bench.data import load_manifest
     from leaderboard.schema import Leaderboard
 
-    lb.write_text(Leaderboard(registered_builds={"ml-1m": load_manifest(tmp_path / "data", "ml-1m")["fingerprint"]})
-                  .model_dump_json())
+    from conftest import register_build
+
+    register_build(lb, tmp_path / "data", "ml-1m")
     stale = lb.parent / ".leaderboard.json.abc123.tmp"
     stale.write_text("{half a file")
     with FileLock(str(lb) + ".lock"):

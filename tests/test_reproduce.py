@@ -10,15 +10,14 @@ from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
 from flexrec_bench.errors import FlexRecError
-from leaderboard.schema import Leaderboard
-from leaderboard.submit import DEFAULT_PATH
+from leaderboard.schema import load_paper
 from training.reproduce import ReproduceConfig, cells, markdown, paper_numbers
 
 runner = CliRunner()
 
 
 def _reported() -> list[dict]:
-    return [r.model_dump() for r in Leaderboard.model_validate_json(DEFAULT_PATH.read_text()).reported_in_paper]
+    return [r.model_dump() for r in load_paper().reported_in_paper]
 
 
 def test_grids_follow_the_papers_rows():
@@ -45,10 +44,12 @@ def test_paper_numbers_sit_beside_ours():
     table = {"table": 8, "model": "m", "dataset": "ml-100k", "need": "interest", "miniature": False, "steps": 3,
              "metrics": ["ndcg@5"], "paper_dataset": "",
              "rows": [{"label": "Raw critic", "missing": None, "metrics": {"ndcg@5": {"mean": 0.5, "ci95": [0.4, 0.6]}},
-                       "paper": {"ndcg@5": 0.566}},
+                       "metrics_over_all": {"ndcg@5": {"mean": 0.45, "ci95": [0.35, 0.55]}}, "paper": {"ndcg@5": 0.566}},
                       {"label": "Item-KNN CF", "missing": "why", "metrics": {}, "paper": {"ndcg@5": 0.417}}]}
     md = markdown(table)
-    assert "| Raw critic | 0.500 [0.400, 0.600] | 0.566 |" in md and "| Item-KNN CF | not run | 0.417 |" in md
+    # ours (defined instances), then the paper-comparable mean over all instances, then the paper's value
+    assert "| Raw critic | 0.500 [0.400, 0.600] | 0.450 [0.350, 0.550] | 0.566 |" in md
+    assert "| Item-KNN CF | not run |  | 0.417 |" in md
     assert "- Item-KNN CF: why" in md
 
 
@@ -65,12 +66,13 @@ def test_table7_miniature_runs_every_cell_it_can_and_resumes(tiny_model, ml100k,
     assert [row["axes"]["item_reward"] for row in ran] == ["independent", "noncausal_swap", "causal_swap"]
     for row in ran:
         assert row["instances"] == 8 and row["metrics"]["ndcg@5"]["ci95"] is not None
+        assert row["metrics_over_all"]["ndcg@5"]["mean"] <= row["metrics"]["ndcg@5"]["mean"]
         assert row["paper"]["ndcg@5"] > 0
     # each trained cell ran with its own axis value
     item_rewards = sorted(json.loads(p.read_text())["flexrec"]["item_reward"] for p in (out / "runs").glob("*/train_config.json"))
     assert item_rewards == ["causal_swap", "independent", "noncausal_swap"]
     md = (out / "table7.md").read_text()
-    assert "| GRPO / CausalSwap reward (ours) | " in md and "| PPO / CausalSwap reward (ours) | not run | 0.621 |" in md
+    assert "| GRPO / CausalSwap reward (ours) | " in md and "| PPO / CausalSwap reward (ours) | not run |  | 0.621 |" in md
     assert (out / "table7.png").stat().st_size > 5000
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/final/config.json")}
     r = runner.invoke(app, args)  # a re-run reuses the finished cells

@@ -24,7 +24,7 @@ from flexrec_bench.data import DatasetSplit, load_manifest
 from flexrec_bench.datasets import DATASETS
 from flexrec_bench.errors import FlexRecError, MissingDataError
 from flexrec_bench.io import atomic_path, write_json_atomic, write_text_atomic
-from flexrec_bench.need import LabelContext, get_need
+from flexrec_bench.need import LabelContext, make_need
 from flexrec_bench.retrieval import STAR_LAMBDA, profile_vectors
 
 
@@ -74,14 +74,21 @@ def beta_nll(mean: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor, beta: fl
     return (nll * var.detach() ** beta).mean() if beta > 0 else nll.mean()
 
 
-def interest_targets(signals: np.ndarray, signal_kind: str) -> np.ndarray:
-    """Map raw signals to the interest need's relevance (the critic predicts labels, not signals)."""
+def interest_targets(signals: np.ndarray, signal_kind: str, options: dict | None = None) -> np.ndarray:
+    """Map raw signals to the interest need's relevance (the critic predicts labels, not signals),
+    with the interest need's label options as the build recorded them (``options``: the manifest's
+    ``needs.interest.config``; the need's defaults where the build has no interest need)."""
     sig = np.asarray(signals, np.float64)[:, None]
     ctx = LabelContext(signal_kind=signal_kind, candidates=np.zeros_like(sig, dtype=np.int64),
-                       mask=np.ones(sig.shape, bool), known_signal=sig, similarity=np.zeros(sig.shape, np.float32),
+                       mask=np.ones(sig.shape, bool), known_signal=sig, similarity=np.zeros(sig.shape),
                        candidate_topics=[[frozenset()]] * len(sig), history_topics=[frozenset()] * len(sig),
                        query_time=np.zeros(len(sig), np.int64), window_counts=lambda w: np.zeros(sig.shape))
-    return get_need("interest").label(ctx).relevance[:, 0].astype(np.float32)
+    return make_need("interest", dict(options or {})).label(ctx).relevance[:, 0].astype(np.float32)
+
+
+def build_interest_options(manifest: dict) -> dict:
+    """The interest need's label options of a build (empty: the need's defaults)."""
+    return dict(((manifest.get("needs") or {}).get("interest") or {}).get("config") or {})
 
 
 def training_pairs(data_dir: str | Path, dataset: str, cfg: CriticConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -116,7 +123,7 @@ def training_pairs(data_dir: str | Path, dataset: str, cfg: CriticConfig) -> tup
     if cfg.max_pairs and len(order) > cfg.max_pairs:
         order = np.sort(np.random.default_rng([cfg.seed, 5]).choice(len(order), cfg.max_pairs, replace=False))
     prof = profile_vectors([hists[i] for i in order], [sigs[i] for i in order], emb, cfg.lam, spec.signal_scale)
-    y = interest_targets(np.array(targets_sig)[order], spec.signal_kind)
+    y = interest_targets(np.array(targets_sig)[order], spec.signal_kind, build_interest_options(manifest))
     return prof, np.array(targets_idx)[order], y, {"fingerprint": manifest["fingerprint"], "emb": emb}
 
 

@@ -32,7 +32,9 @@ class KNNImputer:
     """``fill(split) -> (gains, variances)``, the interface of :class:`training.critic.Critic`."""
 
     def __init__(self, kind: str, data_dir: str | Path, dataset: str, k: int = 50):
-        from .critic import interest_targets
+        from flexrec_bench.data import load_manifest
+
+        from .critic import build_interest_options, interest_targets
 
         if kind not in KNN_KINDS:
             raise FlexRecError(f"unknown KNN signal {kind!r}: {' or '.join(KNN_KINDS)}")
@@ -40,7 +42,6 @@ class KNNImputer:
         if spec.signal_kind == "esci":
             raise FlexRecError("KNN reward signals need users; esci has none (its labels are all observed)")
         self.kind, self.k, self.signal_kind = kind, int(k), spec.signal_kind
-        self._targets = interest_targets
         root = Path(data_dir) / dataset
         path = root / "interactions.parquet"
         if not path.exists():
@@ -55,7 +56,9 @@ class KNNImputer:
         ucodes, users = inter["user_id"].factorize()
         self.user_index = {str(u): i for i, u in enumerate(users)}
         cols = inter["item_id"].map(self.index).to_numpy(np.int64)
-        y = interest_targets(inter["signal"].to_numpy(np.float64), spec.signal_kind).astype(np.float64)
+        options = build_interest_options(load_manifest(data_dir, dataset))
+        self._targets = lambda signals, kind: interest_targets(signals, kind, options)
+        y = self._targets(inter["signal"].to_numpy(np.float64), spec.signal_kind).astype(np.float64)
         shape = (len(users), len(items))
         self.R = sp.csr_matrix((y, (ucodes, cols)), shape=shape)                    # labels
         B = sp.csr_matrix((np.ones(len(y)), (ucodes, cols)), shape=shape)           # who rated what

@@ -169,7 +169,9 @@ def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, train_bas
                                                model.startswith("hf:") else {}), progress=progress)
             row.update(model=model, results=str(path), instances=res.dataset.instances,
                        fingerprint=res.dataset.fingerprint,
-                       metrics={m: res.metrics[m].model_dump() for m in metrics})
+                       metrics={m: res.metrics[m].model_dump() for m in metrics},
+                       metrics_over_all={m: res.metrics_over_all[m].model_dump() for m in metrics
+                                         if m in res.metrics_over_all})
         row["paper"] = paper_numbers(reported or [], cfg.table, cell.label, cfg.dataset, cfg.need)
         rows.append(row)
     table = {"table": cfg.table, "model": cfg.model, "dataset": cfg.dataset, "need": cfg.need,
@@ -205,16 +207,20 @@ def _fmt(m: dict | None) -> str:
 
 
 def markdown(table: dict) -> str:
-    """The table in the paper's layout: one row per cell, ours (95% CI) then the paper's value."""
+    """The table in the paper's layout: one row per cell, each metric ours (defined instances, 95%
+    CI), then over all instances with undefined = 0 (the paper-comparable convention), then the
+    paper's value."""
     metrics = table["metrics"]
     pd = table["paper_dataset"]
     paper_note = ("the paper's numbers (its Tables 7 and 8 name no dataset)" if pd == "" else
                   f"the paper's {pd} numbers" if pd else
                   f"no paper column: the paper reports no {table['dataset']} numbers in Table {table['table']}")
-    head = ["| Row | " + " | ".join(f"{_HEAD[m]} ours | {_HEAD[m]} paper" for m in metrics) + " |",
-            "|---|" + "---|---|" * len(metrics)]
+    head = ["| Row | " + " | ".join(f"{_HEAD[m]} ours | {_HEAD[m]} all | {_HEAD[m]} paper" for m in metrics) + " |",
+            "|---|" + "---|---|---|" * len(metrics)]
     lines = [f"# Table {table['table']} reproduced: {table['dataset']} / {table['need']}, base model {table['model']}",
-             "", f"Ours: mean [95% bootstrap CI] on the test split; beside it, {paper_note}."
+             "", f"Ours: mean [95% bootstrap CI] over the instances where a metric is defined; 'all': over all "
+                 f"instances with undefined ones scored 0, the convention the paper's tables appear to use "
+                 f"(docs/metrics.md); beside them, {paper_note}."
              + (" Rows keep the paper's labels; in Table 1, 'Qwen2.5-3B-Instruct' stands for the base model above."
                 if table["table"] == 1 else "")
              + (" Miniature run (CPU smoke preset): the numbers only show that every cell runs." if table["miniature"]
@@ -223,8 +229,9 @@ def markdown(table: dict) -> str:
         cells = []
         for m in metrics:
             ours = "not run" if row["missing"] else _fmt(row["metrics"].get(m))
+            over_all = "" if row["missing"] else _fmt((row.get("metrics_over_all") or {}).get(m))
             paper = row["paper"].get(m)
-            cells.append(f"{ours} | {'' if paper is None else f'{paper:.3f}'}")
+            cells.append(f"{ours} | {over_all} | {'' if paper is None else f'{paper:.3f}'}")
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     missing = [r for r in table["rows"] if r["missing"]]
     if missing:
@@ -233,7 +240,8 @@ def markdown(table: dict) -> str:
 
 
 def plot(table: dict, path: Path) -> None:
-    """Grouped bars of our means with 95% CI whiskers, the paper's values as black ticks."""
+    """Grouped bars of our paper-comparable means (over all instances, undefined = 0) with 95% CI
+    whiskers, the paper's values as black ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,7 +253,7 @@ def plot(table: dict, path: Path) -> None:
     for j, m in enumerate(metrics):
         xs, ys, err = [], [], [[], []]
         for i, row in enumerate(rows):
-            v = row["metrics"].get(m) or {}
+            v = (row.get("metrics_over_all") or {}).get(m) or {}
             if v.get("mean") is None:
                 continue
             ci = v.get("ci95") or (v["mean"], v["mean"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..download import DownloadSpec
+from ..pinned import PinnedSpec
 from ..registry import Registry
 from .base import DatasetSpec, RawData
 from .esci import read_esci
@@ -15,22 +16,30 @@ DATASETS.register("ml-100k", DatasetSpec(
     name="ml-100k",
     description="MovieLens-100K (offline default: read from the copy the recbole wheel ships)",
     reader=read_ml100k, signal_kind="rating", signal_scale=5.0,
-    default_needs=("interest", "niche", "trend"),
+    default_needs=("interest", "niche", "trend"), topic_name="Genres",
     # GroupLens publishes md5 sums only; the sha256 of the files actually used goes in the manifest.
     downloads=(DownloadSpec("https://files.grouplens.org/datasets/movielens/ml-100k.zip", "ml-100k.zip",
                             md5="0e33842e24a9c977be4e0107933c0723", extract=True),),
+    # the vectors of its 1,664 distinct item texts (made by `flexrec-bench embeddings export`), shipped
+    embeddings=(PinnedSpec("all-MiniLM-L6-v2", "ml-100k.all-MiniLM-L6-v2.npz",
+                           sha256="73169ee7412ec0515ec96dfd29ca81b271d5dacae1722227e82bb188ac2efd3e", size=2609620,
+                           texts=1664, bundled=True),),
 ))
 DATASETS.register("ml-1m", DatasetSpec(
     name="ml-1m", description="MovieLens-1M (ratings.dat, movies.dat, users.dat)",
     reader=read_ml1m, signal_kind="rating", signal_scale=5.0,
-    default_needs=("interest", "niche", "trend"),
+    default_needs=("interest", "niche", "trend"), topic_name="Genres",
     downloads=(DownloadSpec("https://files.grouplens.org/datasets/movielens/ml-1m.zip", "ml-1m.zip",
                             md5="c4d9eecfca2ab87c1945afe126590906", extract=True),),
+    # the vectors of its 3,883 movie texts, from the release's movies.dat (171,308 bytes), shipped
+    embeddings=(PinnedSpec("all-MiniLM-L6-v2", "ml-1m.all-MiniLM-L6-v2.npz",
+                           sha256="68cc6589faed7d33c007557591fc739d1a515ee7b8946d2cf99a285d9688b381", size=6089012,
+                           texts=3883, bundled=True),),
 ))
 DATASETS.register("kuairec", DatasetSpec(
     name="kuairec", description="KuaiRec 2.0 (fully observed small matrix for evaluation)",
     reader=read_kuairec, signal_kind="watch_ratio", signal_scale=2.0,
-    default_needs=("interest", "niche", "trend"),
+    default_needs=("interest", "niche", "trend"), topic_name="Video tags",
     manual_instructions=(
         "KuaiRec is distributed from https://kuairec.com (KuaiRec.zip, about 432 MB, CC BY-SA 4.0). "
         "Download it by hand and unzip it so that 'KuaiRec 2.0/data/small_matrix.csv' lies under {raw_dir}, "
@@ -40,7 +49,7 @@ DATASETS.register("kuairec", DatasetSpec(
 DATASETS.register("esci", DatasetSpec(
     name="esci", description="Amazon Shopping Queries (ESCI), locale us, official split",
     reader=read_esci, signal_kind="esci", signal_scale=1.0,
-    default_needs=("search",), task="query",
+    default_needs=("search",), task="query", topic_name="Brands",
     # The files live in git LFS; no checksum is published, so the sha256 is recorded in the manifest.
     downloads=tuple(
         DownloadSpec(f"https://github.com/amazon-science/esci-data/raw/main/shopping_queries_dataset/{f}", f)

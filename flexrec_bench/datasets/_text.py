@@ -22,6 +22,12 @@ def clean_text(value: str | None) -> str | None:
     return None if value in MISSING_MARKERS else value
 
 
+def field_lines(fields: Sequence[tuple[str, str | None]]) -> str:
+    """Item text in Appendix E's form: one ``Field name: value`` line per field, in the given order,
+    joined by newlines; fields without a value are left out (ours: the paper shows every field)."""
+    return "\n".join(f"{name}: {value}" for name, value in fields if value)
+
+
 def require_file(path: Path, hint: str = "") -> Path:
     if not path.is_file():
         raise DataError(path, f"file not found{'; ' + hint if hint else ''}")

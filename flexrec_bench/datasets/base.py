@@ -11,6 +11,7 @@ from typing import Literal
 import pandas as pd
 
 from ..download import DownloadSpec
+from ..pinned import PinnedSpec
 
 SignalKind = Literal["rating", "watch_ratio", "esci"]
 
@@ -60,3 +61,7 @@ class DatasetSpec:
     required_files: tuple[str, ...] = ()
     #: the kind of task that makes its instances (flexrec_bench.tasks): sequential or query
     task: str = "sequential"
+    #: what the items' topics are, as a prompt names them ("Genres" in "Genres in this user's history")
+    topic_name: str = "Topics"
+    #: published embedding artifacts (flexrec_bench.pinned): builds with these embedders agree on every machine
+    embeddings: tuple[PinnedSpec, ...] = ()

@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from ._text import clean_text, require_file
+from ._text import clean_text, field_lines, require_file
 from .base import RawData
 
 EXAMPLE_COLUMNS = ("example_id", "query", "query_id", "product_id", "product_locale", "esci_label",
@@ -36,17 +36,18 @@ def _read_parquet(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     return pq.read_table(path, columns=[c for c in required if c in schema.names]).to_pandas()
 
 
+#: characters of the bullet points kept in a product's text (ours; the paper states no cut)
+BULLET_CHARS = 500
+
+
 def product_text(row) -> str:
-    """Appendix-E item text for products: title, bullet points, brand, colour."""
-    parts = [f"Title: {clean_text(row.product_title) or 'unknown product'}"]
+    """Appendix E's product text: ``Product title: <product_title>``, ``Product description:
+    <product_bullet_point>`` (the first BULLET_CHARS characters, ours), ``Brand: <product_brand>``,
+    ``Color: <product_color>`` on separate lines; a missing field leaves its line out."""
     bullets = clean_text(row.product_bullet_point)
-    if bullets:
-        parts.append(f"Features: {bullets[:500]}")
-    for label, value in (("Brand", row.product_brand), ("Color", row.product_color)):
-        v = clean_text(value)
-        if v:
-            parts.append(f"{label}: {v}")
-    return "; ".join(parts)
+    return field_lines([("Product title", clean_text(row.product_title) or "unknown product"),
+                        ("Product description", bullets[:BULLET_CHARS] if bullets else None),
+                        ("Brand", clean_text(row.product_brand)), ("Color", clean_text(row.product_color))])
 
 
 def read_esci(raw_dir: Path | None, locale: str = "us", version: str = "small") -> RawData:

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ._text import MAX_TIMESTAMP, clean_text, parse_list_literal, parse_tag_list, read_csv_records, require_file
+from ._text import (MAX_TIMESTAMP, clean_text, field_lines, parse_list_literal, parse_tag_list, read_csv_records,
+                    require_file)
 from .base import RawData
 
 MATRIX_COLUMNS = ("user_id", "video_id", "play_duration", "video_duration", "time", "date", "timestamp", "watch_ratio")
@@ -101,15 +102,14 @@ def read_item_categories(path: Path) -> dict[str, list[str]]:
 
 
 def video_text(vid: str, info: dict | None) -> str:
-    """Appendix-E item text for videos: caption, category path, tags."""
-    if not info:
-        return f"Video {vid}"
-    parts = [f"Caption: {info['caption']}" if info.get("caption") else f"Video {vid}"]
-    if info.get("categories"):
-        parts.append(f"Category: {' > '.join(info['categories'])}")
-    if info.get("tags"):
-        parts.append(f"Tags: {', '.join(info['tags'])}")
-    return "; ".join(parts)
+    """Appendix E's video text: ``Video caption: <caption>``, ``Category path: <level_1> > <level_2> >
+    <level_3>``, ``Video tag: <tag>`` (the topic tags, comma-separated) on separate lines. A missing
+    field leaves its line out; a video with none of them is ``Video caption: (none), video <id>`` (ours)."""
+    info = info or {}
+    text = field_lines([("Video caption", info.get("caption")),
+                        ("Category path", " > ".join(info.get("categories") or [])),
+                        ("Video tag", ", ".join(info.get("tags") or []))])
+    return text or f"Video caption: (none), video {vid}"
 
 
 def read_kuairec(raw_dir: Path | None) -> RawData:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError, MissingDataError
-from ._text import clean_text, require_file, split_lines, to_number, to_timestamp
+from ._text import clean_text, field_lines, require_file, split_lines, to_number, to_timestamp
 from .base import RawData
 
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -19,13 +19,9 @@ _YEAR_SUFFIX = re.compile(r"\s*\((\d{4})\)\s*$")
 
 
 def movie_text(title: str, year: str | None, genres: list[str]) -> str:
-    """Appendix-E item text for movies: title, year, genres."""
-    parts = [f"Title: {title}"]
-    if year:
-        parts.append(f"Year: {year}")
-    if genres:
-        parts.append(f"Genres: {', '.join(genres)}")
-    return "; ".join(parts)
+    """Appendix E's movie text: ``Movie Title: <title>``, ``Movie Year: <year>``, ``Movie genres:
+    <genre_1>, <genre_2>, …`` on separate lines (a missing year or genre list leaves its line out)."""
+    return field_lines([("Movie Title", title), ("Movie Year", year), ("Movie genres", ", ".join(genres))])
 
 
 def _split_title(raw: str) -> tuple[str, str | None]:

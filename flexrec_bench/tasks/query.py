@@ -70,7 +70,7 @@ def query_candidates(inst: Instances, emb: np.ndarray, cfg: BuildConfig) -> None
     """ESCI: the candidates are the query's annotated products, ordered by retrieval score (top K)."""
     k = cfg.candidates
     inst.candidates = np.full((len(inst), k), -1, np.int64)
-    inst.scores = np.full((len(inst), k), -np.inf, np.float32)
+    inst.scores = np.full((len(inst), k), -np.inf, np.float64)
     for i in range(len(inst)):
         items = np.array(sorted(inst.known[i]), np.int64)
         sc = exact_scores(emb[items], inst.profiles[i])
