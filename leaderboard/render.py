@@ -146,8 +146,12 @@ def tabs(board: Leaderboard, paper_results: PaperResults) -> list[dict]:
     for n, key in enumerate(sorted(set(groups) | set(paper))):
         sections = [{"id": f"t{n}-{split}", "split": split, "fingerprint": es[0].results.dataset.fingerprint,
                      "rows": _rows(es), "chart": _chart(es)} for split, es in sorted(groups.get(key, {}).items())]
+        comparable = [{"method": e.label(), "split": e.results.dataset.split,
+                       "values": {m: v.mean for m, v in e.results.metrics_over_all.items() if v.mean is not None}}
+                      for split, es in sorted(groups.get(key, {}).items()) for e in es]
         out.append({"id": f"t{n}", "dataset": key[0], "need": key[1], "sections": sections,
-                    "paper": paper.get(key, []), "n_entries": sum(len(s["rows"]) for s in sections)})
+                    "paper": paper.get(key, []), "comparable": comparable,
+                    "n_entries": sum(len(s["rows"]) for s in sections)})
     return out
 
 

@@ -225,3 +225,21 @@ def test_critic_fill_keeps_watch_ratios_above_one():
     np.testing.assert_allclose(gains, [[2.5, 2.5]])  # not clipped to 1
     gains, _ = Critic(net, CriticConfig(hidden=8), emb, {"target_max": 1.0}).fill(_Split())
     np.testing.assert_allclose(gains, [[1.0, 1.0]])  # ratings: at most 1
+
+
+def test_critic_targets_follow_the_builds_interest_options(tmp_path):
+    """The critic learns the labels the build made: an interest option changes its targets."""
+    import rawfixtures as fx
+
+    from flexrec_bench.build import BuildConfig, build
+    from training.critic import CriticConfig, training_pairs
+
+    raw = fx.write_ml1m(tmp_path / "raw")
+    small = dict(dataset="ml-1m", raw_dir=str(raw), needs=("interest",), embedder="hashing-32", train_size=30,
+                 test_size=10, candidates=8, history=6, min_history=3)
+    build(BuildConfig(out=str(tmp_path / "a"), **small), progress=False)
+    build(BuildConfig(out=str(tmp_path / "b"), need_options={"interest": {"rating_max": "10"}}, **small), progress=False)
+    _, items_a, ya, _ = training_pairs(tmp_path / "a", "ml-1m", CriticConfig())
+    _, items_b, yb, _ = training_pairs(tmp_path / "b", "ml-1m", CriticConfig())
+    assert (items_a == items_b).all() and ya.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(yb, ya * (2.0 ** 5 - 1) / (2.0 ** 10 - 1), rtol=1e-5)  # (2^r - 1) / (2^max - 1)

@@ -125,3 +125,38 @@ def test_download_command_fetches_every_file_of_a_dataset(server, tmp_path):
     assert hashlib.sha256(PAYLOAD).hexdigest() in r.output and "no published sha256" in r.output
     r = CliRunner().invoke(app, ["download", "--dataset", "kuairec", "--raw-dir", str(tmp_path)])
     assert r.exit_code != 0 and "kuairec.com" in str(r.exception)
+
+
+def test_download_embeddings_fetches_the_pinned_artifact_verified(server, tmp_path, monkeypatch):
+    """`download --embeddings D --from URL` fetches a published artifact into $FLEXREC_HOME, checked
+    against the sha256 and size the dataset spec names; a tampered copy is refused and left nowhere;
+    a build then uses the fetched copy, and refuses one that was edited afterwards."""
+    from typer.testing import CliRunner
+
+    from flexrec_bench.cli import app
+    from flexrec_bench.datasets import DATASETS
+    from flexrec_bench.pinned import BUNDLED_DIR, find, locate, pinned_dir
+
+    monkeypatch.setenv("FLEXREC_HOME", str(tmp_path / "home"))
+    art = find(DATASETS.get("ml-100k").embeddings, "sentence-transformers/all-MiniLM-L6-v2")  # an alias
+    good = (BUNDLED_DIR / art.filename).read_bytes()
+    runner = CliRunner()
+    r = runner.invoke(app, ["download", "--embeddings", "ml-100k"])
+    assert r.exit_code == 0 and "bundled with flexrec-bench, nothing to download" in r.output
+    _Files.files[f"/mirror/{art.filename}"] = good[:-1] + bytes([good[-1] ^ 1])  # one bit flipped
+    r = runner.invoke(app, ["download", "--embeddings", "ml-100k", "--from", f"{server}/mirror"])
+    assert r.exit_code != 0 and "sha256" in str(r.exception)
+    assert not (pinned_dir() / art.filename).exists()
+    _Files.files[f"/mirror/{art.filename}"] = good
+    r = runner.invoke(app, ["download", "--embeddings", "ml-100k", "--from", f"{server}/mirror/"])
+    assert r.exit_code == 0, r.output
+    assert (pinned_dir() / art.filename).read_bytes() == good and locate(art) == pinned_dir() / art.filename
+    r = runner.invoke(app, ["download", "--embeddings", "esci"])
+    assert r.exit_code != 0 and "no pinned all-MiniLM-L6-v2 embeddings are published for esci" in str(r.exception)
+    # an artifact edited after the download is never used
+    from flexrec_bench.build import BuildConfig, build
+
+    p = pinned_dir() / art.filename
+    p.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(DataError, match="does not match the pinned all-MiniLM-L6-v2 embeddings"):
+        build(BuildConfig(out=str(tmp_path / "out"), train_size=50, test_size=20), progress=False)

@@ -336,6 +336,9 @@ def test_page_in_a_real_browser_tabs_sorting_paper_rows_and_escaping(ml100k, tmp
             header.click()
             assert values() == sorted(desc)
             assert panel.locator("td.mark").evaluate_all("c => c.map(x => x.dataset.value)").count("best") == 1
+            # every entry again in the paper's convention (over all instances, undefined = 0)
+            comparable = panel.locator("tr.comparable-row")
+            assert comparable.count() == 2 and "ours, paper's convention" in comparable.first.inner_text()
             pg.click("button.tab:has-text('kuairec · interest')")
             active = pg.locator(".panel.active")
             assert active.get_attribute("data-dataset") == "kuairec"

@@ -153,3 +153,27 @@ def test_fingerprint_is_the_same_with_one_thread_or_all_and_any_paths_and_submit
     register_build(lb, tmp_path / "out-a")
     entry, _ = submit(path, lb, tmp_path / "out-b")
     assert entry.results.dataset.fingerprint == fps[1] and entry.verification.rescored
+
+
+def test_audit_flags_a_shipped_column_that_solves_a_need(tmp_path):
+    rng = np.random.default_rng(1)
+    n, k = 300, 12
+    rel = rng.random((n, k))
+    mask = np.ones((n, k), bool)
+    solved = audit_arrays(rel, mask, columns={"retrieval_scores": rel * 3 + 1})  # a monotone copy of the label
+    assert solved.leak and solved.ndcg_by_column["retrieval_scores"] > 0.999
+    assert any("retrieval_scores" in r and "one column solves" in r for r in solved.reasons)
+    reverse = audit_arrays(rel, mask, columns={"recent_count": -rel})  # in reverse it solves it too
+    assert reverse.leak
+    noisy = audit_arrays(rel, mask, columns={"retrieval_scores": rel + rng.normal(0, 0.5, rel.shape)})
+    assert not noisy.leak and 0.5 < noisy.ndcg_by_column["retrieval_scores"] < 0.98
+    # a build whose trend label is the similarity alone (alpha 1) is one that retrieval_scores solves
+    raw = fx.write_ml1m(tmp_path / "raw", n_users=120, n_items=150, per_user=30)
+    res = build(BuildConfig(dataset="ml-1m", raw_dir=str(raw), out=str(tmp_path / "o"), needs=("trend", "niche"),
+                            need_options={"trend": {"alpha": "1"}}, **MID), progress=False)
+    audit = res.manifest["audit"]
+    assert "trend/test" in audit["flagged"] and not any(f.startswith("niche/") for f in audit["flagged"])
+    cols = audit["needs"]["trend"]["test"]["ndcg_by_column"]
+    assert cols["retrieval_scores"] >= 0.98 and "recent_count" in cols
+    bad = CliRunner().invoke(app, ["audit", "--data", str(tmp_path / "o"), "--dataset", "ml-1m"])
+    assert bad.exit_code == 1 and "one column solves" in bad.output

@@ -93,3 +93,31 @@ def test_truncation_drops_oldest_history_then_shortens_candidates():
     user = msgs[1]["content"]
     assert "history item" not in user and all(f"[C{i + 1}]" in user for i in range(30))
     assert "y" * 60 not in user
+
+
+def test_need_prompts_show_what_the_label_uses(ml100k):
+    """Trend prompts show each candidate's recent count with the window named; niche prompts list the
+    history's genres whenever the shown history texts do not name them all (here: when the budget
+    drops history items); item texts are Appendix E's lines."""
+    from flexrec_bench.data import load_split
+    from flexrec_bench.prompts import split_messages
+
+    trend = load_split(ml100k, "ml-100k", "trend", "test")
+    user = split_messages(trend, 0, PromptConfig())[1]["content"]
+    counts = trend.frame.iloc[0]["recent_count"]
+    note = "interactions by all users in the 1 day before this request"
+    assert user.count(note) == len(counts) == 30
+    for j, c in enumerate(counts):
+        block = user.split(f"[C{j + 1}] ")[1].split("\n[C")[0]
+        assert f"({int(c)} {note})" in block and block.startswith("Movie Title: ")
+    assert "\n     Movie Year: " in user or "\n     Movie genres: " in user  # continuation lines, indented
+    niche = load_split(ml100k, "ml-100k", "niche", "test")
+    full = split_messages(niche, 0, PromptConfig())[1]["content"]
+    assert "Genres in this user's history" not in full and "Movie genres: " in full
+    cut = split_messages(niche, 0, PromptConfig(max_prompt_tokens=900))[1]["content"]
+    line = [ln for ln in cut.splitlines() if ln.startswith("Genres in this user's history: ")]
+    topics = niche.items["topics"]
+    want = sorted({t for h in niche.frame.iloc[0]["history"] for t in topics[h]})
+    assert line == [f"Genres in this user's history: {', '.join(want)}"]
+    interest = load_split(ml100k, "ml-100k", "interest", "test")
+    assert "interactions by all users" not in split_messages(interest, 0, PromptConfig())[1]["content"]
