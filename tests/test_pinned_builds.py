@@ -51,13 +51,19 @@ def test_another_cpus_kernels_build_the_registered_fingerprint(tmp_path):
 
 def test_a_build_that_computes_its_embeddings_says_so(tmp_path):
     raw = fx.write_ml1m(tmp_path / "raw")
+    small = ["--train-size", "30", "--test-size", "10", "--candidates", "8", "--history", "6", "--min-history", "3",
+             "--quiet"]
     r = runner.invoke(app, ["build-data", "--dataset", "ml-1m", "--raw-dir", str(raw), "--out", str(tmp_path / "o"),
-                            "--embedder", "hashing-32", "--train-size", "30", "--test-size", "10", "--candidates", "8",
-                            "--history", "6", "--min-history", "3", "--quiet"])
+                            "--embeddings", "local", *small])
     assert r.exit_code == 0, r.output
-    assert "embeddings computed on this machine: the fingerprint is machine-specific" in r.output
+    assert r.output.rstrip().splitlines()[-2].strip() == ("embeddings computed on this machine: the fingerprint is "
+                                                         "machine-specific")
     m = json.loads((tmp_path / "o" / "ml-1m" / "manifest.json").read_text())
     assert m["embedder"]["machine_specific"] and m["embedder"]["note"].startswith("embeddings computed on this machine")
+    # the model-free embedders count and hash exactly: their vectors are the same on every machine
+    r = runner.invoke(app, ["build-data", "--dataset", "ml-1m", "--raw-dir", str(raw), "--out", str(tmp_path / "h"),
+                            "--embedder", "ngrams-64", *small])
+    assert r.exit_code == 0 and "model-free embedder: the same vectors, and fingerprint, on every machine" in r.output
     r = runner.invoke(app, ["build-data", "--dataset", "ml-1m", "--raw-dir", str(raw), "--out", str(tmp_path / "p"),
                             "--embedder", "hashing-32", "--embeddings", "pinned", "--quiet"])
     assert r.exit_code != 0 and "no pinned hashing-32 embeddings are published for ml-1m" in str(r.exception)

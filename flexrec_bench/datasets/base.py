@@ -65,3 +65,5 @@ class DatasetSpec:
     topic_name: str = "Topics"
     #: published embedding artifacts (flexrec_bench.pinned): builds with these embedders agree on every machine
     embeddings: tuple[PinnedSpec, ...] = ()
+    #: the embedder a build uses unless --embedder names one
+    default_embedder: str = "all-MiniLM-L6-v2"
