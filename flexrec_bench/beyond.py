@@ -7,8 +7,8 @@
   (the build's own item embeddings), averaged over lists;
 - ``gini@k``: the Gini coefficient of the exposure counts (top-k appearances) over the catalogue;
   0 = every item shown equally often, towards 1 = a few items take all exposure;
-- ``niche_share@k`` (niche need): the share of top-k items none of whose topics the shown history
-  has (the niche need's rule; untagged items are never niche);
+- ``niche_share@k`` (niche need): the share of top-k items that are niche under the build's niche
+  rule (default: some of their topics are not in the shown history; untagged items never are);
 - ``trend_share@k`` (trend need): the share of top-k items that are trending: interacted with at
   least once in the need's window before the query time and in the top quarter of their candidate
   list by that count (the quarter is ours).
@@ -96,14 +96,20 @@ def _need_flags(split: DatasetSplit, index: dict[str, int]) -> tuple[str, np.nda
     cands = split.frame["candidates"].tolist()
     k = split.k
     if split.need == "niche" and "topics" in split.items:
+        # the build's rule (manifests before the some_unseen default name none; theirs was none_seen)
+        rule = (split.manifest.get("needs", {}).get("niche", {}).get("config", {}) or {}).get("rule", "none_seen")
         topics = [frozenset(t) if t is not None else frozenset() for t in split.items["topics"]]
         flag = np.zeros((len(split), k), bool)
         for i, (hist, row) in enumerate(zip(split.frame["history"], cands)):
             seen = frozenset().union(*(topics[index[h]] for h in hist if h in index))
             for j, c in enumerate(row):
                 t = topics[index[c]]
-                flag[i, j] = bool(t) and t.isdisjoint(seen)
+                flag[i, j] = bool(t) and (t.isdisjoint(seen) if rule == "none_seen" else not t <= seen)
         return "niche_share", flag
+    if split.need == "trend" and "recent_count" in split.frame:  # the counts the prompt showed
+        counts = np.where(split.mask, split.candidate_column("recent_count"), np.nan)
+        cut = np.nanquantile(counts, TREND_QUANTILE, axis=1, keepdims=True)
+        return "trend_share", (counts >= cut) & (counts > 0) & split.mask
     if split.need == "trend":
         from .tasks.sequential import WindowCounter
 

@@ -269,6 +269,26 @@ def eval_cmd(
     typer.echo(f"wrote {path}")
 
 
+@app.command("prompt")
+def prompt_cmd(
+    need: Annotated[str, typer.Option(help="need")] = "interest",
+    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    index: Annotated[int, typer.Option(help="instance (row) of the split")] = 0,
+    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    reasoning: Annotated[bool, typer.Option(help="ask for a <think> block first")] = False,
+) -> None:
+    """Print the chat prompt every LLM ranker and trainer sends for one instance (docs/prompts.md)."""
+    from .data import load_split
+    from .prompts import PromptConfig, split_messages
+
+    s = load_split(data, dataset, need, split)
+    if not 0 <= index < len(s):
+        raise FlexRecError(f"--index must be in 0..{len(s) - 1} for {dataset}/{need}/{split}, got {index}")
+    for m in split_messages(s, index, PromptConfig(reasoning=reasoning)):
+        typer.echo(f"<{m['role']}>\n{m['content']}\n")
+
+
 @app.command("compare")
 def compare_cmd(
     results: Annotated[list[Path], typer.Argument(help="two or more results.json files (one build, need and split)")],

@@ -43,8 +43,8 @@ class TrendNeed(Need):
                       shown={"recent_count": np.where(ctx.mask, counts, 0.0)})
 
     def prompt_spec(self, topic_name: str) -> dict:
-        return {"candidate_columns": {"recent_count": "{} interactions by all users in the " + window_text(
-            self.window_seconds) + " before this request"}}
+        return {"candidate_columns": {"recent_count": "interactions by all users in the " + window_text(
+            self.window_seconds) + " before this request: {}"}}
 
 
 def window_text(seconds: int) -> str:

@@ -109,7 +109,7 @@ def test_need_prompts_show_what_the_label_uses(ml100k):
     assert user.count(note) == len(counts) == 30
     for j, c in enumerate(counts):
         block = user.split(f"[C{j + 1}] ")[1].split("\n[C")[0]
-        assert f"({int(c)} {note})" in block and block.startswith("Movie Title: ")
+        assert f"({note}: {int(c)})" in block and block.startswith("Movie Title: ")
     assert "\n     Movie Year: " in user or "\n     Movie genres: " in user  # continuation lines, indented
     niche = load_split(ml100k, "ml-100k", "niche", "test")
     full = split_messages(niche, 0, PromptConfig())[1]["content"]
