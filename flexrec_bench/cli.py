@@ -311,7 +311,7 @@ def compare_cmd(
 def train_critic_cmd(
     dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
     data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
-    out: Annotated[Optional[Path], typer.Option(help="checkpoint directory (default <data>/<dataset>/critic)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="checkpoint directory (default <data>/critics/<dataset>, where `train --algo flexrec` finds it)")] = None,
     epochs: Annotated[int, typer.Option(help="training epochs")] = 30,
     max_pairs: Annotated[Optional[int], typer.Option(help="subsample observed pairs (quick runs)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the 8:1:1 split and initialisation")] = 0,
@@ -321,9 +321,10 @@ def train_critic_cmd(
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Train the uncertainty critic on observed interactions; report MSE, MAE and correlations."""
+    from training.config import default_critic_dir
     from training.critic import CriticConfig, train_critic
 
-    dest = out or data / dataset / "critic"
+    dest = out or default_critic_dir(data, dataset)
     ccfg = CriticConfig(epochs=epochs, max_pairs=max_pairs, seed=seed, patience=patience, device=device)
     _, rep = train_critic(data, dataset, ccfg, dest, progress=not quiet, resume=resume)
     typer.echo(f"critic on {dataset} ({rep['device']}): pairs {rep['pairs']}; kept epoch {rep['epoch_kept']} of "

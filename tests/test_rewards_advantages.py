@@ -82,3 +82,48 @@ def test_token_spans_and_per_token_advantages():
     assert spans == [[1, 2], [4, 5]]
     adv = per_token_advantages(7, 0.3, spans, [1.0, -1.0])
     assert adv.tolist() == [0.3, 1.0, 1.0, 0.3, -1.0, -1.0, 0.3]
+
+
+def test_padding_is_seeded_by_instance_and_text_and_stays_out_of_group_statistics():
+    from training.env import RankingEnv, _Instance
+
+    env = RankingEnv("flexrec", "causal_swap", uncertainty=False)
+    for key in ("a", "b"):
+        env.instances[key] = _Instance(key, 4, np.array([1.0, 0.0, 0.5, 0.2]), np.zeros(4), 1.0)
+    short = "<answer>C2</answer>"
+    # the same unparseable or short output gets the same padding wherever it sits in a batch
+    assert env.parse("a", short, None).order == env.parse("a", short, None).order
+    orders = {tuple(env.parse(k, short, None).order) for k in ("a", "b")} | \
+             {tuple(env.parse("a", t, None).order) for t in (short, short + " ", "<answer>C2, </answer>")}
+    assert len(orders) > 1 and all(o[0] == 1 for o in orders)  # the named item leads, the padding varies
+    r = env.parse("a", short, None)
+    assert r.named == 1 and not r.format_ok
+    # padded ranks are left out of the group's mean and deviation
+    full = env.parse("a", "<answer>C1, C3, C4, C2</answer>", None)
+    item_adv, _ = env.group_advantages([full, r])
+    from training.rewards import causal_swap_rewards
+
+    g = np.stack([env.ranked_gains(x)[0] for x in (full, r)])
+    rew = causal_swap_rewards(g, np.array([1.0, 1.0]))
+    pool = np.concatenate([rew[0], rew[1, :1]])
+    np.testing.assert_allclose(item_adv[0], (rew[0] - pool.mean()) / (pool.std() + 1e-4))
+    np.testing.assert_allclose(item_adv[1][1:], 0.0)
+
+
+def test_uncertainty_weight_constants_are_fields():
+    from training.advantages import uncertainty_weights
+    from training.env import RankingEnv, _Instance
+
+    var = np.array([0.0, 0.5])
+    np.testing.assert_allclose(uncertainty_weights(var, eps=0.5, clip=(0.1, 10.0)), [2.0 / 1.5, 1.0 / 1.5])
+    for items in (True, False):
+        env = RankingEnv("flexrec", "causal_swap", uncertainty=True, uncertainty_eps=0.5, uncertainty_clip=(0.1, 10.0),
+                         uncertainty_items=items)
+        env.instances["a"] = _Instance("a", 2, np.array([1.0, 0.0]), np.array([0.0, 0.5]), 1.0)
+        rs = [env.parse("a", t, None) for t in ("<answer>C1, C2</answer>", "<answer>C2, C1</answer>")]
+        plain = RankingEnv("flexrec", "causal_swap", uncertainty=False)
+        plain.instances = env.instances
+        w_item, w_seq = env.group_advantages(rs)
+        p_item, p_seq = plain.group_advantages(rs)
+        assert not np.allclose(w_seq, p_seq)  # the sequence advantages are weighted either way
+        assert np.allclose(np.stack(w_item), np.stack(p_item)) != items

@@ -58,9 +58,27 @@ def test_verl_dry_run_resolves_ppo_to_gae_with_a_value_model():
 
     r = CliRunner().invoke(app, ["train", "--backend", "verl", "--model", "m", "--set", "estimator=ppo", "--dry-run"])
     assert r.exit_code == 0, r.output
-    ov = json.loads(r.output)["verl_overrides"]
+    dry = json.loads(r.output)
+    ov = dry["verl_overrides"]
     assert "algorithm.adv_estimator=gae" in ov and "critic.model.path=m" in ov and "actor_rollout_ref.rollout.n=1" in ov
-    assert "+flexrec.estimator=ppo" in ov
+    assert dry["flexrec"]["estimator"] == "ppo" and any(o.startswith("+flexrec.config_file=") for o in ov)
     r = CliRunner().invoke(app, ["train", "--backend", "verl", "--model", "m", "--dry-run"])
     ov = json.loads(r.output)["verl_overrides"]
     assert "algorithm.adv_estimator=flexrec_token" in ov and not any(o.startswith("critic.") for o in ov)
+
+
+def test_verl_workers_read_the_one_resolved_config(tmp_path):
+    """The launcher writes the resolved TrainConfig; a worker's environment is built from it, with
+    the uncertainty rule and the weight's constants as the local trainer has them."""
+    from training.config import TrainConfig
+    from training.local import env_for
+    from training.verl_backend import write_config_file
+    from training.verl_plugin import read_config_file
+
+    cfg = TrainConfig(model="m", output_dir=str(tmp_path), uncertainty_eps=0.05, uncertainty_clip=(0.2, 2.0),
+                      trl={"seed": 7}).resolved()
+    back = read_config_file(write_config_file(cfg))
+    assert back == cfg
+    a, b = env_for(cfg), env_for(back)
+    assert (a.uncertainty, a.uncertainty_eps, a.uncertainty_clip, a.seed) == (b.uncertainty, 0.05, (0.2, 2.0), 7)
+    assert a.uncertainty is False  # no critic here: the weighting cannot act, decided once in resolved()

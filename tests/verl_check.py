@@ -51,7 +51,11 @@ def check_resolution() -> None:
         assert resolve_reward_manager_cls(config).__name__ == "FlexRecRewardLoopManager", resolve_reward_manager_cls(config)
         manager = load_class_from_fqn(config.actor_rollout_ref.rollout.agent.agent_loop_manager_class, "AgentLoopManager")
         assert manager is plugin.FlexRecAgentLoopManager and issubclass(manager, AgentLoopManager)
-        assert config.flexrec.estimator == estimator and list(config.flexrec.needs) == ["interest"]
+        from training.verl_backend import write_config_file
+        from training.verl_plugin import read_config_file
+
+        worker_cfg = read_config_file(write_config_file(cfg) and config.flexrec.config_file)
+        assert worker_cfg == cfg and worker_cfg.estimator == estimator and worker_cfg.needs == ("interest",)
         if estimator == "grpo":
             assert config.algorithm.adv_estimator == "flexrec_token"
             assert core_algos.get_adv_estimator_fn(config.algorithm.adv_estimator) is plugin.flexrec_token_advantage
@@ -121,8 +125,29 @@ def check_credit() -> None:
     loop_manager = plugin.FlexRecAgentLoopManager.__new__(plugin.FlexRecAgentLoopManager)
     loop_manager.config, loop_manager._fx_tok = config, tok
     relabelled = loop_manager.generate_sequences(batch_in)
-    relabelled.batch["token_level_rewards"] = relabelled.batch["rm_scores"]
-    adv = compute_advantage(relabelled, adv_estimator="flexrec_token", config=None).batch["advantages"].numpy()
+    # verl's own reward -> advantage step, as RayPPOTrainer.fit runs it with the backend's config:
+    # extract_reward reads rm_scores into token_level_scores; with use_kl_in_reward False (the
+    # backend's choice: KL is a loss) they become token_level_rewards; then compute_advantage with the
+    # configured estimator
+    from verl.trainer.ppo.ray_trainer import apply_kl_penalty
+    from verl.trainer.ppo.reward import extract_reward
+
+    from training.config import load_config
+    from training.verl_backend import verl_overrides
+
+    tmp = Path(tempfile.mkdtemp())
+    run_cfg = load_config(Path(__file__).resolve().parents[1] / "training" / "configs" / "flexrec.yaml",
+                          {"model": "m", "output_dir": str(tmp)}).resolved()
+    full = compose(verl_overrides(run_cfg, tmp / "t.parquet", tmp / "v.parquet", 1))
+    reward_tensor, _ = extract_reward(relabelled)
+    relabelled.batch["token_level_scores"] = reward_tensor
+    assert full.algorithm.use_kl_in_reward is False
+    if full.algorithm.use_kl_in_reward:  # the trainer's branch (not taken with the backend's config)
+        relabelled, _ = apply_kl_penalty(relabelled, None)
+    else:
+        relabelled.batch["token_level_rewards"] = relabelled.batch["token_level_scores"]
+    adv = compute_advantage(relabelled, adv_estimator=full.algorithm.adv_estimator,
+                            config=full.algorithm).batch["advantages"].numpy()
     for group in ([0, 1], [2, 3]):  # expected: the environment's own per-token advantages, group by group
         texts, offs = [], []
         for i in group:
@@ -137,6 +162,14 @@ def check_credit() -> None:
             np.testing.assert_allclose(adv[i, :n], exp[j][:n], rtol=1e-5, atol=1e-6)
             assert (adv[i, n:] == 0).all()
     assert not np.allclose(adv[0, :5], adv[1, :5])
+    # a training batch that reached the manager unscored is an error, never passed on silently
+    unscored = DataProto.from_dict(tensors={k: v for k, v in output.batch.items() if k != "rm_scores"})
+    try:
+        plugin.relabel_batch(batch_in, unscored, tok, env, "grpo")
+    except RuntimeError as exc:
+        assert "without rm_scores" in str(exc)
+    else:
+        raise AssertionError("a batch without rm_scores was passed on")
     # validation batches keep verl's scalar score
     batch_in.meta_info["validate"] = True
     output.batch["rm_scores"] = torch.zeros((4, t))

@@ -23,8 +23,10 @@ from flexrec_bench.errors import ConfigError, FlexRecError
 ALGOS = ("flexrec", "rec-r1", "rank-grpo")
 #: item-level reward variants (Table 7): sequence (Rec-R1's), independent, noncausal_swap, causal_swap
 ITEM_REWARD_VARIANTS = ("sequence", "independent", "noncausal_swap", "causal_swap")
-#: where rewards for unobserved user-item pairs come from (Table 8)
-REWARD_SIGNALS = ("observed", "item_knn", "user_knn", "critic")
+#: where rewards for unobserved user-item pairs come from (Table 8); auto: the critic where one exists
+REWARD_SIGNALS = ("auto", "observed", "item_knn", "user_knn", "critic")
+#: what the SFT warm-up learns: the ideal list (Rec-R1's warm-up) or a random permutation (the answer format only)
+SFT_TARGETS = ("ideal", "random")
 #: policy-gradient estimator (Table 7): GRPO (group-relative, no value model) or PPO (GAE with a value model)
 ESTIMATORS = ("grpo", "ppo")
 BACKENDS = ("local", "verl")
@@ -47,9 +49,12 @@ class TrainConfig:
     data: str = "data"                      #: build-data output root
     output_dir: str = ""                    #: default checkpoints/<algo>-<dataset>-<needs>
     item_reward: str = "causal_swap"        #: Table 7 axis: sequence, independent, noncausal_swap, causal_swap
-    reward_signal: str = "observed"         #: Table 8 axis: observed, item_knn, user_knn or critic (fills unobserved pairs)
-    critic: str | None = None               #: critic checkpoint dir (reward_signal=critic)
-    uncertainty: bool = True                #: Table 8 axis: down-weight advantages by the critic's reward variance
+    reward_signal: str = "auto"             #: Table 8 axis: auto (the critic where one exists: --critic, or <data>/critics/<dataset>; else observed, said on stderr), observed, item_knn, user_knn or critic
+    critic: str | None = None               #: critic checkpoint dir (reward_signal=critic or auto)
+    uncertainty: bool = True                #: Table 8 axis: down-weight advantages by the critic's reward variance (acts only with the critic)
+    uncertainty_eps: float = 0.01           #: ours: w = 1 / (Var + eps) of a rollout's critic-filled reward
+    uncertainty_clip: tuple[float, float] = (0.1, 3.0)  #: ours: the weights, normalised to mean 1 over the group, are clipped to this range
+    uncertainty_items: bool = True          #: ours (an extension of the paper): a rollout's weight also scales its item advantages, not only its sequence advantage
     estimator: str = "grpo"                 #: Table 7 axis: grpo, or ppo (verl backend only: GAE with a value model)
     knn_neighbors: int = 50                 #: neighbours of the KNN reward signals (ours)
     train_limit: int | None = None          #: use the first N training instances per need
@@ -58,7 +63,8 @@ class TrainConfig:
     max_prompt_tokens: int = 3072
     reasoning: bool = False                 #: ask for a <think> block before the permutation (the paper's optional reasoning)
     format_reward_weight: float = 0.1       #: Rec-R1 format reward weight
-    sft_warmup_steps: int = 0               #: supervised warm-up on ideal lists before RL (Rec-R1: 25)
+    sft_warmup_steps: int = 0               #: supervised warm-up before RL (Rec-R1: 25)
+    sft_warmup_target: str = "ideal"        #: ideal (the oracle list, Rec-R1's warm-up) or random (a random permutation: the answer format only, no ranking signal; ours)
     lora: bool = False                      #: LoRA instead of full-parameter updates
     lora_r: int = 8
     lora_alpha: int = 16
@@ -89,14 +95,22 @@ class TrainConfig:
         _choice("item_reward", self.item_reward, ITEM_REWARD_VARIANTS)
         _choice("reward_signal", self.reward_signal, REWARD_SIGNALS)
         _choice("estimator", self.estimator, ESTIMATORS)
+        _choice("sft_warmup_target", self.sft_warmup_target, SFT_TARGETS)
         if not self.model:
             raise FlexRecError("--model is required (a Hugging Face name or a local path)")
-        if self.reward_signal == "critic" and not self.critic:
+        lo, hi = self.uncertainty_clip
+        if not (self.uncertainty_eps > 0 and 0 < lo <= 1 <= hi):
+            raise ConfigError(f"uncertainty_eps must be > 0 and uncertainty_clip (lo, hi) must hold 1 with lo > 0, got "
+                              f"{self.uncertainty_eps!r}, {self.uncertainty_clip!r}")
+        signal, critic = resolve_reward_signal(self)
+        if signal == "critic" and not critic:
             raise ConfigError("reward_signal=critic needs a critic checkpoint: run `flexrec-bench train-critic`, "
                               "then pass --critic DIR")
-        if self.critic and self.reward_signal != "critic":
+        if self.critic and signal != "critic":
             raise ConfigError(f"--critic is set but reward_signal={self.reward_signal}; add --set reward_signal=critic")
         d = asdict(self)
+        # the one place of the rule "uncertainty weighting acts only on the critic's variances"
+        d.update(reward_signal=signal, critic=critic, uncertainty=bool(self.uncertainty and signal == "critic"))
         d["needs"] = tuple(self.needs)
         d["eval_needs"] = tuple(self.eval_needs or self.needs)
         if not self.output_dir:
@@ -117,6 +131,32 @@ class TrainConfig:
         for k, v in precision_flags(self.precision, bool(kw.get("use_cpu"))).items():
             kw.setdefault(k, v)
         return kw
+
+
+def default_critic_dir(data: str | Path, dataset: str) -> Path:
+    """Where ``train-critic`` writes a dataset's critic by default: beside the build, outside its
+    generation folder, so a rebuild does not remove it."""
+    return Path(data) / "critics" / dataset
+
+
+def resolve_reward_signal(cfg: TrainConfig) -> tuple[str, str | None]:
+    """(reward signal, critic dir) of a run: ``auto`` is the critic when ``--critic`` names one or
+    the default critic folder holds one, else ``observed``."""
+    if cfg.reward_signal != "auto":
+        return cfg.reward_signal, cfg.critic
+    critic = cfg.critic
+    if critic is None and (default_critic_dir(cfg.data, cfg.dataset) / "critic.pt").exists():
+        critic = str(default_critic_dir(cfg.data, cfg.dataset))
+    return ("critic", critic) if critic else ("observed", None)
+
+
+def reward_signal_notice(cfg: TrainConfig) -> str | None:
+    """The line a run prints when ``auto`` falls back to observed labels (not the paper's FlexRec)."""
+    if cfg.algo != "flexrec" or resolve_reward_signal(cfg)[0] != "observed" or cfg.reward_signal != "auto":
+        return None
+    return (f"warning: no critic for {cfg.dataset} (--critic, or {default_critic_dir(cfg.data, cfg.dataset)}): FlexRec "
+            f"trains on the observed labels only (unobserved pairs count 0) and without the uncertainty weighting, "
+            f"which is not the paper's method; run `flexrec-bench train-critic --dataset {cfg.dataset}` first")
 
 
 @functools.cache

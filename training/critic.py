@@ -4,7 +4,9 @@ unobserved user-item pairs a rollout's reward depends on.
 Two towers over fixed item-text embeddings: a history encoder (MLP over the STAR profile of the
 user's recent items) and an item encoder, joined by an MLP with a mean head and a log-variance
 head; trained with beta-NLL (Seitzer et al. 2022, beta = 0.5) on an 8:1:1 split of observed
-interactions of training users; the checkpoint with the best validation MSE is kept.
+interactions (the paper: of all interactions; ours: of the training users' only, so that no
+validation or test user's behaviour reaches the rewards a policy is trained on); the checkpoint with
+the best validation MSE is kept.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class CriticConfig:
     lr: float = 1e-3               #: ours
     history: int = 20              #: ours: most recent items in the history profile
     lam: float = STAR_LAMBDA       #: ours: STAR temporal discount of the profile
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  #: paper: train/val/test share of observed pairs
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  #: paper: the 8:1:1 train/val/test shares; ours: of the training users' observed pairs (the paper: all interactions)
     seed: int = 0
     max_pairs: int | None = None   #: subsample pairs (quick runs)
     patience: int | None = None    #: ours, off (the paper trains all 30 epochs): stop after this many epochs without a better val MSE

@@ -4,6 +4,7 @@ framework is imported here."""
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Rollout:
     order: list[int]                 # candidate positions, best first (repaired)
     spans: list[list[int]]           # token indices of the item at each rank (empty when not named)
     format_ok: bool
+    named: int = 0                   # ranks the output named itself; the rest are padding
 
 
 def reward_filler(reward_signal: str, data: str, dataset: str, critic: str | None = None, knn_neighbors: int = 50):
@@ -68,8 +70,11 @@ class RankingEnv:
 
     algo: str = "flexrec"
     item_reward: str = "causal_swap"
-    uncertainty: bool = True
+    uncertainty: bool = True            #: weight advantages by the critic's variance (the config decides when it acts)
     seed: int = 0
+    uncertainty_eps: float = 0.01       #: ours: w = 1 / (Var + eps)
+    uncertainty_clip: tuple[float, float] = (0.1, 3.0)  #: ours
+    uncertainty_items: bool = True      #: ours: the weight scales the item advantages as well
     instances: dict[str, _Instance] = field(default_factory=dict)
     stats: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
@@ -103,9 +108,11 @@ class RankingEnv:
         return rows
 
     # -- rollouts -------------------------------------------------------------------------------
-    def parse(self, key: str, text: str, offsets: Sequence[tuple[int, int]] | None, salt: int = 0) -> Rollout:
+    def parse(self, key: str, text: str, offsets: Sequence[tuple[int, int]] | None) -> Rollout:
+        """The rollout's ranking; items it does not name are padded in an order seeded by the seed,
+        the instance and the text itself, so the same output always gets the same reward."""
         inst = self.instances[key]
-        rng = np.random.default_rng([self.seed, 17, salt])
+        rng = np.random.default_rng([self.seed, 17, zlib.crc32(key.encode()), zlib.crc32(text.encode())])
         parsed = parse_ranking(text, [short_id(j) for j in range(inst.k)])  # the evaluator's parser
         order = to_permutation(parsed, inst.k, rng)
         first_span = dict(zip(parsed.positions, parsed.spans))  # padded items get no credit span
@@ -113,7 +120,7 @@ class RankingEnv:
         if offsets is not None:
             chars = [first_span.get(p, (-1, -1)) for p in order]
             spans = token_spans(offsets, chars)
-        return Rollout(key, order, spans, parsed.complete)
+        return Rollout(key, order, spans, parsed.complete, len(parsed.positions))
 
     def ranked_gains(self, r: Rollout) -> tuple[np.ndarray, np.ndarray]:
         inst = self.instances[r.key]
@@ -141,11 +148,16 @@ class RankingEnv:
             item_adv = rank_advantages(ITEM_REWARDS["suffix_dcg"](gains, z))
         else:
             rewards = ITEM_REWARDS[self.item_reward](gains, z)
-            item_adv = item_advantages(rewards)
+            # padded ranks (items the output did not name) get no tokens: they stay out of the
+            # group's mean and deviation, so they cannot shift the named items' advantages
+            named = np.arange(inst.k)[None, :] < np.array([r.named for r in rollouts])[:, None]
+            item_adv = item_advantages(rewards, named)
             self.stats["item_reward_mean"].append(float(rewards.mean()))
         if self.algo == "flexrec" and self.uncertainty:
-            w = uncertainty_weights(sequence_variance(var, z))
-            item_adv, seq_adv = item_adv * w[:, None], seq_adv * w
+            w = uncertainty_weights(sequence_variance(var, z), self.uncertainty_eps, tuple(self.uncertainty_clip))
+            seq_adv = seq_adv * w
+            if self.uncertainty_items:
+                item_adv = item_adv * w[:, None]
             self.stats["adv_weight_mean"].append(float(w.mean()))
             self.stats["adv_weight_min"].append(float(w.min()))
         self.stats["ndcg"].extend(seq.tolist())
@@ -155,7 +167,7 @@ class RankingEnv:
                          lengths: Sequence[int]) -> TokenCredit:
         """(T_b,) advantages (and rank indices) for each completion of a batch; completions of one
         prompt are grouped by key."""
-        rollouts = [self.parse(k, t, o, salt=b) for b, (k, t, o) in enumerate(zip(keys, texts, offsets))]
+        rollouts = [self.parse(k, t, o) for k, t, o in zip(keys, texts, offsets)]
         groups: dict[str, list[int]] = defaultdict(list)
         for b, k in enumerate(keys):
             groups[k].append(b)
@@ -175,7 +187,7 @@ class RankingEnv:
         the last token naming it; GAE with the value model turns them into advantages. With the
         critic's uncertainty, each rollout's rewards are scaled by its weight, normalised over the
         batch (PPO has no groups)."""
-        rollouts = [self.parse(k, t, o, salt=b) for b, (k, t, o) in enumerate(zip(keys, texts, offsets))]
+        rollouts = [self.parse(k, t, o) for k, t, o in zip(keys, texts, offsets)]
         out = [np.zeros(n) for n in lengths]
         var_seq = np.zeros(len(rollouts))
         for b, r in enumerate(rollouts):
@@ -194,7 +206,7 @@ class RankingEnv:
                 if 0 <= t < lengths[b]:
                     out[b][t] += val
         if self.algo == "flexrec" and self.uncertainty:
-            w = uncertainty_weights(var_seq)
+            w = uncertainty_weights(var_seq, self.uncertainty_eps, tuple(self.uncertainty_clip))
             out = [o * wi for o, wi in zip(out, w)]
         self.stats["format_ok"].extend(float(r.format_ok) for r in rollouts)
         return TokenCredit(out, [rank_index(n, r.spans) for n, r in zip(lengths, rollouts)])

@@ -11,6 +11,7 @@ TRL 1.x has no PPO trainer, so ``estimator=ppo`` runs on the verl backend only.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,8 +23,14 @@ from flexrec_bench.data import load_split
 from flexrec_bench.errors import FlexRecError, MissingCapabilityError, require
 from flexrec_bench.io import write_json_atomic
 
-from .config import TrainConfig, completion_budget, max_candidates
+from .config import TrainConfig, completion_budget, max_candidates, reward_signal_notice
 from .env import RankingEnv, reward_filler
+
+
+def env_for(cfg: TrainConfig) -> RankingEnv:
+    """The ranking environment of a resolved run (the same fields for the local and the verl trainer)."""
+    return RankingEnv(cfg.algo, cfg.item_reward, cfg.uncertainty, cfg.rl("seed"), cfg.uncertainty_eps,
+                      tuple(cfg.uncertainty_clip), cfg.uncertainty_items)
 
 
 def _build_trainer_class():
@@ -94,8 +101,7 @@ def _reward_functions(env: RankingEnv, cfg: TrainConfig):
         return c[-1]["content"] if isinstance(c, list) else c
 
     def ndcg_reward(prompts, completions, instance_key, **_):
-        return [env.sequence_reward(env.parse(k, _text(c), None, salt=i)) for i, (k, c) in
-                enumerate(zip(instance_key, completions))]
+        return [env.sequence_reward(env.parse(k, _text(c), None)) for k, c in zip(instance_key, completions)]
 
     def format_reward(prompts, completions, instance_key, **_):
         return [float(env.parse(k, _text(c), None).format_ok) for k, c in zip(instance_key, completions)]
@@ -204,6 +210,9 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
     """Run one training job; returns the directory of the final checkpoint (loadable by ``eval --model hf:``).
     Checkpoints are saved every ``save_steps`` (TRL's field; ours: 50, the last 2 kept) and when the
     run is interrupted (Ctrl-C); ``resume`` continues from the newest one."""
+    notice = reward_signal_notice(cfg)
+    if notice:
+        print(notice, file=sys.stderr)
     cfg = cfg.resolved()
     _check_local(cfg)
     datasets = require("datasets", "train", "local training")
@@ -221,7 +230,7 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
         tok.pad_token = tok.eos_token
     filler = reward_filler(cfg.reward_signal, cfg.data, cfg.dataset, cfg.critic, cfg.knn_neighbors)
     seed = cfg.rl("seed")
-    env = RankingEnv(cfg.algo, cfg.item_reward, cfg.uncertainty and cfg.reward_signal == "critic", seed)
+    env = env_for(cfg)
     prompt_cfg = PromptConfig(max_prompt_tokens=cfg.max_prompt_tokens, reasoning=cfg.reasoning)
     count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     rows, k_max = [], 1
@@ -238,7 +247,8 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
                          out / "sft-warmup", SFTSettings(max_steps=cfg.sft_warmup_steps, seed=seed,
                                                          use_cpu=cfg.rl("use_cpu"), lora=cfg.lora,
                                                          precision=cfg.precision,  # targets hold no reasoning
-                                                         max_prompt_tokens=cfg.max_prompt_tokens), progress=progress)
+                                                         max_prompt_tokens=cfg.max_prompt_tokens,
+                                                         targets=cfg.sft_warmup_target), progress=progress)
         model_path = str(warm)
     else:
         model_path = cfg.model

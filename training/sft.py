@@ -29,6 +29,7 @@ class SFTSettings:
     seed: int = 0
     use_cpu: bool | None = None
     merge_lora: bool = False   #: write merged full weights instead of an adapter
+    targets: str = "ideal"     #: ideal (the oracle order: TALLRec, Rec-R1's warm-up) or random (a seeded random permutation: the answer format only)
     precision: str = "auto"    #: auto (bf16 where the GPU supports it, else fp32), bf16, fp16 or fp32
 
 
@@ -49,10 +50,17 @@ def precision_flags(precision: str, use_cpu: bool) -> dict[str, bool]:
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
-def sft_rows(splits: list[DatasetSplit], prompt: PromptConfig, seed: int = 0, count_tokens=None) -> list[dict]:
+def sft_rows(splits: list[DatasetSplit], prompt: PromptConfig, seed: int = 0, count_tokens=None,
+             targets: str = "ideal") -> list[dict]:
+    """(prompt, completion) rows; the completion lists every candidate id, in the ideal order or
+    (``targets="random"``) in a seeded random one, which teaches the format and nothing of the labels."""
+    import numpy as np
+
     rows = []
     for split in splits:
-        order = scores_to_order(split.relevance, split.mask, seed)
+        scores = (split.relevance if targets == "ideal" else
+                  np.random.default_rng([seed, 23, len(rows)]).random(split.mask.shape))
+        order = scores_to_order(scores, split.mask, seed)
         for i in range(len(split)):
             ideal = [int(p) for p in order[i] if p >= 0]
             rows.append({"prompt": split_messages(split, i, prompt, count_tokens),
@@ -71,7 +79,8 @@ def sft_train(model: str, splits: list[DatasetSplit], out_dir: str | Path, s: SF
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     count = lambda t: len(tok(t, add_special_tokens=False)["input_ids"])  # noqa: E731
-    ds = datasets.Dataset.from_list(sft_rows(splits, PromptConfig(max_prompt_tokens=s.max_prompt_tokens), s.seed, count))
+    ds = datasets.Dataset.from_list(sft_rows(splits, PromptConfig(max_prompt_tokens=s.max_prompt_tokens), s.seed, count,
+                                             s.targets))
     use_cpu = (not torch.cuda.is_available()) if s.use_cpu is None else s.use_cpu
     peft_config = None
     if s.lora:

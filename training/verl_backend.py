@@ -20,6 +20,19 @@ from .verl_plugin import AGENT_LOOP_MANAGER_FQN, ESTIMATOR, PLUGIN_MODULE, REWAR
 VALUE_LR_FACTOR = 10.0
 
 
+def config_file(cfg: TrainConfig) -> Path:
+    """Where the launcher writes the resolved TrainConfig that every verl worker reads."""
+    return Path(cfg.output_dir) / "verl_data" / "flexrec_config.json"
+
+
+def write_config_file(cfg: TrainConfig) -> Path:
+    from flexrec_bench.io import write_json_atomic
+
+    path = config_file(cfg)
+    write_json_atomic(path, asdict(cfg))
+    return path
+
+
 def verl_overrides(cfg: TrainConfig, train_file: Path, val_file: Path, n_gpus: int) -> list[str]:
     """Hydra overrides for verl.trainer.main_ppo (verl 0.9) from ``cfg``: the algorithm as the paper
     states it; its constants are ours (the RL values come from the same GRPOConfig names as the
@@ -43,12 +56,8 @@ def verl_overrides(cfg: TrainConfig, train_file: Path, val_file: Path, n_gpus: i
         f"algorithm.adv_estimator={'gae' if ppo else ESTIMATOR}", "algorithm.use_kl_in_reward=False",
         "reward.reward_manager.source=importlib", f"reward.reward_manager.module.path={PLUGIN_MODULE}",
         f"reward.reward_manager.name={REWARD_LOOP_MANAGER}",
-        f"+flexrec.data={cfg.data}", f"+flexrec.dataset={cfg.dataset}", f"+flexrec.needs=[{','.join(cfg.needs)}]",
-        f"+flexrec.eval_needs=[{','.join(cfg.eval_needs)}]",
-        f"+flexrec.algo={cfg.algo}", f"+flexrec.item_reward={cfg.item_reward}",
-        f"+flexrec.reward_signal={cfg.reward_signal}", f"+flexrec.critic={cfg.critic or 'null'}",
-        f"+flexrec.uncertainty={cfg.uncertainty}", f"+flexrec.estimator={cfg.estimator}",
-        f"+flexrec.knn_neighbors={cfg.knn_neighbors}", f"+flexrec.seed={cfg.rl('seed')}",
+        # every worker rebuilds the environment from the one resolved config (no default applied twice)
+        f"+flexrec.config_file={config_file(cfg)}",
         f"trainer.n_gpus_per_node={n_gpus}", "trainer.nnodes=1", f"trainer.total_training_steps={cfg.rl('max_steps')}",
         f"trainer.default_local_dir={cfg.output_dir}", "trainer.logger=[console]", "trainer.project_name=flexrec-bench",
         f"trainer.experiment_name={Path(cfg.output_dir).name}",
@@ -76,9 +85,8 @@ def write_verl_data(cfg: TrainConfig) -> tuple[Path, Path]:
     out = Path(cfg.output_dir) / "verl_data"
     out.mkdir(parents=True, exist_ok=True)
     # prompts only: rewards are the workers' business, so no critic or KNN is loaded here
-    _, all_rows = build_env(cfg.data, cfg.dataset, {"train": list(cfg.needs), "val": list(cfg.eval_needs)},
-                            limits={"train": cfg.train_limit, "val": cfg.eval_limit}, reward_signal="observed",
-                            reasoning=cfg.reasoning)
+    _, all_rows = build_env(cfg, {"train": list(cfg.needs), "val": list(cfg.eval_needs)},
+                            limits={"train": cfg.train_limit, "val": cfg.eval_limit}, with_rewards=False)
     paths = []
     for split in ("train", "val"):
         rows = [r for r in all_rows if r["instance_key"].split("|")[1] == split]
@@ -92,6 +100,11 @@ def write_verl_data(cfg: TrainConfig) -> tuple[Path, Path]:
 
 
 def launch_verl(cfg: TrainConfig) -> Path:
+    from .config import reward_signal_notice
+
+    notice = reward_signal_notice(cfg)
+    if notice:
+        print(notice, file=sys.stderr)
     cfg = cfg.resolved()
     require("verl", "verl", "the verl backend")
     require("vllm", "vllm", "the verl backend's rollouts (GPU machines)")
@@ -101,6 +114,7 @@ def launch_verl(cfg: TrainConfig) -> Path:
     if n == 0:
         raise MissingCapabilityError("the verl backend needs GPUs; use --backend local on this machine")
     train_file, val_file = write_verl_data(cfg)
+    write_config_file(cfg)
     env = {**os.environ, "VERL_USE_EXTERNAL_MODULES": "training.verl_plugin"}
     cmd = [sys.executable, "-m", "verl.trainer.main_ppo", *verl_overrides(cfg, train_file, val_file, n)]
     subprocess.run(cmd, env=env, check=True)

@@ -22,20 +22,24 @@ which one sample cannot give. So:
   the NDCG score;
 - the estimator ``flexrec_token`` is registered with verl's advantage-estimator registry.
 
-Settings come from the ``flexrec`` block of the run's config (``+flexrec.data=...``, written by
-:func:`training.verl_backend.verl_overrides`). Load this module in verl's processes with
+Settings come from the resolved TrainConfig the launcher writes (``+flexrec.config_file=...``,
+:func:`training.verl_backend.verl_overrides`): the same fields the local trainer reads. Load this module in verl's processes with
 ``VERL_USE_EXTERNAL_MODULES=training.verl_plugin`` (the backend sets it).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from flexrec_bench.data import load_split
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 from flexrec_bench.prompts import PromptConfig
 
 from .advantages import token_offsets
@@ -55,15 +59,17 @@ def flexrec_token_advantage(token_level_rewards: torch.Tensor, response_mask: to
     return adv, adv
 
 
-def build_env(data: str, dataset: str, needs_by_split: dict[str, list[str]], algo: str = "flexrec",
-              item_reward: str = "causal_swap", critic: str | None = None, uncertainty: bool = True, seed: int = 0,
-              limits: dict[str, int | None] | None = None, reward_signal: str | None = None, knn_neighbors: int = 50,
-              reasoning: bool = False) -> tuple[RankingEnv, list[dict]]:
-    """The environment over the needs of each split (keys ``<need>|<split>|<row>``, the same in
-    every process) and verl's prompt rows. ``limits`` keeps the first N instances of a split."""
-    signal = reward_signal or ("critic" if critic else "observed")
-    filler = reward_filler(signal, data, dataset, critic, knn_neighbors)
-    env = RankingEnv(algo, item_reward, uncertainty and signal == "critic", seed)
+def build_env(cfg, needs_by_split: dict[str, list[str]], limits: dict[str, int | None] | None = None,
+              with_rewards: bool = True) -> tuple[RankingEnv, list[dict]]:
+    """The environment of a resolved :class:`~training.config.TrainConfig` over the needs of each
+    split (keys ``<need>|<split>|<row>``, the same in every process) and verl's prompt rows.
+    ``limits`` keeps the first N instances of a split; ``with_rewards=False`` writes prompts only
+    (no critic or KNN is loaded)."""
+    from .local import env_for
+
+    data, dataset, reasoning = cfg.data, cfg.dataset, cfg.reasoning
+    filler = reward_filler(cfg.reward_signal, data, dataset, cfg.critic, cfg.knn_neighbors) if with_rewards else None
+    env = env_for(cfg)
     rows = []
     for split, needs in needs_by_split.items():
         for need in needs:
@@ -82,16 +88,27 @@ def env_from_config(config) -> tuple[RankingEnv, str]:
         raise ValueError("the verl config has no `flexrec` block: launch with `flexrec-bench train --backend verl`")
     key = tuple(sorted((k, str(v)) for k, v in dict(fx).items()))
     if key not in _ENVS:
-        critic = fx.get("critic")
-        needs = [str(n) for n in fx["needs"]]
-        env, _ = build_env(str(fx["data"]), str(fx["dataset"]),
-                           {"train": needs, "val": [str(n) for n in fx.get("eval_needs") or needs]},
-                           str(fx.get("algo", "flexrec")), str(fx.get("item_reward", "causal_swap")),
-                           str(critic) if critic else None, bool(fx.get("uncertainty", True)), int(fx.get("seed", 0)),
-                           reward_signal=str(fx.get("reward_signal", "observed")),
-                           knn_neighbors=int(fx.get("knn_neighbors", 50)))
-        _ENVS[key] = (env, str(fx.get("estimator", "grpo")))
+        cfg = read_config_file(fx.get("config_file"))
+        env, _ = build_env(cfg, {"train": list(cfg.needs), "val": list(cfg.eval_needs or cfg.needs)})
+        _ENVS[key] = (env, cfg.estimator)
     return _ENVS[key]
+
+
+def read_config_file(path) -> TrainConfig:
+    """The resolved TrainConfig the launcher wrote (training.verl_backend.write_config_file): every
+    worker builds its environment from it, so no default is applied a second time."""
+    import json
+
+    from .config import TrainConfig
+
+    if not path:
+        raise ValueError("the verl config's flexrec block names no config_file: launch with `flexrec-bench train "
+                         "--backend verl`")
+    d = json.loads(Path(str(path)).read_text())
+    d["needs"] = tuple(d["needs"])
+    d["eval_needs"] = tuple(d["eval_needs"]) if d.get("eval_needs") else None
+    d["uncertainty_clip"] = tuple(d["uncertainty_clip"])
+    return TrainConfig(**d)
 
 
 def batch_credit(env: RankingEnv, tokenizer, responses: torch.Tensor, response_mask: torch.Tensor, keys: list[str],
@@ -135,8 +152,11 @@ def _response_mask(data) -> torch.Tensor:
 def relabel_batch(prompts, output, tokenizer, env: RankingEnv, estimator: str):
     """Replace ``output``'s ``rm_scores`` with per-token credit (training batches only). ``prompts``
     is the batch the rollouts were generated from (same order): it carries ``uid`` and ``extra_info``."""
-    if prompts.meta_info.get("validate", False) or "rm_scores" not in output.batch.keys():
+    if prompts.meta_info.get("validate", False):
         return output
+    if "rm_scores" not in output.batch.keys():
+        raise RuntimeError("FlexRec's agent-loop manager got a training batch without rm_scores: verl's reward loop "
+                           "did not score it (reward.reward_manager must name FlexRec's reward-loop manager)")
     keys = [str(x["instance_key"]) for x in prompts.non_tensor_batch["extra_info"]]
     uids = [str(u) for u in prompts.non_tensor_batch["uid"]]
     output.batch["rm_scores"] = batch_credit(env, tokenizer, output.batch["responses"], _response_mask(output), keys,
