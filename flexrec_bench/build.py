@@ -65,7 +65,7 @@ class BuildConfig:
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  #: user-level train/val/test
     candidate_order: str = "shuffled"   #: order the ranker sees: "shuffled" (seeded per instance, label-free) or "retrieval" (STAR's order; leaks labels, see docs/data.md)
     ensure_positive: bool = False       #: (ours, off as in the paper) where no future positive was retrieved, one replaces the weakest candidate; counted in the manifest
-    observed_fraction: float | None = None  #: share of each user's interactions kept as observed training signal (KuaiRec 0.1, else 1.0)
+    observed_fraction: float | None = None  #: share of each user's interactions kept as observed training signal (default: the dataset's: KuaiRec 0.1, else 1.0)
     esci_locale: str = "us"             #: ESCI product locale (us, es, jp)
     esci_version: str = "small"         #: ESCI examples: "small" (the reduced task-1 set, small_version == 1) or "large" (all)
     esci_val_fraction: float = 0.1      #: ESCI: share of the official train queries held out as val
@@ -110,7 +110,7 @@ class BuildConfig:
         d["val_size"] = self.test_size if self.val_size is None else self.val_size
         d["embedder"] = self.embedder or spec.default_embedder
         if self.observed_fraction is None:
-            d["observed_fraction"] = 0.1 if spec.name == "kuairec" else 1.0
+            d["observed_fraction"] = spec.observed_fraction
         d["split_fractions"] = tuple(self.split_fractions)
         return BuildConfig(**d)
 
@@ -140,8 +140,8 @@ def _resolve_raw_dir(cfg: BuildConfig, spec: DatasetSpec) -> Path | None:
         if not p.exists():
             raise MissingDataError(f"--raw-dir {p} does not exist")
         return p
-    if spec.name == "ml-100k":
-        return None  # the bundled copy
+    if spec.bundled:
+        return None  # the reader finds (or makes) its data itself
     p = default_raw_dir(spec.name)
     if not p.exists():
         if spec.manual_instructions:

@@ -399,36 +399,39 @@ def train_cmd(
 
 @app.command("reproduce")
 def reproduce_cmd(
-    table: Annotated[int, typer.Option(help="the paper's table whose grid to run: 1, 7 or 8")],
     model: Annotated[str, typer.Option(help="base LLM of every trained row (Hugging Face name or local path)")],
+    table: Annotated[Optional[int], typer.Option(help="the paper's table whose grid to run: 1, 2, 3, 6, 7, 8 or 9")] = None,
+    figure: Annotated[Optional[int], typer.Option(help="the paper's figure to run: 2 (joint training), 3 (reward designs) or 4 (reward signals)")] = None,
     dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
     data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
-    out: Annotated[Path, typer.Option(help="output folder (table<N>/ inside: runs, results, .md, .png, .json)")] = Path(
+    out: Annotated[Path, typer.Option(help="output folder (runs/, results/ and table<N>/ or figure<N>/ with .md, .png, .json)")] = Path(
         "benchmarks/out/reproduce"),
-    need: Annotated[str, typer.Option(help="need to train and test on")] = "interest",
+    need: Annotated[Optional[str], typer.Option(help="need the trained rows learn (default: interest; search for Table 3)")] = None,
     steps: Annotated[Optional[int], typer.Option(help="RL steps per trained cell (default: the configs')")] = None,
+    seeds: Annotated[int, typer.Option(help="training runs per trained cell (seeds --seed, --seed + 1, ...)")] = 1,
     limit: Annotated[Optional[int], typer.Option(help="first N test instances (default: all)")] = None,
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the 95% CIs (0 or >= 100)")] = 1000,
-    critic: Annotated[Optional[Path], typer.Option(help="Table 8: a trained critic (default: train one)")] = None,
-    openai_model: Annotated[Optional[str], typer.Option(help="Table 1: the GPT-4o row's model (OpenAI-compatible)")] = None,
-    miniature: Annotated[bool, typer.Option(help="CPU smoke preset: 2 steps, tiny batches, a few instances")] = False,
+    seed: Annotated[int, typer.Option(help="the first training seed (and the evaluation's)")] = 0,
+    critic: Annotated[Optional[Path], typer.Option(help="Table 8 / Figure 4: a trained critic (default: train one)")] = None,
+    openai_model: Annotated[Optional[str], typer.Option(help="the GPT-4o row's model (OpenAI-compatible)")] = None,
+    miniature: Annotated[bool, typer.Option(help="CPU smoke preset: 2 steps, tiny batches, a few instances (every cell runs; the numbers mean nothing)")] = False,
+    preset: Annotated[Optional[str], typer.Option(help="training preset for every trained cell (e.g. miniature: the toy dataset's, benchmarks/miniature.py)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="training option for every cell, key=value")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
-    """Run the grid of the paper's Table 1, 7 or 8 and write it in the paper's layout (markdown, PNG, JSON)
-    with 95% CIs and the paper's numbers beside ours. Finished cells are reused on a re-run."""
-    from baselines.grid import train_for_grid
+    """Run the grid of one of the paper's tables or figures and write it in the paper's layout (markdown, PNG,
+    JSON) with 95% CIs, the paper-comparable means and the paper's numbers beside ours. Finished cells are reused."""
     from leaderboard.schema import load_paper
-    from training.reproduce import ReproduceConfig, run_grid
+    from reproduce import ReproduceConfig, run_grid
 
-    cfg = ReproduceConfig(table=table, model=model, dataset=dataset, data=str(data), out=str(out), need=need,
-                          steps=steps, test_limit=limit, bootstrap=bootstrap, critic=str(critic) if critic else None,
-                          openai_model=openai_model, miniature=miniature, sets=_options(set_))
-    result = run_grid(cfg, [r.model_dump() for r in load_paper().reported_in_paper], train_for_grid,
-                      progress=not quiet)
+    cfg = ReproduceConfig(model=model, table=table, figure=figure, dataset=dataset, data=str(data), out=str(out),
+                          need=need, steps=steps, seeds=seeds, test_limit=limit, bootstrap=bootstrap, seed=seed,
+                          critic=str(critic) if critic else None, openai_model=openai_model, miniature=miniature,
+                          preset=preset, sets=_options(set_))
+    result = run_grid(cfg, [r.model_dump() for r in load_paper().reported_in_paper], progress=not quiet)
     ran = sum(1 for r in result["rows"] if not r["missing"])
-    typer.echo(f"Table {table}: {ran} of {len(result['rows'])} cells run; wrote {out}/table{table}/table{table}.md, "
-               f".png and .json")
+    typer.echo(f"{cfg.name}: {ran} of {len(result['rows'])} cells run; wrote {out}/{cfg.name}/{cfg.name}.md, .png "
+               f"and .json")
 
 
 config_app = typer.Typer(help="Training configurations: every field with its type, value and source.")

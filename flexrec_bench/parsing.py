@@ -41,6 +41,7 @@ class ParsedRanking:
     missing: list[str] = field(default_factory=list)   #: candidates the text never names
     truncated: bool = False                #: an unclosed <think> or <answer> block
     think: str = ""                        #: the reasoning text that was stripped
+    rejected: list[tuple[int, int]] = field(default_factory=list)  #: character offsets of invalid and repeated mentions
 
     @property
     def complete(self) -> bool:
@@ -76,7 +77,7 @@ def parse_ranking(text: str, candidate_ids: Sequence[str]) -> ParsedRanking:
     """Parse ``text`` against the candidates' short ids (``[short_id(j) for j in range(K)]``)."""
     index = {c.upper(): j for j, c in enumerate(candidate_ids)}
     lo, hi, think, truncated = _region(text)
-    order, positions, spans, invalid = [], [], [], []
+    order, positions, spans, invalid, rejected = [], [], [], [], []
     seen: set[int] = set()
     dup = 0
     for m in _ID.finditer(text, lo, hi):
@@ -84,15 +85,17 @@ def parse_ranking(text: str, candidate_ids: Sequence[str]) -> ParsedRanking:
         j = index.get(cid)
         if j is None:
             invalid.append(cid)
+            rejected.append((m.start(), m.end()))
         elif j in seen:
             dup += 1
+            rejected.append((m.start(), m.end()))
         else:
             seen.add(j)
             order.append(candidate_ids[j])
             positions.append(j)
             spans.append((m.start(), m.end()))
     missing = [c for j, c in enumerate(candidate_ids) if j not in seen]
-    return ParsedRanking(order, positions, spans, invalid, dup, missing, truncated, think)
+    return ParsedRanking(order, positions, spans, invalid, dup, missing, truncated, think, rejected)
 
 
 def to_permutation(parsed: ParsedRanking, k: int, rng: np.random.Generator, stats: ParseStats | None = None) -> list[int]:

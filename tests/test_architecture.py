@@ -1,5 +1,5 @@
 """Imports flow one way: the core imports none of needs/, baselines/, training/, leaderboard/;
-needs/ imports only the core; leaderboard/ imports only the core."""
+needs/ imports only the core; leaderboard/ imports only the core; reproduce/ (orchestration) sits on top."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ ALLOWED = {
     "baselines": {"flexrec_bench", "needs", "training"},
     "training": {"flexrec_bench", "needs"},
     "leaderboard": {"flexrec_bench"},
+    # orchestration on top of the layers it orchestrates
+    "reproduce": {"flexrec_bench", "needs", "training", "baselines", "leaderboard"},
 }
 PROJECT = set(ALLOWED)
 

@@ -1,5 +1,5 @@
-"""`flexrec-bench reproduce`: a table's grid, evaluated by the one evaluator, written in the paper's
-layout with CIs and the paper's numbers beside ours."""
+"""`flexrec-bench reproduce`: a table's or figure's grid, evaluated by the one evaluator, written in
+the paper's layout with CIs, the paper-comparable means and the paper's numbers beside ours."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from flexrec_bench.cli import app
 from flexrec_bench.errors import FlexRecError
 from leaderboard.schema import load_paper
-from training.reproduce import ReproduceConfig, cells, markdown, paper_numbers
+from reproduce import ReproduceConfig, cells, markdown, paper_numbers
 
 runner = CliRunner()
 
@@ -21,35 +21,57 @@ def _reported() -> list[dict]:
 
 
 def test_grids_follow_the_papers_rows():
-    cfg = ReproduceConfig(table=7, model="m")
-    t7 = cells(7, cfg)
+    t7 = cells(ReproduceConfig(table=7, model="m"))
     assert [c.label for c in t7][:3] == ["GRPO / Independent contribution", "GRPO / Swap-based contribution (non-causal)",
                                          "GRPO / CausalSwap reward (ours)"]
     assert all(c.missing and "verl" in c.missing for c in t7[3:]) and all(c.sets["estimator"] == "ppo" for c in t7[3:])
-    t8 = cells(8, cfg)
+    t8 = cells(ReproduceConfig(table=8, model="m"))
     assert [c.sets["reward_signal"] for c in t8] == ["user_knn", "item_knn", "critic", "critic"]
     assert [c.sets.get("uncertainty") for c in t8] == [None, None, False, True]
-    t1 = cells(1, cfg)
+    t1 = cells(ReproduceConfig(table=1, model="m"))
     assert next(c for c in t1 if c.label == "GPT-4o").missing  # no OpenAI model given
     assert [c.algo for c in t1 if c.algo] == ["rec-r1", "rank-grpo", "flexrec"]
-    with pytest.raises(FlexRecError, match="Table 1, 7 or 8"):
-        cells(3, cfg)
+    # Tables 2 and 6 train on interest and test on niche / trend; Table 3 is product search
+    assert ReproduceConfig(table=2, model="m").test_needs == ("niche",)
+    assert ReproduceConfig(table=6, model="m").test_needs == ("trend",)
+    assert ReproduceConfig(table=2, model="m").train_need == "interest"
+    t3 = ReproduceConfig(table=3, model="m")
+    assert t3.train_need == t3.test_needs[0] == "search" and cells(t3)[0].missing
+    t9 = cells(ReproduceConfig(table=9, model="m"))
+    assert [c.label for c in t9][-3:] == ["Qwen2.5-3B + PPO", "Qwen2.5-3B + Rec-R1", "Qwen2.5-3B + Rank-GRPO"]
+    f2 = ReproduceConfig(figure=2, model="m")
+    assert f2.test_needs == ("interest", "niche", "trend")
+    assert cells(f2)[0].train_needs == ("interest", "niche", "trend") and cells(f2)[-1].base
+    f3 = cells(ReproduceConfig(figure=3, model="m"))
+    assert [c.algo for c in f3] == ["rec-r1", "rank-grpo", "flexrec", "flexrec", "flexrec", None]
+    assert [c.sets.get("item_reward") for c in f3 if c.algo == "flexrec"] == ["independent", "noncausal_swap",
+                                                                              "causal_swap"]
+    for bad, match in (({"table": 4}, "Table 4 is the critic's"), ({"figure": 1}, "the method's diagram"),
+                       ({}, "exactly one of"), ({"table": 1, "figure": 2}, "exactly one of"),
+                       ({"table": 1, "seeds": 0}, "--seeds")):
+        with pytest.raises(FlexRecError, match=match):
+            cells(ReproduceConfig(model="m", **bad))
 
 
 def test_paper_numbers_sit_beside_ours():
     rep = _reported()
-    assert paper_numbers(rep, 7, "GRPO / CausalSwap reward (ours)", "ml-100k", "interest")["ndcg@5"] == 0.607
-    assert paper_numbers(rep, 1, "Qwen2.5-3B-Instruct + FlexRec", "kuairec", "interest")["mrr@5"] == 0.840
-    assert paper_numbers(rep, 1, "Qwen2.5-3B-Instruct + FlexRec", "ml-100k", "interest") == {}  # not in the paper
-    table = {"table": 8, "model": "m", "dataset": "ml-100k", "need": "interest", "miniature": False, "steps": 3,
-             "metrics": ["ndcg@5"], "paper_dataset": "",
-             "rows": [{"label": "Raw critic", "missing": None, "metrics": {"ndcg@5": {"mean": 0.5, "ci95": [0.4, 0.6]}},
-                       "metrics_over_all": {"ndcg@5": {"mean": 0.45, "ci95": [0.35, 0.55]}}, "paper": {"ndcg@5": 0.566}},
-                      {"label": "Item-KNN CF", "missing": "why", "metrics": {}, "paper": {"ndcg@5": 0.417}}]}
+    assert paper_numbers(rep, ReproduceConfig(table=7, model="m"), "GRPO / CausalSwap reward (ours)")["ndcg@5"] == 0.607
+    kuairec = ReproduceConfig(table=1, model="m", dataset="kuairec")
+    assert paper_numbers(rep, kuairec, "Qwen2.5-3B-Instruct + FlexRec")["mrr@5"] == 0.840
+    assert paper_numbers(rep, ReproduceConfig(table=1, model="m"), "Qwen2.5-3B-Instruct + FlexRec") == {}  # no ML-100K
+    assert paper_numbers(rep, ReproduceConfig(table=2, model="m", dataset="ml-1m"), "STAR")["ndcg@10"] == 0.791
+    assert paper_numbers(rep, ReproduceConfig(table=9, model="m", dataset="kuairec"), "Qwen2.5-3B + SFT")["ndcg@5"] == 0.585
+    table = {"kind": "table", "number": 8, "model": "m", "dataset": "ml-100k", "train_need": "interest",
+             "test_needs": ["interest"], "miniature": False, "seeds": 1, "metrics": ["ndcg@5"], "paper_dataset": "",
+             "rows": [{"label": "Raw critic", "missing": None, "paper": {"ndcg@5": 0.566},
+                       "needs": {"interest": {"metrics": {"ndcg@5": {"mean": 0.5, "ci95": [0.4, 0.6]}},
+                                              "metrics_over_all": {"ndcg@5": {"mean": 0.45, "ci95": [0.35, 0.55]}}}},
+                       "vs_base": {"interest": {"ndcg@5": {"mean_diff": 0.1, "p_fisher": 0.004}}}},
+                      {"label": "Item-KNN CF", "missing": "why", "needs": {}, "paper": {"ndcg@5": 0.417}}]}
     md = markdown(table)
     # ours (defined instances), then the paper-comparable mean over all instances, then the paper's value
-    assert "| Raw critic | 0.500 [0.400, 0.600] | 0.450 [0.350, 0.550] | 0.566 |" in md
-    assert "| Item-KNN CF | not run |  | 0.417 |" in md
+    assert "| Raw critic | 0.500 [0.400, 0.600] | 0.450 [0.350, 0.550] | 0.566 | +0.100 (p 0.004) |" in md
+    assert "| Item-KNN CF | not run |  | 0.417 |  |" in md
     assert "- Item-KNN CF: why" in md
 
 
@@ -65,16 +87,53 @@ def test_table7_miniature_runs_every_cell_it_can_and_resumes(tiny_model, ml100k,
     ran = [row for row in table["rows"] if not row["missing"]]
     assert [row["axes"]["item_reward"] for row in ran] == ["independent", "noncausal_swap", "causal_swap"]
     for row in ran:
-        assert row["instances"] == 8 and row["metrics"]["ndcg@5"]["ci95"] is not None
-        assert row["metrics_over_all"]["ndcg@5"]["mean"] <= row["metrics"]["ndcg@5"]["mean"]
+        got = row["needs"]["interest"]
+        assert row["runs"][0]["results"]["interest"]["instances"] == 8 and got["metrics"]["ndcg@5"]["ci95"] is not None
+        assert got["metrics_over_all"]["ndcg@5"]["mean"] <= got["metrics"]["ndcg@5"]["mean"]
         assert row["paper"]["ndcg@5"] > 0
     # each trained cell ran with its own axis value
-    item_rewards = sorted(json.loads(p.read_text())["flexrec"]["item_reward"] for p in (out / "runs").glob("*/train_config.json"))
+    runs = tmp_path / "runs" / "ml-100k" / "interest"
+    item_rewards = sorted(json.loads(p.read_text())["flexrec"]["item_reward"] for p in runs.glob("*/seed0/train_config.json"))
     assert item_rewards == ["causal_swap", "independent", "noncausal_swap"]
     md = (out / "table7.md").read_text()
     assert "| GRPO / CausalSwap reward (ours) | " in md and "| PPO / CausalSwap reward (ours) | not run |  | 0.621 |" in md
     assert (out / "table7.png").stat().st_size > 5000
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/final/config.json")}
+    stamps = {p: p.stat().st_mtime_ns for p in runs.glob("*/seed0/final/config.json")}
     r = runner.invoke(app, args)  # a re-run reuses the finished cells
     assert r.exit_code == 0, r.output
     assert stamps and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+@pytest.mark.slow
+def test_table2_and_figure2_run_in_miniature(tiny_model, ml100k, tmp_path):
+    """Table 2 trains on interest and tests on niche; Figure 2 trains one model on all three needs
+    beside one per need, and tests each on every need. Both on CPU, in miniature."""
+    common = ["--model", str(tiny_model), "--data", str(ml100k), "--out", str(tmp_path), "--miniature", "--limit", "6",
+              "--bootstrap", "100", "--quiet"]
+    r = runner.invoke(app, ["reproduce", "--figure", "2", *common])
+    assert r.exit_code == 0, r.output
+    fig = json.loads((tmp_path / "figure2" / "figure2.json").read_text())
+    joint = fig["rows"][0]
+    assert joint["train_needs"] == ["interest", "niche", "trend"] and set(joint["needs"]) == {"interest", "niche", "trend"}
+    cfg = json.loads((tmp_path / "runs" / "ml-100k" / "interest+niche+trend" / _slug(joint["label"]) / "seed0" /
+                      "train_config.json").read_text())
+    assert cfg["flexrec"]["needs"] == ["interest", "niche", "trend"]
+    assert "vs_base" in joint and (tmp_path / "figure2" / "figure2.png").stat().st_size > 5000
+    r = runner.invoke(app, ["reproduce", "--table", "2", *common])
+    assert r.exit_code == 0, r.output
+    t2 = json.loads((tmp_path / "table2" / "table2.json").read_text())
+    assert t2["train_need"] == "interest" and t2["test_needs"] == ["niche"]
+    ran = [row for row in t2["rows"] if not row["missing"]]
+    assert {row["label"] for row in ran} >= {"BERT4Rec", "STAR", "Qwen2.5-3B-Instruct + TALLRec",
+                                            "Qwen2.5-3B-Instruct + FlexRec"}
+    flex = next(row for row in ran if row["label"].endswith("FlexRec"))
+    train_cfg = json.loads((tmp_path / "runs" / "ml-100k" / "interest" / _slug(flex["label"]) / "seed0" /
+                            "train_config.json").read_text())
+    assert train_cfg["flexrec"]["needs"] == ["interest"] and "niche" in train_cfg["flexrec"]["eval_needs"]
+    assert "## test need: niche" in (tmp_path / "table2" / "table2.md").read_text()
+
+
+def _slug(label: str) -> str:
+    from reproduce.grid import _slug as slug
+
+    return slug(label)

@@ -289,7 +289,7 @@ def completion_budget(cfg: TrainConfig, k_max: int | None) -> int | None:
     return int(given)
 
 
-PRESETS = ("smoke", "paper", "gpu")
+PRESETS = ("smoke", "miniature", "paper", "gpu")
 
 
 def preset_path(name: str) -> Path:

@@ -37,6 +37,7 @@ class Rollout:
     spans: list[list[int]]           # token indices of the item at each rank (empty when not named)
     format_ok: bool
     named: int = 0                   # ranks the output named itself; the rest are padding
+    rejected: list[int] = field(default_factory=list)  # tokens of invalid or repeated id mentions
 
 
 def reward_filler(reward_signal: str, data: str, dataset: str, critic: str | None = None, knn_neighbors: int = 50):
@@ -117,10 +118,13 @@ class RankingEnv:
         order = to_permutation(parsed, inst.k, rng)
         first_span = dict(zip(parsed.positions, parsed.spans))  # padded items get no credit span
         spans: list[list[int]] = []
+        rejected: list[int] = []
         if offsets is not None:
             chars = [first_span.get(p, (-1, -1)) for p in order]
             spans = token_spans(offsets, chars)
-        return Rollout(key, order, spans, parsed.complete, len(parsed.positions))
+            named = {t for s in spans for t in s}
+            rejected = sorted({t for s in token_spans(offsets, parsed.rejected) for t in s} - named)
+        return Rollout(key, order, spans, parsed.complete, len(parsed.positions), rejected)
 
     def ranked_gains(self, r: Rollout) -> tuple[np.ndarray, np.ndarray]:
         inst = self.instances[r.key]
@@ -174,9 +178,16 @@ class RankingEnv:
         out: list[np.ndarray] = [np.zeros(n) for n in lengths]
         for members in groups.values():
             item_adv, seq_adv = self.group_advantages([rollouts[b] for b in members])
+            # an invalid or repeated id names no item: its tokens get the group's lowest item
+            # advantage (at most 0), as the worst placement would (ours; Rec-R1's sequence-level
+            # credit keeps the sequence advantage on every token)
+            worst = min(0.0, min((float(a[: rollouts[b].named].min()) for a, b in zip(item_adv, members)
+                                  if rollouts[b].named), default=0.0))
             for j, b in enumerate(members):
                 out[b] = per_token_advantages(lengths[b], seq_adv[j], rollouts[b].spans, item_adv[j],
                                               per_rank_mean=self.algo == "rank-grpo")
+                if self.algo != "rec-r1" and not (self.algo == "flexrec" and self.item_reward == "sequence"):
+                    out[b][[t for t in rollouts[b].rejected if t < lengths[b]]] = worst
         self.stats["format_ok"].extend(float(r.format_ok) for r in rollouts)
         return TokenCredit(out, [rank_index(n, r.spans) for n, r in zip(lengths, rollouts)])
 

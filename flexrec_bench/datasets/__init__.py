@@ -9,13 +9,14 @@ from .base import DatasetSpec, RawData
 from .esci import read_esci
 from .kuairec import read_kuairec
 from .movielens import read_ml1m, read_ml100k
+from .toy import read_toy
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 DATASETS.register("ml-100k", DatasetSpec(
     name="ml-100k",
     description="MovieLens-100K (offline default: read from the copy the recbole wheel ships)",
-    reader=read_ml100k, signal_kind="rating", signal_scale=5.0,
+    reader=read_ml100k, signal_kind="rating", signal_scale=5.0, bundled=True,
     default_needs=("interest", "niche", "trend"), topic_name="Genres",
     # GroupLens publishes md5 sums only; the sha256 of the files actually used goes in the manifest.
     downloads=(DownloadSpec("https://files.grouplens.org/datasets/movielens/ml-100k.zip", "ml-100k.zip",
@@ -44,6 +45,7 @@ DATASETS.register("kuairec", DatasetSpec(
     # KuaiRec's caption tokens as [UNK]; character n-grams read Chinese, made better candidates than
     # MiniLM on ML-100K, and give the same vectors on every machine without a pinned artifact
     default_embedder="ngrams-384",
+    observed_fraction=0.1,  # the paper (section 4.1): "we uniformly subsample 10% interactions per user"
     manual_instructions=(
         "KuaiRec is distributed from https://kuairec.com (KuaiRec.zip, about 432 MB, CC BY-SA 4.0). "
         "Download it by hand and unzip it so that 'KuaiRec 2.0/data/small_matrix.csv' lies under {raw_dir}, "
@@ -59,6 +61,11 @@ DATASETS.register("esci", DatasetSpec(
         DownloadSpec(f"https://github.com/amazon-science/esci-data/raw/main/shopping_queries_dataset/{f}", f)
         for f in ("shopping_queries_dataset_examples.parquet", "shopping_queries_dataset_products.parquet",
                   "shopping_queries_dataset_sources.csv")),
+))
+DATASETS.register("toy", DatasetSpec(
+    name="toy", description="synthetic: the query's user type decides which candidate slots score (a task a tiny "
+                            "model learns on a CPU; written by benchmarks/miniature.py for trainer miniatures)",
+    reader=read_toy, signal_kind="esci", signal_scale=1.0, default_needs=("toy",), task="query", bundled=True,
 ))
 
 __all__ = ["DATASETS", "DatasetSpec", "RawData"]

@@ -19,6 +19,13 @@ SignalKind = Literal["rating", "watch_ratio", "esci"]
 #: ESCI Exact; the interest need's relevant set and --ensure-positive both use it
 POSITIVE_SIGNAL: dict[str, float] = {"rating": 4.0, "watch_ratio": 2.0, "esci": 3.0}
 
+def empty_interactions() -> pd.DataFrame:
+    """The interactions frame of a dataset without users (query tasks)."""
+    return pd.DataFrame({"user_id": pd.Series([], dtype=str), "item_id": pd.Series([], dtype=str),
+                         "signal": pd.Series([], dtype="float64"), "timestamp": pd.Series([], dtype="int64"),
+                         "observed": pd.Series([], dtype=bool)})
+
+
 @dataclass
 class RawData:
     """A dataset read from its original files, before any split, retrieval or labelling.
@@ -67,3 +74,7 @@ class DatasetSpec:
     embeddings: tuple[PinnedSpec, ...] = ()
     #: the embedder a build uses unless --embedder names one
     default_embedder: str = "all-MiniLM-L6-v2"
+    #: the reader needs no raw folder (its files ship in a wheel, or it generates its data)
+    bundled: bool = False
+    #: share of each user's interactions kept as the observed training signal unless --observed-fraction says
+    observed_fraction: float = 1.0

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from ._text import clean_text, field_lines, require_file
-from .base import RawData
+from .base import RawData, empty_interactions
 
 EXAMPLE_COLUMNS = ("example_id", "query", "query_id", "product_id", "product_locale", "esci_label",
                    "small_version", "large_version", "split")
@@ -109,7 +109,5 @@ def read_esci(raw_dir: Path | None, locale: str = "us", version: str = "small") 
         "label": joined["esci_label"].to_numpy(),
         "split": joined["split"].to_numpy(),
     })
-    raw.interactions = pd.DataFrame({"user_id": pd.Series([], dtype=str), "item_id": pd.Series([], dtype=str),
-                                     "signal": pd.Series([], dtype="float64"), "timestamp": pd.Series([], dtype="int64"),
-                                     "observed": pd.Series([], dtype=bool)})
+    raw.interactions = empty_interactions()
     return raw

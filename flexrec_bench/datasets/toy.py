@@ -1,0 +1,103 @@
+"""``toy``: a synthetic ranking task a tiny model learns on a CPU in minutes, written directly as a
+build (label tables, items, manifest), for showing that the trainers learn through the project's
+own training path: the prompts, the ranking environment, the advantages and the TRL trainer
+(benchmarks/miniature.py).
+
+Each instance's query names a kind of user (``user type north``; four types). The type alone
+decides the graded gains of the 8 presented candidates: type t gives gains (1, 0.5, 0.25) to three
+fixed slots of its own and 0 to the other five (e.g. north: C2 1.0, C7 0.5, C4 0.25). The item
+texts are random product names that say nothing. So a ranker must learn the map from the type
+token to the ids, and the order among the three matters (NDCG@3 rewards it): position-aware credit
+has something to find. It is the smallest task where a tiny random-init model can be taught by the
+rewards alone; it says nothing about recommendation quality. The same on every machine (no float
+enters its labels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import MissingDataError
+from .base import RawData
+
+TYPES = ("north", "south", "east", "west")
+#: per type, the slots (0-based) of its gains 1, 0.5, 0.25; every other slot scores 0
+SLOTS = {"north": (1, 6, 3), "south": (4, 0, 7), "east": (2, 5, 0), "west": (7, 3, 5)}
+GAINS = (1.0, 0.5, 0.25)
+K = 8
+NOUNS = ("hat", "cup", "lamp", "sock", "bag", "pen", "mug", "box", "book", "shoe", "ball", "kite", "fork", "drum",
+         "vase", "comb")
+ADJECTIVES = ("small", "large", "plain", "bright", "soft", "heavy", "round", "tall")
+NEED = "toy"
+INSTRUCTION = "Rank first the candidates that this type of user likes most."
+SIZES = {"train": 2000, "val": 128, "test": 400}
+
+
+def read_toy(raw_dir: Path | None = None, **_options) -> RawData:
+    raise MissingDataError("the toy dataset is not built from raw files: `python benchmarks/miniature.py` writes it "
+                           "(flexrec_bench.datasets.toy.write_toy_build)")
+
+
+def _table(rows: list[dict]) -> pa.Table:
+    lists = {"history": pa.list_(pa.string()), "history_signals": pa.list_(pa.float64()),
+             "history_times": pa.list_(pa.int64()), "candidates": pa.list_(pa.string()),
+             "retrieval_scores": pa.list_(pa.float32()), "relevance": pa.list_(pa.float32()),
+             "relevant": pa.list_(pa.bool_()), "observed": pa.list_(pa.bool_())}
+    cols = {}
+    for name in ("instance_id", "user_id", "query", "history", "history_signals", "history_times", "query_time",
+                 "candidates", "retrieval_scores", "relevance", "relevant", "observed"):
+        typ = lists.get(name, pa.int64() if name == "query_time" else pa.string())
+        cols[name] = pa.array([r[name] for r in rows], typ)
+    return pa.table(cols)
+
+
+def write_toy_build(out: str | Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """Write ``<out>/toy/`` (a build folder that ``load_split`` reads) and return it."""
+    from ..digests import label_digest
+    from ..io import sha256_file, write_json_atomic, write_parquet_atomic
+
+    sizes = {**SIZES, **(sizes or {})}
+    rng = np.random.default_rng([seed, 7])
+    items = [f"{a} {n}" for a in ADJECTIVES for n in NOUNS]
+    root = Path(out) / "toy"
+    root.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    for split, n in sizes.items():
+        rows = []
+        for i in range(n):
+            t = TYPES[int(rng.integers(len(TYPES)))]
+            cands = [items[j] for j in rng.choice(len(items), K, replace=False)]
+            rel = np.zeros(K)
+            rel[list(SLOTS[t])] = GAINS
+            rows.append({"instance_id": f"{split}{i}", "user_id": "", "query": f"user type {t}", "history": [],
+                         "history_signals": [], "history_times": [], "query_time": 0,
+                         "candidates": [c.replace(" ", "-") for c in cands], "retrieval_scores": [0.0] * K,
+                         "relevance": rel.tolist(), "relevant": (rel >= 0.5).tolist(), "observed": [True] * K})
+        table = _table(rows)
+        write_parquet_atomic(root / NEED / f"{split}.parquet", table)
+        digest.update(f"{split}\n{label_digest(table)}".encode())
+    write_parquet_atomic(root / "items.parquet", pa.table({
+        "item_id": [c.replace(" ", "-") for c in items], "title": items,
+        "text": [f"Product title: {c}" for c in items], "topics": pa.array([[]] * len(items), pa.list_(pa.string())),
+        "train_count": pa.array([0] * len(items), pa.int64())}))
+    write_parquet_atomic(root / "interactions.parquet", pa.table({
+        "user_id": pa.array([], pa.string()), "item_id": pa.array([], pa.string()), "signal": pa.array([], pa.float64()),
+        "timestamp": pa.array([], pa.int64()), "observed": pa.array([], pa.bool_()), "split": pa.array([], pa.string())}))
+    np.save(root / "embeddings.npy", np.zeros((len(items), 1), np.float32), allow_pickle=False)
+    outputs = {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+               for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    config = {"dataset": "toy", "candidates": K, "sizes": sizes, "seed": seed}
+    write_json_atomic(root / "manifest.json", {
+        "schema_version": 3, "dataset": "toy",
+        "fingerprint": hashlib.sha256(json.dumps({"config": config, "labels": digest.hexdigest()},
+                                                 sort_keys=True).encode()).hexdigest()[:16],
+        "config": config, "outputs": outputs, "embedder": {"name": "none", "dim": 1, "machine_specific": False},
+        "counts": {"items": len(items), "instances": {NEED: sizes}},
+        "needs": {NEED: {"instruction": INSTRUCTION, "config": {"slots": SLOTS, "gains": GAINS}, "prompt": {},
+                         "label_source": "synthetic: the query's user type decides the gains of three slots"}}})
+    return root

@@ -1,0 +1,10 @@
+"""``flexrec-bench reproduce``: every table and figure of the FlexRec paper by one command.
+
+The orchestration layer above the trainers (``training``), the baselines (``baselines``) and the
+paper's reported numbers (``leaderboard/paper_results.json``): it runs a table's or a figure's
+grid, scores every cell with the one evaluator and writes it beside the paper's numbers.
+"""
+
+from .grid import FIGURES, TABLES, ReproduceConfig, cells, markdown, paper_numbers, run_grid
+
+__all__ = ["FIGURES", "TABLES", "ReproduceConfig", "cells", "markdown", "paper_numbers", "run_grid"]

@@ -1,0 +1,522 @@
+"""The grids of the paper's tables and figures, run and written in the paper's layout.
+
+A *cell* is a training run (``training/configs/<algo>.yaml`` + the cell's axis values + the user's
+``--set``), a baseline to train first (BERT4Rec, TALLRec) or an evaluation-only ranker (STAR, the
+base model, GPT-4o). Every cell is scored on the test split by the one evaluator; trained cells run
+``--seeds`` times (seeds 0, 1, ...), and the table gives the mean over seeds with a 95% interval
+(t over the seeds' means when there are several; the bootstrap over instances for one), the
+paper-comparable mean over all instances beside it, and the paper's number. Trained cells are also
+compared with the base model (the grid's step-0 policy) on the same instances: a paired Wilcoxon
+test on NDCG@5, pooled over seeds by Fisher's method. Figures 3 and 4 add learning curves
+(validation NDCG@5 and NDCG@10 against step, mean over seeds with the seeds' range), Figure 2 a bar
+chart of one model trained jointly on all needs beside one trained per need.
+
+Training runs live under ``<out>/runs/<dataset>/<training needs>/<row>/seed<k>`` and are shared by
+every table and figure that needs the same run (Tables 1, 2 and 6 train the same models on interest
+and test them on three needs); a finished run or result is reused, so an interrupted grid resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flexrec_bench.errors import FlexRecError
+from flexrec_bench.io import write_json_atomic, write_text_atomic
+
+TABLES = (1, 2, 3, 6, 7, 8, 9)
+FIGURES = (2, 3, 4)
+_FIVE = ("ndcg@5", "ndcg@10", "ndcg@30", "recall@5", "mrr@5")
+METRICS = {("table", 1): (*_FIVE, "precision@5"), ("table", 2): _FIVE, ("table", 6): _FIVE,
+           ("table", 3): ("ndcg@5", "ndcg@10", "ndcg@30", "precision@5", "recall@5"),
+           ("table", 7): _FIVE, ("table", 8): _FIVE, ("table", 9): _FIVE,
+           ("figure", 2): ("ndcg@5", "ndcg@10"), ("figure", 3): ("ndcg@5", "ndcg@10"),
+           ("figure", 4): ("ndcg@5", "ndcg@10")}
+#: the need a table tests on (Tables 2 and 6: trained on interest, tested on another need)
+TEST_NEED = {1: "interest", 2: "niche", 6: "trend", 3: "search", 9: "interest"}
+_HEAD = {"ndcg@5": "N@5", "ndcg@10": "N@10", "ndcg@30": "N@30", "recall@5": "R@5", "precision@5": "P@5",
+         "mrr@5": "MRR@5"}
+#: the paper's dataset names, for looking its numbers up
+PAPER_DATASET = {"kuairec": "KuaiRec", "ml-1m": "MovieLens-1M", "esci": "ESCI"}
+PPO_MISSING = "PPO runs on the verl backend only (GPUs; TRL 1.x has no PPO trainer)"
+#: --miniature trains each cell with the smoke preset for this many steps (which also caps validation)
+MINIATURE_STEPS = 2
+JOINT_NEEDS = ("interest", "niche", "trend")
+
+
+@dataclass
+class Cell:
+    """One row of a table or one line of a figure: how to get a ranker for it."""
+
+    label: str                                  #: the row as the paper prints it
+    algo: str | None = None                     #: a training run of this algorithm...
+    sets: dict[str, Any] = field(default_factory=dict)
+    ranker: str | None = None                   #: ...or an evaluation-only ranker ("star", "hf:<model>", ...)
+    baseline: str | None = None                 #: ...or a baseline to train first (bert4rec, tallrec)
+    missing: str | None = None                  #: why it cannot run here
+    train_needs: tuple[str, ...] | None = None  #: the needs a trained cell learns (default: the grid's)
+    base: bool = False                          #: the base model: the step-0 policy trained rows are tested against
+
+
+@dataclass
+class ReproduceConfig:
+    """Options of ``flexrec-bench reproduce``."""
+
+    model: str                                  #: the policy's base model (Hugging Face name or local path)
+    table: int | None = None                    #: 1, 2, 3, 6, 7, 8 or 9
+    figure: int | None = None                   #: 2, 3 or 4
+    dataset: str = "ml-100k"
+    data: str = "data"
+    out: str = "benchmarks/out/reproduce"
+    need: str | None = None                     #: the need trained cells learn (default: interest; search for Table 3)
+    steps: int | None = None                    #: RL steps per training cell (default: the configs')
+    test_limit: int | None = None               #: first N test instances (default: all)
+    bootstrap: int = 1000
+    seed: int = 0                               #: the first seed; trained cells use seed, seed + 1, ...
+    seeds: int = 1                              #: training runs per trained cell
+    critic: str | None = None                   #: a trained critic (Table 8, Figure 4; else one is trained here)
+    openai_model: str | None = None             #: the GPT-4o row (an OpenAI-compatible model)
+    backend: str = "local"
+    miniature: bool = False                     #: the CPU smoke preset: every cell runs, the numbers mean nothing
+    preset: str | None = None                   #: a training preset for every trained cell (miniature: the toy's)
+    sets: dict[str, str] = field(default_factory=dict)  #: extra training options for every cell
+
+    @property
+    def kind(self) -> tuple[str, int]:
+        if (self.table is None) == (self.figure is None):
+            raise FlexRecError("reproduce needs exactly one of --table N or --figure N")
+        if self.table is not None and self.table not in TABLES:
+            raise FlexRecError(f"--table {self.table}: the tables are {', '.join(map(str, TABLES))} (Table 4 is the "
+                               f"critic's: `flexrec-bench train-critic` writes it; Table 5 is its architecture)")
+        if self.figure is not None and self.figure not in FIGURES:
+            raise FlexRecError(f"--figure {self.figure}: the figures are {', '.join(map(str, FIGURES))} "
+                               f"(Figure 1 is the method's diagram)")
+        if self.seeds < 1:
+            raise FlexRecError(f"--seeds must be >= 1, got {self.seeds}")
+        return ("table", self.table) if self.table is not None else ("figure", self.figure)
+
+    @property
+    def name(self) -> str:
+        kind, n = self.kind
+        return f"{kind}{n}"
+
+    @property
+    def train_need(self) -> str:
+        return self.need or ("search" if self.kind == ("table", 3) else "interest")
+
+    @property
+    def test_needs(self) -> tuple[str, ...]:
+        kind, n = self.kind
+        if kind == "figure" and n == 2:
+            return JOINT_NEEDS
+        return (TEST_NEED[n],) if kind == "table" and n in TEST_NEED and self.need is None else (self.train_need,)
+
+
+def _llm_rows(cfg: ReproduceConfig, base_label: str = "Qwen2.5-3B-Instruct", sft: str = "TALLRec",
+              flexrec: bool = True) -> list[Cell]:
+    gpt = (Cell("GPT-4o", ranker=f"openai:{cfg.openai_model}") if cfg.openai_model else
+           Cell("GPT-4o", missing="needs --openai-model (an OpenAI-compatible endpoint and key)"))
+    plus = "Qwen2.5-3B-Instruct + " if base_label == "Qwen2.5-3B-Instruct" else f"{base_label} + "
+    rows = [gpt, Cell(base_label, ranker=f"hf:{cfg.model}", base=True), Cell(f"{plus}{sft}", baseline="tallrec")]
+    if sft == "SFT":  # Table 9 lists PPO among its post-trained rows
+        rows.append(Cell(f"{plus}PPO", "flexrec", {"estimator": "ppo", "item_reward": "sequence"},
+                         missing=PPO_MISSING if cfg.backend == "local" else None))
+    rows += [Cell(f"{plus}Rec-R1", "rec-r1"), Cell(f"{plus}Rank-GRPO", "rank-grpo")]
+    if flexrec:
+        rows.append(Cell(f"{plus}FlexRec", "flexrec"))
+    return rows
+
+
+def cells(cfg: ReproduceConfig) -> list[Cell]:
+    """The rows of a table or the lines of a figure, as the paper prints them."""
+    kind, n = cfg.kind
+    if kind == "table" and n in (1, 2, 6):
+        return [Cell("BERT4Rec", baseline="bert4rec"), Cell("STAR", ranker="star"), *_llm_rows(cfg)]
+    if kind == "table" and n == 3:
+        return [Cell("BERT4Rec", missing="the paper's row is empty: BERT4Rec models users' sequences and ESCI has none"),
+                Cell("STAR", ranker="star"), *_llm_rows(cfg)]
+    if kind == "table" and n == 9:
+        return [Cell("BERT4Rec", baseline="bert4rec"), Cell("STAR (retriever)", ranker="star"),
+                *_llm_rows(cfg, "Qwen2.5-3B", "SFT", flexrec=False)]
+    if kind == "table" and n == 7:
+        out = []
+        for est in ("GRPO", "PPO"):
+            for variant, label in (("independent", "Independent contribution"),
+                                   ("noncausal_swap", "Swap-based contribution (non-causal)"),
+                                   ("causal_swap", "CausalSwap reward (ours)")):
+                missing = PPO_MISSING if est == "PPO" and cfg.backend == "local" else None
+                out.append(Cell(f"{est} / {label}", "flexrec", {"item_reward": variant, "estimator": est.lower()},
+                                missing=missing))
+        return out
+    if kind == "table" and n == 8 or kind == "figure" and n == 4:
+        rows = [Cell("User-KNN CF", "flexrec", {"reward_signal": "user_knn"}),
+                Cell("Item-KNN CF", "flexrec", {"reward_signal": "item_knn"}),
+                Cell("Raw critic", "flexrec", {"reward_signal": "critic", "uncertainty": False}),
+                Cell("FlexRec: Uncertainty-aware Critic", "flexrec", {"reward_signal": "critic", "uncertainty": True})]
+        return rows + ([Cell("Base model (step 0)", ranker=f"hf:{cfg.model}", base=True)] if kind == "figure" else [])
+    if kind == "figure" and n == 3:
+        return [Cell("Sequence-level GRPO (Rec-R1)", "rec-r1"),
+                Cell("Rank-level (Rank-GRPO)", "rank-grpo"),
+                Cell("Independent contribution", "flexrec", {"item_reward": "independent"}),
+                Cell("Swap-based (non-causal)", "flexrec", {"item_reward": "noncausal_swap"}),
+                Cell("CausalSwap (FlexRec)", "flexrec", {"item_reward": "causal_swap"}),
+                Cell("Base model (step 0)", ranker=f"hf:{cfg.model}", base=True)]
+    if kind == "figure" and n == 2:
+        return [Cell("FlexRec, trained jointly on all needs", "flexrec", train_needs=JOINT_NEEDS),
+                *[Cell(f"FlexRec, trained on {need}", "flexrec", train_needs=(need,)) for need in JOINT_NEEDS],
+                Cell("Base model (step 0)", ranker=f"hf:{cfg.model}", base=True)]
+    raise AssertionError((kind, n))  # pragma: no cover - checked by cfg.kind
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def _check_build(cfg: ReproduceConfig) -> None:
+    from flexrec_bench.data import load_manifest
+
+    m = load_manifest(cfg.data, cfg.dataset)
+    if cfg.kind == ("table", 9) and float((m.get("config") or {}).get("observed_fraction", 1.0)) < 1.0:
+        raise FlexRecError(f"Table 9 is the dense setting: build {cfg.dataset} with every interaction observed "
+                           f"(`flexrec-bench build-data --dataset {cfg.dataset} --observed-fraction 1.0 --out DIR`) "
+                           f"and pass --data DIR")
+    missing = [n for n in (*cfg.test_needs, cfg.train_need) if n not in m.get("needs", {})]
+    if missing:
+        raise FlexRecError(f"{cfg.name} needs the need(s) {', '.join(missing)}, which the {cfg.dataset} build in "
+                           f"{cfg.data} does not have (built: {', '.join(m.get('needs', {}))})")
+
+
+def _train_cell(cell: Cell, cfg: ReproduceConfig, run_dir: Path, seed: int, critic: str | None,
+                progress: bool) -> Path:
+    from training.config import algo_config, layered_config
+    from training.local import train_local
+
+    final = run_dir / "final"
+    if (final / "config.json").exists():
+        return final  # done in an earlier run
+    sets = {**cell.sets, **cfg.sets, "seed": str(seed)}
+    if sets.get("reward_signal") == "critic":
+        sets["critic"] = critic
+    steps = cfg.steps if cfg.steps is not None else (MINIATURE_STEPS if cfg.miniature else None)
+    needs = cell.train_needs or (cfg.train_need,)
+    overrides = {"model": cfg.model, "dataset": cfg.dataset, "data": cfg.data, "needs": ",".join(needs),
+                 "eval_needs": ",".join(dict.fromkeys((*needs, *cfg.test_needs))), "output_dir": str(run_dir),
+                 "max_steps": steps}
+    preset = cfg.preset or ("smoke" if cfg.miniature else None)
+    train_cfg, _ = layered_config(algo_config(cell.algo), preset, overrides,
+                                  {k: v for k, v in sets.items() if v is not None})
+    return train_local(train_cfg, progress=progress)
+
+
+def _critic(cfg: ReproduceConfig, out: Path, progress: bool) -> str:
+    if cfg.critic:
+        return cfg.critic
+    from training.critic import CriticConfig, train_critic
+
+    dest = out / "critic" / cfg.dataset
+    if not (dest / "critic.pt").exists():
+        ccfg = CriticConfig(epochs=1, max_pairs=500, seed=cfg.seed) if cfg.miniature else CriticConfig(seed=cfg.seed)
+        train_critic(cfg.data, cfg.dataset, ccfg, dest, progress=progress)
+    return str(dest)
+
+
+def _baseline(name: str, cfg: ReproduceConfig, run_dir: Path, progress: bool) -> str:
+    """Train BERT4Rec or TALLRec for a cell (reusing a finished checkpoint); the ranker to evaluate."""
+    if name == "bert4rec":
+        from baselines.bert4rec.runner import Bert4RecSettings, train_bert4rec
+
+        #: the --miniature BERT4Rec (ours): one small layer, one epoch
+        tiny = {"epochs": 1, "n_layers": 1, "hidden_size": 16, "inner_size": 32, "MAX_ITEM_LIST_LENGTH": 10}
+        if not (run_dir / "bert4rec.json").exists():
+            train_bert4rec(cfg.data, cfg.dataset, run_dir, Bert4RecSettings(overrides=tiny if cfg.miniature else {}))
+        return f"bert4rec:{run_dir}"
+    from baselines.tallrec import tallrec_settings, train_tallrec
+
+    final = run_dir / "final"
+    if not (final / "adapter_config.json").exists() and not (final / "config.json").exists():
+        train_tallrec(cfg.model, cfg.data, cfg.dataset, [cfg.train_need], run_dir,
+                      tallrec_settings(**({"max_steps": 2} if cfg.miniature else {})),
+                      limit=8 if cfg.miniature else None, progress=progress)
+    return f"hf:{final}"
+
+
+def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, progress: bool = True) -> dict:
+    """Run (or resume) every cell; return and write the table or figure (JSON, markdown, PNG).
+    ``reported``: the paper's numbers (leaderboard/paper_results.json's reported_in_paper)."""
+    from flexrec_bench.evaluator import EvalConfig, run_eval
+
+    if cfg.backend != "local":
+        raise FlexRecError("reproduce runs the local backend; on verl, train each cell with `flexrec-bench train "
+                           "--backend verl` and evaluate its exported checkpoint with `flexrec-bench eval`")
+    kind, n = cfg.kind
+    _check_build(cfg)
+    out = Path(cfg.out)
+    here = out / cfg.name
+    here.mkdir(parents=True, exist_ok=True)
+    grid = cells(cfg)
+    critic = (_critic(cfg, out, progress) if any(c.sets.get("reward_signal") == "critic" for c in grid
+                                                   if not c.missing) else None)
+    metrics = METRICS[(kind, n)]
+    rows = []
+    for cell in grid:
+        row: dict[str, Any] = {"label": cell.label, "axes": cell.sets, "missing": cell.missing, "base": cell.base,
+                               "train_needs": list(cell.train_needs or (cfg.train_need,)) if cell.algo else None,
+                               "runs": [], "needs": {}}
+        if cell.missing is None:
+            seeds = range(cfg.seed, cfg.seed + cfg.seeds) if cell.algo else [cfg.seed]
+            for seed in seeds:
+                needs_dir = "+".join(cell.train_needs or (cfg.train_need,))
+                run_dir = out / "runs" / cfg.dataset / needs_dir / _slug(cell.label) / f"seed{seed}"
+                if cell.algo:
+                    model = f"hf:{_train_cell(cell, cfg, run_dir, seed, critic, progress)}"
+                elif cell.baseline:
+                    model = _baseline(cell.baseline, cfg, run_dir, progress)
+                else:
+                    model = cell.ranker
+                run = {"seed": seed, "model": model, "results": {},
+                       "log": str(run_dir / "train_log.jsonl") if cell.algo else None}
+                for need in cfg.test_needs:
+                    res, _, path = run_eval(EvalConfig(
+                        model=model, dataset=cfg.dataset, need=need, data=cfg.data,
+                        out=str(out / "results" / f"seed{seed}"), limit=cfg.test_limit, bootstrap=cfg.bootstrap,
+                        seed=cfg.seed, metrics=metrics,
+                        options={"max_new_tokens": "16"} if cfg.miniature and model.startswith("hf:") else {}),
+                        progress=progress)
+                    run["results"][need] = {"path": str(path), "instances": res.dataset.instances,
+                                            "fingerprint": res.dataset.fingerprint,
+                                            "metrics": {m: res.metrics[m].model_dump() for m in metrics},
+                                            "metrics_over_all": {m: res.metrics_over_all[m].model_dump() for m in metrics}}
+                row["runs"].append(run)
+            for need in cfg.test_needs:
+                row["needs"][need] = _over_seeds([r["results"][need] for r in row["runs"]], metrics)
+        row["paper"] = paper_numbers(reported or [], cfg, cell.label)
+        rows.append(row)
+    _test_against_base(rows, cfg)
+    table = {"kind": kind, "number": n, "name": cfg.name, "model": cfg.model, "dataset": cfg.dataset,
+             "train_need": cfg.train_need, "test_needs": list(cfg.test_needs), "miniature": cfg.miniature,
+             "preset": cfg.preset, "steps": cfg.steps, "seeds": cfg.seeds, "metrics": list(metrics), "rows": rows,
+             "paper_dataset": _paper_dataset(cfg)}
+    if kind == "figure" and n in (3, 4):
+        table["curves"] = {r["label"]: _curves([run["log"] for run in r["runs"] if run["log"]], cfg.test_needs[0])
+                           for r in rows if any(run["log"] for run in r["runs"])}
+    write_json_atomic(here / f"{cfg.name}.json", table)
+    write_text_atomic(here / f"{cfg.name}.md", markdown(table))
+    plot(table, here / f"{cfg.name}.png")
+    return table
+
+
+def _over_seeds(results: list[dict], metrics: tuple[str, ...]) -> dict:
+    """Mean over the seeds' runs with a 95% interval: t over the seeds' means (several seeds) or
+    the run's own bootstrap interval (one)."""
+    from scipy import stats
+
+    out: dict[str, Any] = {"seeds": len(results)}
+    for block in ("metrics", "metrics_over_all"):
+        agg = {}
+        for m in metrics:
+            means = [r[block][m]["mean"] for r in results if r[block][m]["mean"] is not None]
+            if not means:
+                agg[m] = {"mean": None, "ci95": None, "per_seed": []}
+                continue
+            mu = sum(means) / len(means)
+            if len(means) > 1:
+                sd = math.sqrt(sum((x - mu) ** 2 for x in means) / (len(means) - 1))
+                h = float(stats.t.ppf(0.975, len(means) - 1)) * sd / math.sqrt(len(means))
+                ci = [mu - h, mu + h]
+            else:
+                ci = results[0][block][m]["ci95"]
+            agg[m] = {"mean": mu, "ci95": ci, "per_seed": means}
+        out[block] = agg
+    return out
+
+
+def _test_against_base(rows: list[dict], cfg: ReproduceConfig) -> None:
+    """Each trained row against the base model (its step-0 policy), on the same test instances: a
+    paired Wilcoxon test per seed on NDCG@5 and @10, pooled over seeds with Fisher's method."""
+    from scipy import stats
+
+    from flexrec_bench.compare import compare_runs
+
+    base = next((r for r in rows if r["base"] and r["runs"]), None)
+    if base is None:
+        return
+    for row in rows:
+        if row["base"] or not row["runs"] or row["train_needs"] is None:
+            continue
+        row["vs_base"] = {}
+        for need in cfg.test_needs:
+            per_metric: dict[str, dict] = {}
+            for run in row["runs"]:
+                pair = compare_runs([base["runs"][0]["results"][need]["path"], run["results"][need]["path"]],
+                                    cfg.data, ("ndcg@5", "ndcg@10"), "wilcoxon", bootstrap=0)[0]
+                for mc in pair.metrics:
+                    d = per_metric.setdefault(mc.metric, {"diff": [], "p": []})
+                    d["diff"].append(mc.diff)
+                    d["p"].append(mc.p)
+            for m, d in per_metric.items():
+                ps = [p for p in d["p"] if p is not None]
+                pooled = float(stats.combine_pvalues([max(p, 1e-300) for p in ps], method="fisher").pvalue) \
+                    if len(ps) > 1 else (ps[0] if ps else None)
+                d.update(mean_diff=sum(d["diff"]) / len(d["diff"]), p_fisher=pooled)
+            row["vs_base"][need] = per_metric
+
+
+def _paper_dataset(cfg: ReproduceConfig) -> str | None:
+    """The paper's dataset whose numbers sit beside ours: Tables 7 and 8 and the figures name none
+    (or none was transcribed); Table 9 is KuaiRec's dense setting; another dataset has no column."""
+    kind, n = cfg.kind
+    if kind == "figure" or n in (7, 8):
+        return ""
+    if n == 9:
+        return "KuaiRec-dense" if cfg.dataset == "kuairec" else None
+    return PAPER_DATASET.get(cfg.dataset)
+
+
+def paper_numbers(reported: list[dict], cfg: ReproduceConfig, label: str) -> dict[str, float]:
+    """The paper's values for a row, from paper_results.json (their one home)."""
+    kind, n = cfg.kind
+    ds = _paper_dataset(cfg)
+    if kind == "figure" or ds is None:
+        return {}
+    src = f"Pan et al. (FlexRec), Table {n}"
+    return {r["metric"]: r["value"] for r in reported
+            if r["source"] == src and r["method"] == label and r["dataset"] == ds}
+
+
+def _curves(logs: list[str], need: str) -> dict:
+    """Validation NDCG@5/@10 by step from each seed's train_log.jsonl: mean and range over seeds."""
+    import json
+
+    per_seed = []
+    for log in logs:
+        pts: dict[int, dict] = {}
+        p = Path(log)
+        if not p.exists():
+            continue
+        for line in p.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("kind") == "eval":
+                pts[int(r["step"])] = {m: r.get(f"val/{need}/{m}") for m in ("ndcg@5", "ndcg@10")}
+        per_seed.append(pts)
+    steps = sorted(set.intersection(*(set(s) for s in per_seed))) if per_seed else []
+    out = {"steps": steps}
+    for m in ("ndcg@5", "ndcg@10"):
+        vals = [[s[t][m] for s in per_seed] for t in steps]
+        out[m] = {"mean": [sum(v) / len(v) for v in vals], "min": [min(v) for v in vals],
+                  "max": [max(v) for v in vals]}
+    return out
+
+
+def _fmt(m: dict | None) -> str:
+    if not m or m.get("mean") is None:
+        return "—"
+    ci = m.get("ci95")
+    return f"{m['mean']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{m['mean']:.3f}"
+
+
+def _p(p: float | None) -> str:
+    return "" if p is None else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
+
+
+def markdown(table: dict) -> str:
+    """The table in the paper's layout: per row and metric, ours (mean over seeds, 95% CI), the
+    paper-comparable mean over all instances, then the paper's value; trained rows also say how
+    they differ from the base model."""
+    metrics = table["metrics"]
+    pd = table["paper_dataset"]
+    title = ("Table" if table["kind"] == "table" else "Figure") + f" {table['number']}"
+    paper_note = ("the paper's numbers (Tables 7 and 8 name no dataset)" if pd == "" and table["kind"] == "table" else
+                  "no paper column (the figure's values are not in the text)" if table["kind"] == "figure" else
+                  f"the paper's {pd} numbers" if pd else
+                  f"no paper column: the paper reports no {table['dataset']} numbers in {title}")
+    lines = [f"# {title} reproduced: {table['dataset']}, trained on {table['train_need']}, tested on "
+             f"{', '.join(table['test_needs'])}; base model {table['model']}", "",
+             f"Ours: mean [95% CI] over the instances where a metric is defined; with {table['seeds']} seed(s) per "
+             f"trained row, the mean over seeds and a t interval over the seeds' means (one seed: the bootstrap "
+             f"interval over instances). 'all': over all instances with undefined ones scored 0, the convention the "
+             f"paper's tables appear to use (docs/metrics.md); beside them, {paper_note}. 'vs base': the mean "
+             f"difference in NDCG@5 from the base model (its step-0 policy) on the same instances, and the paired "
+             f"Wilcoxon p-value (Fisher-pooled over seeds)."
+             + (" Miniature run (the CPU smoke preset): the numbers only show that every cell runs."
+                if table["miniature"] else "")]
+    for need in table["test_needs"]:
+        lines += ["", f"## test need: {need}", "",
+                  "| Row | " + " | ".join(f"{_HEAD[m]} ours | {_HEAD[m]} all | {_HEAD[m]} paper" for m in metrics)
+                  + " | vs base (N@5) |", "|---|" + "---|---|---|" * len(metrics) + "---|"]
+        for row in table["rows"]:
+            cells = []
+            got = row["needs"].get(need)
+            for m in metrics:
+                ours = "not run" if row["missing"] else _fmt(got["metrics"][m]) if got else "—"
+                over_all = _fmt(got["metrics_over_all"][m]) if got else ""
+                paper = row["paper"].get(m) if len(table["test_needs"]) == 1 else None
+                cells.append(f"{ours} | {over_all} | {'' if paper is None else f'{paper:.3f}'}")
+            vs = (row.get("vs_base") or {}).get(need, {}).get("ndcg@5")
+            vs_text = f"{vs['mean_diff']:+.3f} (p {_p(vs['p_fisher'])})" if vs else ""
+            lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {vs_text} |")
+    missing = [r for r in table["rows"] if r["missing"]]
+    if missing:
+        lines += ["", "Not run here:"] + [f"- {r['label']}: {r['missing']}" for r in missing]
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict, path: Path) -> None:
+    """Tables: grouped bars of our paper-comparable means with 95% whiskers and the paper's values as
+    black ticks. Figures 3 and 4: the learning curves (validation NDCG@5 and NDCG@10 by step, the
+    band spanning the seeds). Figure 2: bars per need for the joint and the single-need models."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if table.get("curves"):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for ax, m in zip(axes, ("ndcg@5", "ndcg@10")):
+            for label, c in table["curves"].items():
+                if not c["steps"]:
+                    continue
+                ax.plot(c["steps"], c[m]["mean"], label=label)
+                ax.fill_between(c["steps"], c[m]["min"], c[m]["max"], alpha=0.15)
+            ax.set_xlabel("step")
+            ax.set_ylabel(f"validation {_HEAD[m]}")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.suptitle(f"Figure {table['number']} ({table['dataset']}, {table['seeds']} seed(s); band: range over seeds)")
+    else:
+        needs = table["test_needs"]
+        metric = table["metrics"][0] if table["kind"] == "figure" else None
+        rows = table["rows"]
+        groups = [(need, m) for need in needs for m in ([metric] if metric else table["metrics"])]
+        fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(groups)), 4))
+        width = 0.8 / max(1, len(rows))
+        for j, row in enumerate(rows):
+            xs, ys, err = [], [], [[], []]
+            for i, (need, m) in enumerate(groups):
+                v = ((row["needs"].get(need) or {}).get("metrics_over_all") or {}).get(m) or {}
+                if v.get("mean") is None:
+                    continue
+                ci = v.get("ci95") or (v["mean"], v["mean"])
+                xs.append(i + (j - len(rows) / 2 + 0.5) * width)
+                ys.append(v["mean"])
+                err[0].append(max(0.0, v["mean"] - ci[0]))
+                err[1].append(max(0.0, ci[1] - v["mean"]))
+            ax.bar(xs, ys, width, yerr=err, capsize=2, label=row["label"] + (" (not run)" if row["missing"] else ""))
+            if len(needs) == 1:
+                px = [i + (j - len(rows) / 2 + 0.5) * width for i, (_, m) in enumerate(groups) if m in row["paper"]]
+                py = [row["paper"][m] for _, m in groups if m in row["paper"]]
+                ax.scatter(px, py, marker="_", s=120, color="black", zorder=3)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{need}\n{_HEAD[m]}" if len(needs) > 1 else _HEAD[m] for need, m in groups], fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("over all instances (the paper's convention)")
+        ax.set_title(f"{'Table' if table['kind'] == 'table' else 'Figure'} {table['number']}: {table['dataset']}"
+                     + (" (miniature)" if table["miniature"] else "") + "; black ticks: the paper")
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
