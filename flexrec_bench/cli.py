@@ -21,12 +21,17 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 
 
 def _options(pairs: list[str] | None) -> dict:
+    from .secrets import is_secret_name, remember
+
     out = {}
     for p in pairs or []:
         key, sep, val = p.partition("=")
         if not sep or not key:
             raise FlexRecError(f"--option expects key=value, got {p!r}")
-        out[key.strip().replace("-", "_")] = val
+        key = key.strip().replace("-", "_")
+        if is_secret_name(key):
+            remember(val)  # never written anywhere from here on (flexrec_bench.secrets)
+        out[key] = val
     return out
 
 
@@ -382,7 +387,9 @@ def train_cmd(
             from training.local import dry_run as resolve
         else:
             from training.verl_backend import dry_run as resolve
-        typer.echo(json.dumps(resolve(cfg), indent=2, default=str))
+        from .secrets import redact
+
+        typer.echo(json.dumps(redact(resolve(cfg)), indent=2, default=str))
         return
     if backend == "local":
         from training.local import train_local
@@ -561,10 +568,12 @@ def make_tiny_model_cmd(
 
 
 def main() -> None:
+    from .secrets import redact_text
+
     try:
         app()
     except FlexRecError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {redact_text(str(exc))}", err=True)
         sys.exit(2)
 
 

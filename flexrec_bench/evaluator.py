@@ -105,7 +105,7 @@ class EvalConfig:
         """Short hash of the ranker options that change its output (None without any): the same
         model with other options is another entry and another results folder. Secrets, the
         progress switch and the OpenAI client's transport settings do not make a variant."""
-        from .results import is_secret_name
+        from .secrets import is_secret_name
 
         transport = {"progress", "base_url", "cache_dir", "concurrency", "requests_per_minute", "tokens_per_minute",
                      "max_retries", "timeout", "batch_size"}

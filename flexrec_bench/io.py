@@ -59,8 +59,11 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
 
 
 def write_text_atomic(dest: str | Path, text: str) -> None:
+    """Write text atomically, with every secret taken out (flexrec_bench.secrets)."""
+    from .secrets import redact_text
+
     with atomic_path(dest) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(redact_text(text), encoding="utf-8")
 
 
 def _reject_non_finite(obj: Any, where: str = "$") -> None:
@@ -75,9 +78,12 @@ def _reject_non_finite(obj: Any, where: str = "$") -> None:
 
 
 def write_json_atomic(dest: str | Path, obj: Any) -> None:
-    """Write strict JSON (no NaN/Infinity), sorted keys, atomically."""
+    """Write strict JSON (no NaN/Infinity), sorted keys, atomically, with every secret taken out
+    (the values of secret-named fields, URL credentials, known keys: flexrec_bench.secrets)."""
+    from .secrets import redact
+
     _reject_non_finite(obj)
-    write_text_atomic(dest, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    write_text_atomic(dest, json.dumps(redact(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def write_parquet_atomic(dest: str | Path, table: pa.Table) -> None:

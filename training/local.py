@@ -116,9 +116,21 @@ def _check_local(cfg: TrainConfig) -> None:
 
 
 def resolved_trl_args(cfg: TrainConfig, weights: list[float], k_max: int | None, progress: bool = True):
-    """The trl.GRPOConfig of a resolved run."""
+    """The trl.GRPOConfig of a resolved run. A hub token never enters it (TRL pickles its arguments
+    into every checkpoint as training_args.bin): it goes to the process's HF_TOKEN, where the hub
+    client reads it, and is taken out of everything written (flexrec_bench.secrets)."""
+    import os
+
+    from flexrec_bench.secrets import is_secret_name, remember
+
     trl = require("trl", "train", "local training")
     kw: dict[str, Any] = cfg.grpo_kwargs()
+    for name in [k for k in kw if is_secret_name(k)]:
+        value = kw.pop(name)
+        if value:
+            remember(value)
+            if name == "hub_token":
+                os.environ["HF_TOKEN"] = str(value)
     if k_max is not None:
         kw["max_completion_length"] = completion_budget(cfg, k_max)
     kw.setdefault("disable_tqdm", not progress)
@@ -146,9 +158,11 @@ class _JsonlAndEval:
         self.t0 = time.time()
 
     def write(self, row: dict) -> None:
+        from flexrec_bench.secrets import redact
+
         with open(self.log_path, "a") as f:
-            f.write(json.dumps({k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
-                                for k, v in row.items()}) + "\n")
+            f.write(json.dumps(redact({k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
+                                       for k, v in row.items()})) + "\n")
 
     def validate(self, step: int) -> dict:
         from flexrec_bench.evaluator import evaluate
