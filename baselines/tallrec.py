@@ -16,16 +16,20 @@ CONFIG = Path(__file__).with_name("tallrec.yaml")
 
 
 def tallrec_settings(path: Path = CONFIG, **overrides) -> SFTSettings:
-    """SFT settings from TALLRec's YAML (the paper's defaults) with ``overrides`` on top."""
+    """SFT settings from TALLRec's YAML (the paper's defaults) with ``overrides`` (``--set``
+    strings or values) on top, each converted to its field's type by the one converter."""
+    import typing
+
+    from flexrec_bench.options import convert
+
     raw = {**(yaml.safe_load(Path(path).read_text()) or {}), **overrides}
     bad = sorted(set(raw) - set(SFTSettings.__dataclass_fields__))
     if bad:
         from flexrec_bench.registry import did_you_mean
 
         raise FlexRecError(f"unknown SFT setting {bad[0]!r}; {did_you_mean(bad[0], sorted(SFTSettings.__dataclass_fields__))}")
-    if "target_modules" in raw:
-        raw["target_modules"] = tuple(raw["target_modules"])
-    return SFTSettings(**raw)
+    hints = typing.get_type_hints(SFTSettings)
+    return SFTSettings(**{k: convert(v, hints[k], "--set" if k in overrides else str(path), k) for k, v in raw.items()})
 
 
 def train_tallrec(model: str, data_dir: str | Path, dataset: str, needs: list[str], out_dir: str | Path,

@@ -55,7 +55,7 @@ def main() -> None:
                                                                    per_device_train_batch_size=16))
         print(f"format warm-up done in {time.time() - t0:.0f} s", flush=True)
     cmd = [sys.executable, "-m", "flexrec_bench.cli", "reproduce", "--figure", "3", "--dataset", "toy",
-           "--data", str(data), "--model", str(warm), "--out", str(out), "--preset", "miniature",
+           "--data", str(data), "--need", "toy", "--model", str(warm), "--out", str(out), "--preset", "miniature",
            "--seeds", str(a.seeds), "--quiet"] + (["--steps", str(a.steps)] if a.steps else [])
     subprocess.run(cmd, check=True)
     print((out / "figure3" / "figure3.md").read_text())

@@ -29,7 +29,7 @@ from .pinned import EMBEDDING_MODES, resolve as resolve_pinned
 from .errors import DataError, FlexRecError, MissingDataError
 from .audit import SplitAudit, audit_table, summarize_audit
 from .digests import FINGERPRINT_DECIMALS, label_digest, shown_columns
-from .io import sha256_file, write_json_atomic, write_parquet_atomic
+from .io import sha256_file, write_json_atomic, write_parquet_atomic, writing
 from .need import LabelContext, Need, make_need
 from .paths import embedding_cache_dir
 from .publish import fault, locked, new_tmp_dir, publish, recover
@@ -227,7 +227,8 @@ def build(cfg: BuildConfig, progress: bool = True, device: str | None = None) ->
                                                                ("retrieval_scores", *shown_columns(table)))
                 write_parquet_atomic(tmp / "items.parquet", _items_table(items, inter))
                 write_parquet_atomic(tmp / "interactions.parquet", _interactions_table(inter))
-                np.save(tmp / "embeddings.npy", emb, allow_pickle=False)
+                with writing(final):
+                    np.save(tmp / "embeddings.npy", emb, allow_pickle=False)
                 manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, provenance,
                                      emb.shape[1], labels.hexdigest(), summarize_audit(audits), quality)
                 write_json_atomic(tmp / "manifest.json", manifest)

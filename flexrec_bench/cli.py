@@ -413,7 +413,7 @@ def reproduce_cmd(
     data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
     out: Annotated[Path, typer.Option(help="output folder (runs/, results/ and table<N>/ or figure<N>/ with .md, .png, .json)")] = Path(
         "benchmarks/out/reproduce"),
-    need: Annotated[Optional[str], typer.Option(help="need the trained rows learn (default: interest; search for Table 3)")] = None,
+    need: Annotated[Optional[str], typer.Option(help="need the trained rows learn (default: the dataset's first need: interest; search on ESCI)")] = None,
     steps: Annotated[Optional[int], typer.Option(help="RL steps per trained cell (default: the configs')")] = None,
     seeds: Annotated[int, typer.Option(help="training runs per trained cell (seeds --seed, --seed + 1, ...)")] = 1,
     limit: Annotated[Optional[int], typer.Option(help="first N test instances (default: all)")] = None,
@@ -480,13 +480,15 @@ def train_baseline_cmd(
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Train a baseline; evaluate it with `eval --model bert4rec:<dir>` or `--model hf:<dir>/final`."""
-    import yaml
-
-    sets = {k: yaml.safe_load(v) for k, v in _options(set_).items()}
+    sets = _options(set_)
     dest = out or Path("checkpoints") / f"{name}-{dataset}"
     if name == "bert4rec":
+        import yaml
+
         from baselines.bert4rec.runner import Bert4RecSettings, train_bert4rec
 
+        # RecBole's own config keys (no schema here): values read as YAML scalars, RecBole checks them
+        sets = {k: yaml.safe_load(v) for k, v in sets.items()}
         final = train_bert4rec(data, dataset, dest, Bert4RecSettings(overrides=sets), progress=not quiet, resume=resume)
         typer.echo(f"checkpoint: {final} (evaluate with `flexrec-bench eval --model bert4rec:{final}`)")
     elif name == "tallrec":
@@ -511,12 +513,13 @@ def submit_cmd(
     results: Annotated[Path, typer.Argument(help="a results.json written by `flexrec-bench eval`")],
     leaderboard: Annotated[Optional[Path], typer.Option(help="leaderboard file (default leaderboard/leaderboard.json)")] = None,
     data: Annotated[Path, typer.Option(help="the locally built datasets to re-score against")] = Path("data"),
-    replace: Annotated[bool, typer.Option(help="replace an existing entry with the same key")] = False,
+    replace: Annotated[bool, typer.Option(help="replace an existing entry with the same key (a run of the same declared model)")] = False,
+    reviewer: Annotated[bool, typer.Option(help="a reviewer's replacement: allow --replace by a run that declares another model configuration")] = False,
 ) -> None:
     """Verify a results file (schema, fingerprint, permutations, re-scored metrics) and add it."""
     from leaderboard.submit import DEFAULT_PATH, submit
 
-    entry, replaced = submit(results, leaderboard or DEFAULT_PATH, data, replace)
+    entry, replaced = submit(results, leaderboard or DEFAULT_PATH, data, replace, reviewer=reviewer)
     r = entry.results
     typer.echo(f"{'replaced' if replaced else 'added'}: {r.model.name} on {r.dataset.name}/{r.dataset.need}/"
                f"{r.dataset.split} (re-scored {entry.verification.instances} instances)")
@@ -540,6 +543,24 @@ def leaderboard_cmd(
     from leaderboard.submit import DEFAULT_PATH, load, table
 
     typer.echo(table(load(path or DEFAULT_PATH), dataset, need))
+
+
+@lb_app.command("verify")
+def leaderboard_verify_cmd(
+    path: Annotated[Optional[Path], typer.Option("--leaderboard", help="leaderboard file")] = None,
+    data: Annotated[Path, typer.Option(help="the locally built registered datasets to re-score against")] = Path("data"),
+) -> None:
+    """Re-score every entry from the rankings the board keeps; exits 1 if any entry does not hold."""
+    from leaderboard.submit import DEFAULT_PATH, load, verify_board
+
+    board_path = path or DEFAULT_PATH
+    problems = verify_board(board_path, data)
+    n = len(load(board_path).entries)
+    for p in problems:
+        typer.echo(f"FAIL {p}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{n} entries re-scored from their kept rankings: every one holds")
 
 
 @lb_app.command("render")

@@ -150,10 +150,16 @@ class Embedder:
             for (k, _), v in zip(missing, vecs):
                 store[k] = v
             if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(cache) as tmp:
-                    with open(tmp, "wb") as fh:
-                        np.savez(fh, keys=np.array(list(store), dtype="U32"), vectors=np.stack(list(store.values())))
+                from .errors import FlexRecError
+
+                try:
+                    with atomic_path(cache) as tmp:
+                        with open(tmp, "wb") as fh:
+                            np.savez(fh, keys=np.array(list(store), dtype="U32"), vectors=np.stack(list(store.values())))
+                except FlexRecError as exc:  # a cache that cannot be written costs time, never the build
+                    import sys
+
+                    print(f"warning: embedding cache not saved ({exc})", file=sys.stderr)
         if not texts:
             return np.zeros((0, 1), np.float32)
         return np.stack([store[k] for k in keys]).astype(np.float32)

@@ -125,9 +125,10 @@ class EvalConfig:
             raise ConfigError(f"--limit must be an integer >= 1 (or left out for the whole split), got {self.limit!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"--seed must be an integer >= 0, got {self.seed!r}")
-        if not isinstance(self.bootstrap, int) or self.bootstrap < 0 or 0 < self.bootstrap < MIN_BOOTSTRAP:
-            raise ConfigError(f"--bootstrap must be 0 (no confidence intervals) or at least {MIN_BOOTSTRAP} resamples, "
-                              f"got {self.bootstrap!r}")
+        if (not isinstance(self.bootstrap, int) or self.bootstrap < 0 or 0 < self.bootstrap < MIN_BOOTSTRAP
+                or self.bootstrap > MAX_BOOTSTRAP):
+            raise ConfigError(f"--bootstrap must be 0 (no confidence intervals) or {MIN_BOOTSTRAP} to {MAX_BOOTSTRAP} "
+                              f"resamples, got {self.bootstrap!r}")
         if not self.metrics:
             raise ConfigError("--metrics names no metric")
         for m in self.metrics:
@@ -136,6 +137,8 @@ class EvalConfig:
 
 #: fewest bootstrap resamples that give a confidence interval worth printing (0 turns CIs off)
 MIN_BOOTSTRAP = 100
+#: most resamples accepted (ours: beyond this the interval no longer changes, only the cost grows)
+MAX_BOOTSTRAP = 100_000
 
 
 def _refuse_other_build(existing: Path, fingerprint: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -41,21 +42,51 @@ def remove_stale_tmp(dest: str | Path) -> None:
                 p.unlink(missing_ok=True)
 
 
+_WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied", errno.EISDIR: "it is a folder", errno.ENOTDIR: "a part of the path is a file"}
+
+
+def cannot_write(path: str | Path, exc: OSError):
+    """The one-line error for a write that failed (disk full, read-only, a folder in the way, ...)."""
+    from .errors import FlexRecError
+
+    why = _WHY.get(exc.errno, exc.strerror or type(exc).__name__)
+    return FlexRecError(f"cannot write {path}: {why}; nothing was changed there")
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into :func:`cannot_write`'s one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``dest``; rename it over ``dest`` only if the block succeeds."""
+    """Yield a temporary path next to ``dest``; rename it over ``dest`` only if the block succeeds.
+    A write that fails (disk full, read-only, ``dest`` a folder) leaves ``dest`` as it was and is
+    reported in one line."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        if dest.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(dest))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         fix_mode(tmp_path)
         os.replace(tmp_path, dest)
+    except OSError as exc:
+        raise cannot_write(dest, exc) from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        if tmp_path is not None and tmp_path.exists():
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
 
 
 def write_text_atomic(dest: str | Path, text: str) -> None:

@@ -11,6 +11,7 @@ from typing import ClassVar
 import numpy as np
 
 from .errors import ConfigError
+from .options import convert
 from .registry import Registry
 
 
@@ -89,31 +90,11 @@ def make_need(name: str, options: dict) -> Need:
             from .registry import did_you_mean
 
             raise ConfigError(f"need {name!r} has no option {key!r}; {did_you_mean(key, sorted(fields))}")
-        kwargs[key] = _convert(name, key, value, hints.get(key))
+        kwargs[key] = convert(value, hints.get(key), "--need-option", f"{name}.{key}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"need {name!r}: {exc}") from None
-
-
-def _convert(need: str, key: str, value, hint):
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
-    target = args[0] if args else hint
-    if text.lower() in ("none", "null") and type(None) in getattr(hint, "__args__", ()):
-        return None
-    try:
-        if target is bool:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1")
-        if target in (int, float):
-            return target(text)
-    except ValueError:
-        raise ConfigError(f"--need-option {need}.{key} expects {target.__name__}, got {value!r}") from None
-    return text
 
 
 def minmax(x: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -45,10 +45,14 @@ def fault(step: str) -> None:
 @contextlib.contextmanager
 def locked(final: Path, timeout: float = 600.0, what: str = "output") -> Iterator[None]:
     """Hold ``<parent>/.<name>.lock`` (released by the OS if the holder dies)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
+    from .io import writing
+
+    with writing(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(final.parent / f".{final.name}.lock"), timeout=timeout)
     try:
-        lock.acquire()
+        with writing(final.parent / f".{final.name}.lock"):
+            lock.acquire()
     except Timeout:
         raise FlexRecError(f"{final}: another process has held the {what} lock for {timeout:.0f} s; "
                            f"wait for it to finish, or remove {lock.lock_file} if no such process is running") from None
@@ -89,8 +93,11 @@ def recover(final: Path) -> None:
 
 def new_tmp_dir(final: Path) -> Path:
     """A fresh, empty staging folder beside ``final`` (call under the lock, after :func:`recover`)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    from .io import writing
+
+    with writing(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     fix_mode(tmp)
     return tmp
 
@@ -106,7 +113,10 @@ def publish(tmp: Path, final: Path) -> Path:
         fix_mode(p)
     token = _token()
     gen = parent / f".{name}.{token}.gen"
-    os.replace(tmp, gen)
+    from .io import writing
+
+    with writing(final):
+        os.replace(tmp, gen)
     fault("publish:renamed")
     link_tmp = parent / f".{name}.{token}.link.tmp"
     os.symlink(gen.name, link_tmp)

@@ -52,7 +52,7 @@ class DatasetInfo(_Strict):
 
 
 class BootstrapInfo(_Strict):
-    samples: int = Field(ge=0)
+    samples: int = Field(ge=0, le=100_000, description="resamples (at most 100,000: evaluator.MAX_BOOTSTRAP)")
     seed: int
 
 

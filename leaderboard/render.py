@@ -167,6 +167,10 @@ def render(board: Leaderboard, out_dir: str | Path, paper: PaperResults | None =
         primary=PRIMARY_METRIC, alpha=ALPHA,
         ablations=[r for r in reported_rows(paper) if r["dataset"] not in PAPER_DATASETS])
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "index.html", page)
+    from flexrec_bench.io import remove_stale_tmp
+    from flexrec_bench.publish import locked
+
+    with locked(out / "index.html", timeout=60.0, what="page"):  # one writer: a dead one's temp files go
+        remove_stale_tmp(out / "index.html")
+        write_text_atomic(out / "index.html", page)
     return out / "index.html"

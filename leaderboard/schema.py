@@ -25,6 +25,11 @@ class _Strict(BaseModel):
 class Verification(_Strict):
     rescored: Literal[True] = Field(description="metrics were recomputed from rankings.parquet and matched")
     rankings_sha256: str
+    rankings_file: str | None = Field(default=None, description=(
+        "the rankings the entry was scored from, kept by the board (relative to the leaderboard file's folder): "
+        "`flexrec-bench leaderboard verify` re-scores every entry from them"))
+    rerun: bool = Field(default=False, description=(
+        "the named model is a built-in, offline ranker and submit reran it: these rankings are its own"))
     instances: int = Field(ge=1)
     submitted_at: str = Field(description="UTC, ISO 8601")
     flexrec_bench_version: str = Field(description="version that verified the entry")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import shutil
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,9 @@ from flexrec_bench.errors import FlexRecError
 from flexrec_bench.evaluator import MIN_BOOTSTRAP, evaluate
 from flexrec_bench.parsing import parse_ranking, short_id, to_permutation
 from flexrec_bench.ranking import ParseStats
-from flexrec_bench.io import remove_stale_tmp, sha256_file, write_json_atomic
+from flexrec_bench.io import remove_stale_tmp, sha256_file, write_json_atomic, writing
 from flexrec_bench.need import NEEDS
+from flexrec_bench.rankers import RANKERS
 from flexrec_bench.results import ResultsFile
 
 from .builds import REGISTERED_SPLITS, check_labels
@@ -35,6 +38,8 @@ class SubmissionRefused(FlexRecError):
 
 def load(path: str | Path) -> Leaderboard:
     p = Path(path)
+    if p.is_dir():
+        raise FlexRecError(f"{p}: is a folder; --leaderboard names the leaderboard's JSON file")
     if not p.exists():
         return Leaderboard()
     try:
@@ -42,6 +47,10 @@ def load(path: str | Path) -> Leaderboard:
     except ValidationError as exc:
         err = exc.errors()[0]
         raise FlexRecError(f"{p}: invalid leaderboard at {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    except UnicodeDecodeError as exc:
+        raise FlexRecError(f"{p}: not UTF-8 text (byte {exc.start}); expected the leaderboard's JSON") from None
+    except OSError as exc:
+        raise FlexRecError(f"{p}: cannot read ({exc.strerror or exc})") from None
 
 
 def _read_results(path: Path) -> ResultsFile:
@@ -101,6 +110,18 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard,
         check_labels(local, registered, board_dir)
     except FlexRecError as exc:
         raise SubmissionRefused(f"{rp}: {exc}") from None
+    names = [n for n in (res.model.name, res.model.display_name) if n is not None]
+    for n in names:
+        check_name(n, rp, [e.label() for e in board.entries if e.key[0] != res.model.name] +
+                   [e.results.model.name for e in board.entries if e.key[0] != res.model.name])
+    res = res.model_copy(update={"model": res.model.model_copy(update={
+        "name": unicodedata.normalize("NFKC", res.model.name),
+        "display_name": unicodedata.normalize("NFKC", res.model.display_name) if res.model.display_name else None})})
+    kind = res.model.name.partition(":")[0]
+    if kind not in RANKERS:
+        raise SubmissionRefused(f"{rp}: model {res.model.name!r}: {kind!r} is no model kind this version knows "
+                                f"({', '.join(RANKERS.names())})")
+    ranker_cls = RANKERS.get(kind)
     rk = _rankings_path(rp, res.rankings.file)
     digest = sha256_file(rk)
     if digest != res.rankings.sha256:
@@ -112,15 +133,25 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard,
     except Exception as exc:  # pyarrow raises several kinds for a corrupt file
         raise SubmissionRefused(f"{rk}: unreadable rankings ({type(exc).__name__})") from None
     seen: set[str] = set()
-    for row, iid in enumerate(ids):
+    for row, (iid, r) in enumerate(zip(ids, ranked)):
+        if iid is None or r is None:
+            raise SubmissionRefused(f"{rk}: row {row}: {'instance_id' if iid is None else 'ranked'} is null; every row "
+                                    f"names an instance and its ranked candidates")
         if iid in seen:
             raise SubmissionRefused(f"{rk}: row {row}: instance {iid!r} appears twice; one row per instance")
         seen.add(iid)
     rankings = dict(zip(ids, ranked))
+    extra = [i for i in rankings if i not in set(local.instance_ids)]
+    if extra:
+        raise SubmissionRefused(f"{rk}: {len(extra)} instance(s) this build does not have (e.g. {extra[0]!r}): the "
+                                f"rankings were made on another build or split")
     if len(rankings) != len(local):
         missing = [i for i in local.instance_ids if i not in rankings]
-        raise SubmissionRefused(f"{rk}: {len(local) - len(rankings)} instance(s) missing (e.g. {missing[:1]}); "
+        raise SubmissionRefused(f"{rk}: {len(missing)} instance(s) missing (e.g. {missing[:1]}); "
                                 f"entries must rank the whole {split} split (no --limit)")
+    if ranker_cls.produces_text and "output" not in table.column_names:
+        raise SubmissionRefused(f"{rk}: no 'output' column: an LLM ranker's entry keeps the raw outputs its rankings "
+                                f"were parsed from (eval writes them)")
     try:
         report = evaluate(rankings, local, tuple(res.metrics), res.bootstrap.samples, res.bootstrap.seed, beyond=True)
     except FlexRecError as exc:
@@ -132,6 +163,8 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard,
             if got is None or not _same(claimed.mean, got.mean):
                 raise SubmissionRefused(f"{rp}: {block}.{name}.mean: claimed {_fmt(claimed.mean)}, re-scored "
                                         f"{_fmt(got.mean if got else None)}")
+    if ranker_cls.deterministic:  # a built-in ranker: its rankings must be what it produces here
+        _check_reproduced(res, local, rankings, rk)
     parse = _parse_stats(table, local, rankings, rk) if "output" in table.column_names else None
     # every count and statistic on the entry is the re-derived one: CIs, n, the undefined counts,
     # the instance count, beyond-accuracy metrics, parse statistics (None without raw outputs)
@@ -147,9 +180,56 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard,
         per_instance[PRIMARY_METRIC] = [None if not np.isfinite(v) else round(float(v), 6)
                                         for v in report.per_instance[PRIMARY_METRIC]]
     return Entry(results=checked, verification=Verification(
-        rescored=True, rankings_sha256=digest, instances=len(local),
+        rescored=True, rankings_sha256=digest, instances=len(local), rankings_file=rankings_file_name(digest),
+        rerun=bool(ranker_cls.deterministic),
         submitted_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         flexrec_bench_version=__version__, per_instance=per_instance))
+
+
+#: letters that look like Latin ones (Cyrillic and Greek), for spotting a look-alike of a name
+_CONFUSABLE = str.maketrans("аеорсухіјѕԁɡѵԝкмнтвαοορτυνιεκμηχ", "aeopcyxijsdgvwkmhtbaooptuvieknnx")
+
+
+def _skeleton(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).casefold().translate(_CONFUSABLE)
+
+
+def check_name(name: str, path, existing: list[str]) -> None:
+    """A name shown on the board: printable (no control or format characters), not blank, and not a
+    look-alike of a name already there (``stаr`` with a Cyrillic a beside ``star``)."""
+    if not name.strip():
+        raise SubmissionRefused(f"{path}: the model name is blank")
+    bad = [c for c in name if unicodedata.category(c)[0] == "C"]
+    if bad:
+        raise SubmissionRefused(f"{path}: the model name holds a control character ({ascii(bad[0])}); names are printable")
+    norm = unicodedata.normalize("NFKC", name)
+    for other in existing:
+        if other != norm and _skeleton(other) == _skeleton(norm):
+            raise SubmissionRefused(f"{path}: the name {ascii(name)} looks like the entry {ascii(other)}; use a "
+                                    f"distinct name (eval --name)")
+
+
+def rankings_file_name(sha256: str) -> str:
+    """Where the board keeps an entry's rankings, relative to the leaderboard file's folder."""
+    return f"rankings/{sha256[:16]}.parquet"
+
+
+def _check_reproduced(res: ResultsFile, split, rankings: dict[str, list[str]], path: Path) -> None:
+    """Rank the split again with the named built-in ranker (seeded, offline) and refuse rankings it
+    does not produce: for these models a verified entry proves the model made them."""
+    from flexrec_bench.rankers import make_ranker
+
+    opts = {k: v for k, v in ((res.config or {}).get("options") or {}).items() if k != "progress"}
+    try:
+        ranker = make_ranker(res.model.name, seed=int((res.config or {}).get("seed", 0)), **opts)
+        order = ranker.rank(split).order
+    except FlexRecError as exc:
+        raise SubmissionRefused(f"{path}: cannot rerun {res.model.name} to check its rankings ({exc})") from None
+    for i, (iid, cands) in enumerate(zip(split.instance_ids, split.frame["candidates"])):
+        mine = [cands[j] for j in order[i] if j >= 0]
+        if list(rankings[iid]) != mine:
+            raise SubmissionRefused(f"{path}: instance {iid!r}: these are not the rankings {res.model.name} produces on "
+                                    f"this build (it is rerun for built-in models); submit a model's own rankings")
 
 
 def _not_registered(path, dataset: str, got: str, want: str) -> str:
@@ -192,7 +272,7 @@ def _fmt(x) -> str:
 
 
 def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, data_dir: str | Path = "data",
-           replace: bool = False, lock_timeout: float = 60.0) -> tuple[Entry, bool]:
+           replace: bool = False, lock_timeout: float = 60.0, reviewer: bool = False) -> tuple[Entry, bool]:
     """Verify, then record: the (slow) verification runs without the lock against the board as it is;
     the lock is held only to re-read the board, merge and write it (temp file, renamed)."""
     lb_path = Path(leaderboard)
@@ -211,19 +291,90 @@ def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, dat
         if registered and registered.fingerprint != entry.results.dataset.fingerprint:  # registered while we verified
             raise SubmissionRefused(_not_registered(results_path, entry.results.dataset.name,
                                                     entry.results.dataset.fingerprint, registered.fingerprint))
-        same = [i for i, e in enumerate(board.entries) if e.key == entry.key]
+        same = [e for e in board.entries if e.key == entry.key]
         if same and not replace:
             raise SubmissionRefused(f"{results_path}: an entry for {entry.label()} on {entry.results.dataset.need}/"
                                     f"{entry.results.dataset.split} of build {entry.results.dataset.fingerprint} exists; "
                                     f"pass --replace")
+        if same and not reviewer and _declared(same[0]) != _declared(entry):
+            raise SubmissionRefused(f"{results_path}: --replace replaces an entry only with a run of the same declared "
+                                    f"model (id, revision, options, configuration); this one declares another: a "
+                                    f"reviewer replaces it with --reviewer")
         replaced = bool(same)
+        stored = lb_path.parent / entry.verification.rankings_file
+        with writing(stored):
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(_rankings_path(Path(results_path), entry.results.rankings.file), stored)
         board.entries = [e for e in board.entries if e.key != entry.key] + [entry]
         board.entries.sort(key=lambda e: (e.results.dataset.name, e.results.dataset.need, e.results.dataset.split,
                                           e.results.model.name))
         write_json_atomic(lb_path, json.loads(board.model_dump_json()))
+        kept = {e.verification.rankings_file for e in board.entries if e.verification.rankings_file}
+        for old in same:  # a replaced entry's rankings go with it
+            if old.verification.rankings_file and old.verification.rankings_file not in kept:
+                (lb_path.parent / old.verification.rankings_file).unlink(missing_ok=True)
     finally:
         lock.release()
     return entry, replaced
+
+
+def _declared(e: Entry) -> tuple:
+    m = e.results.model
+    return (m.name, m.id, m.revision, m.variant, json.dumps(m.config, sort_keys=True))
+
+
+def verify_board(leaderboard: str | Path = DEFAULT_PATH, data_dir: str | Path = "data") -> list[str]:
+    """Re-score every entry from the rankings the board keeps, against the registered build: the
+    problems found (an empty list: every entry holds). A hand-edited mean, CI, count or per-instance
+    value, a missing or changed rankings file, or labels that are not the registered build's, fail."""
+    lb_path = Path(leaderboard)
+    board = load(lb_path)
+    problems: list[str] = []
+    for e in board.entries:
+        r, v = e.results, e.verification
+        where = f"{e.label()} on {r.dataset.name}/{r.dataset.need}/{r.dataset.split}"
+        if not v.rankings_file:
+            problems.append(f"{where}: the board keeps no rankings for it (submitted by an older version)")
+            continue
+        path = lb_path.parent / v.rankings_file
+        if not path.is_file() or sha256_file(path) != v.rankings_sha256:
+            problems.append(f"{where}: {path} is missing or is not the rankings the entry names (sha256)")
+            continue
+        reg = board.registered_builds.get(r.dataset.name)
+        if reg is None or reg.fingerprint != r.dataset.fingerprint:
+            problems.append(f"{where}: scored on {r.dataset.fingerprint}, not the registered build")
+            continue
+        try:
+            split = load_split(data_dir, r.dataset.name, r.dataset.need, r.dataset.split)
+            check_labels(split, reg, lb_path.parent)
+            table = pq.read_table(path)
+            rankings = dict(zip(table.column("instance_id").to_pylist(), table.column("ranked").to_pylist()))
+            rep = evaluate(rankings, split, tuple(r.metrics), r.bootstrap.samples, r.bootstrap.seed, beyond=True)
+        except FlexRecError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        for block, stored, got in (("metrics", r.metrics, rep.metrics), ("metrics_over_all", r.metrics_over_all,
+                                                                           rep.metrics_over_all)):
+            for name, mv in stored.items():
+                g = got.get(name)
+                if g is None or not (_same(mv.mean, g.mean) and _same(mv.ci95, g.ci95) and mv.n == g.n):
+                    problems.append(f"{where}: {block}.{name} on the board ({_fmt(mv.mean)}, n {mv.n}) is not the "
+                                    f"re-scored {_fmt(g.mean if g else None)}")
+        for name, value in r.beyond.items():
+            if not _same(value, rep.beyond.get(name)):
+                problems.append(f"{where}: beyond.{name} on the board is not the re-scored value")
+        for name, values in v.per_instance.items():
+            fresh = [None if not np.isfinite(x) else round(float(x), 6) for x in rep.per_instance.get(name, [])]
+            if fresh != values:
+                problems.append(f"{where}: per-instance {name} on the board is not the re-scored one")
+        if (r.n_no_relevant, r.n_no_gain, v.instances) != (rep.n_no_relevant, rep.n_no_gain, len(split)):
+            problems.append(f"{where}: the board's counts are not the re-scored ones")
+    return problems
+
+
+def _printable(text: str) -> str:
+    """A name as a terminal shows it safely: control characters (escape sequences) as \\x.. escapes."""
+    return "".join(c if unicodedata.category(c)[0] != "C" else ascii(c)[1:-1] for c in text)
 
 
 def table(board: Leaderboard, dataset: str | None = None, need: str | None = None,
@@ -238,7 +389,7 @@ def table(board: Leaderboard, dataset: str | None = None, need: str | None = Non
         groups.setdefault((e.results.dataset.name, e.results.dataset.need, e.results.dataset.split), []).append(e)
     for (ds, nd, sp), es in groups.items():
         out.append(f"{ds} / {nd} / {sp}")
-        width = max(len(e.label()) for e in es)
+        width = max(len(_printable(e.label())) for e in es)
         out.append(f"  {'model':<{width}}  " + "  ".join(f"{m:>22}" for m in metrics))
         def first(e: Entry) -> float:
             v = e.results.metrics.get(metrics[0])
@@ -250,6 +401,6 @@ def table(board: Leaderboard, dataset: str | None = None, need: str | None = Non
                 v = e.results.metrics.get(m)
                 cells.append(f"{v.mean:.4f} [{v.ci95[0]:.3f},{v.ci95[1]:.3f}]" if v is not None and v.mean is not None
                              else f"{'-':>22}")
-            out.append(f"  {e.label():<{width}}  " + "  ".join(f"{c:>22}" for c in cells))
+            out.append(f"  {_printable(e.label()):<{width}}  " + "  ".join(f"{c:>22}" for c in cells))
         out.append("")
     return "\n".join(out).rstrip()

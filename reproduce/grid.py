@@ -71,7 +71,7 @@ class ReproduceConfig:
     dataset: str = "ml-100k"
     data: str = "data"
     out: str = "benchmarks/out/reproduce"
-    need: str | None = None                     #: the need trained cells learn (default: interest; search for Table 3)
+    need: str | None = None                     #: the need trained cells learn (default: the dataset's first: interest; search on ESCI)
     steps: int | None = None                    #: RL steps per training cell (default: the configs')
     test_limit: int | None = None               #: first N test instances (default: all)
     bootstrap: int = 1000
@@ -105,14 +105,19 @@ class ReproduceConfig:
 
     @property
     def train_need(self) -> str:
-        return self.need or ("search" if self.kind == ("table", 3) else "interest")
+        """--need, else the dataset's first need (interest on MovieLens and KuaiRec, search on ESCI)."""
+        from flexrec_bench.datasets import DATASETS
+
+        return self.need or DATASETS.get(self.dataset).default_needs[0]
 
     @property
     def test_needs(self) -> tuple[str, ...]:
         kind, n = self.kind
         if kind == "figure" and n == 2:
             return JOINT_NEEDS
-        return (TEST_NEED[n],) if kind == "table" and n in TEST_NEED and self.need is None else (self.train_need,)
+        if kind == "table" and n in (2, 6):  # generalisation: trained on --need, tested on the table's need
+            return (TEST_NEED[n],)
+        return (self.train_need,)
 
 
 def _llm_rows(cfg: ReproduceConfig, base_label: str = "Qwen2.5-3B-Instruct", sft: str = "TALLRec",

@@ -186,15 +186,15 @@ def test_critic_early_stopping_reports_the_epoch_kept(ml100k, tmp_path):
 def test_critic_resumes_where_it_stopped_and_matches_an_uninterrupted_run(ml100k, tmp_path):
     import torch
 
-    from training.critic import CriticConfig, train_critic
+    from training.critic import CriticConfig, state_path, train_critic
 
     cfg = CriticConfig(epochs=3, max_pairs=400)
     _, full = train_critic(ml100k, "ml-100k", cfg, tmp_path / "full", progress=False)
     # a run stopped after its first epoch: what critic_state.pt holds then
     train_critic(ml100k, "ml-100k", CriticConfig(epochs=1, max_pairs=400), tmp_path / "part", progress=False)
-    st = torch.load(tmp_path / "part" / "critic_state.pt", weights_only=False)
+    st = torch.load(state_path(tmp_path / "part"), weights_only=False)
     st["config"]["epochs"] = 3  # the same run, asked for 3 epochs, stopped after 1
-    torch.save(st, tmp_path / "part" / "critic_state.pt")
+    torch.save(st, state_path(tmp_path / "part"))
     _, resumed = train_critic(ml100k, "ml-100k", cfg, tmp_path / "part", progress=False, resume=True)
     assert [c["epoch"] for c in resumed["curve"]] == [1, 2, 3]
     assert [c["val_mse"] for c in resumed["curve"]] == pytest.approx([c["val_mse"] for c in full["curve"]], rel=1e-5)

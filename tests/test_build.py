@@ -220,7 +220,7 @@ def test_need_options_reach_the_labels_and_the_manifest(tmp_path):
     assert a != b
     with pytest.raises(FlexRecError, match="need 'niche' has no option 'bonsu'; .*did you mean 'bonus'"):
         build(BuildConfig(out=str(tmp_path / "c"), need_options={"niche": {"bonsu": "1"}}, **cfg), progress=False)
-    with pytest.raises(FlexRecError, match=r"--need-option niche.bonus expects float, got 'x'"):
+    with pytest.raises(FlexRecError, match=r"--need-option niche.bonus: expects float, got 'x'"):
         build(BuildConfig(out=str(tmp_path / "c"), need_options={"niche": {"bonus": "x"}}, **cfg), progress=False)
     with pytest.raises(FlexRecError, match="niche rule must be one of some_unseen, none_seen, share_unseen"):
         build(BuildConfig(out=str(tmp_path / "c"), need_options={"niche": {"rule": "some"}}, **cfg), progress=False)

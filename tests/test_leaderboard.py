@@ -376,3 +376,101 @@ def test_options_make_a_variant_and_another_build_is_never_overwritten(ml100k, t
     m.write_text(json.dumps(data))
     with pytest.raises(FlexRecError, match="holds a result scored on build .*; this build is feedfacefeedface"):
         run_eval(EvalConfig(model="star", data=str(other), out=str(tmp_path / "res"), bootstrap=0), progress=False)
+
+
+def _rewrite(path, **changes):
+    d = json.loads(path.read_text())
+    for dotted, value in changes.items():
+        node = d
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    path.write_text(json.dumps(d))
+
+
+def test_oracle_rankings_submitted_as_star_are_refused(ml100k, tmp_path, results):
+    lb = _registered(ml100k, tmp_path)
+    submit(results["star"], lb, ml100k)
+    _, _, oracle = run_eval(EvalConfig(model="oracle", data=str(ml100k), out=str(tmp_path / "or"), bootstrap=100),
+                            progress=False)
+    fake = tmp_path / "fake"
+    shutil.copytree(oracle.parent, fake)
+    _rewrite(fake / "results.json", model__name="star", model__id="star", config__model="star")
+    with pytest.raises(SubmissionRefused, match="these are not the rankings star produces on this build"):
+        submit(fake / "results.json", lb, ml100k, replace=True)
+    assert load(lb).entries[0].results.metrics["ndcg@10"].mean < 0.9
+
+
+def test_replace_needs_the_same_declared_model_or_a_reviewer(ml100k, tmp_path, results):
+    lb = _registered(ml100k, tmp_path)
+    submit(results["random"], lb, ml100k)
+    other = tmp_path / "other"
+    shutil.copytree(results["random"].parent, other)
+    _rewrite(other / "results.json", model__id="random-v2")
+    with pytest.raises(SubmissionRefused, match="same declared model .* --reviewer"):
+        submit(other / "results.json", lb, ml100k, replace=True)
+    entry, replaced = submit(other / "results.json", lb, ml100k, replace=True, reviewer=True)
+    assert replaced and load(lb).entries[0].results.model.id == "random-v2"
+    assert submit(results["random"], lb, ml100k, replace=True, reviewer=True)[1]  # back, by a reviewer
+    assert len(list((lb.parent / "rankings").glob("*.parquet"))) == 1  # the replaced entry's rankings went
+
+
+def test_leaderboard_verify_rescores_every_entry_and_fails_on_a_hand_edit(ml100k, tmp_path, results):
+    lb = _registered(ml100k, tmp_path)
+    for m in ("random", "star"):
+        submit(results[m], lb, ml100k)
+    ok = runner.invoke(app, ["leaderboard", "verify", "--leaderboard", str(lb), "--data", str(ml100k)])
+    assert ok.exit_code == 0 and "2 entries re-scored from their kept rankings: every one holds" in ok.output
+    d = json.loads(lb.read_text())
+    d["entries"][1]["results"]["metrics"]["ndcg@10"]["mean"] += 0.001  # a hand edit the page would show
+    lb.write_text(json.dumps(d))
+    bad = runner.invoke(app, ["leaderboard", "verify", "--leaderboard", str(lb), "--data", str(ml100k)])
+    assert bad.exit_code == 1 and "metrics.ndcg@10 on the board" in bad.output
+    d["entries"][1]["results"]["metrics"]["ndcg@10"]["mean"] -= 0.001
+    lb.write_text(json.dumps(d))
+    kept = next((lb.parent / "rankings").glob("*.parquet"))
+    kept.write_bytes(kept.read_bytes()[:-10])
+    bad = runner.invoke(app, ["leaderboard", "verify", "--leaderboard", str(lb), "--data", str(ml100k)])
+    assert bad.exit_code == 1 and "is not the rankings the entry names" in bad.output
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("   ", "the model name is blank"),
+    ("star\x1b[2J", "control character"),
+    ("st\u0430r", "looks like the entry 'star'"),  # a Cyrillic a
+])
+def test_names_are_printable_and_distinct(ml100k, tmp_path, results, name, expect):
+    lb = _registered(ml100k, tmp_path)
+    submit(results["star"], lb, ml100k)
+    bad = tmp_path / "bad"
+    shutil.copytree(results["random"].parent, bad)
+    _rewrite(bad / "results.json", model__display_name=name)
+    with pytest.raises(SubmissionRefused, match=expect):
+        submit(bad / "results.json", lb, ml100k)
+
+
+def test_only_test_split_results_and_llm_results_with_their_outputs(ml100k, tmp_path, results):
+    import pyarrow.parquet as pq
+
+    lb = _registered(ml100k, tmp_path)
+    _, _, val = run_eval(EvalConfig(model="random", split="val", data=str(ml100k), out=str(tmp_path / "v"),
+                                    bootstrap=100), progress=False)
+    with pytest.raises(SubmissionRefused, match="a val-split result; entries are scored on the test split only"):
+        submit(val, lb, ml100k)
+    llm = tmp_path / "llm"
+    shutil.copytree(results["random"].parent, llm)
+    _rewrite(llm / "results.json", model__name="openai:gpt-4o", model__id="gpt-4o")
+    with pytest.raises(SubmissionRefused, match="no 'output' column: an LLM ranker's entry keeps the raw outputs"):
+        submit(llm / "results.json", lb, ml100k)
+    assert "output" not in pq.read_table(llm / "rankings.parquet").column_names
+
+
+def test_the_terminal_table_escapes_control_characters(ml100k, tmp_path, results):
+    lb = _registered(ml100k, tmp_path)
+    submit(results["random"], lb, ml100k)
+    d = json.loads(lb.read_text())
+    d["entries"][0]["results"]["model"]["display_name"] = "evil\x1b[2Jname"  # a hand edit
+    lb.write_text(json.dumps(d))
+    r = runner.invoke(app, ["leaderboard", "--leaderboard", str(lb)])
+    assert "\x1b" not in r.output and "evil\\x1b[2Jname" in r.output

@@ -112,8 +112,8 @@ def test_doubled_ratings_are_dropped_and_counted(tmp_path):
 
 @pytest.mark.parametrize("args,expect", [
     (["--metrics", "bogus@5"], "unknown metric 'bogus@5'"),
-    (["--bootstrap", "-3"], "--bootstrap must be 0 (no confidence intervals) or at least 100"),
-    (["--bootstrap", "1"], "--bootstrap must be 0 (no confidence intervals) or at least 100"),
+    (["--bootstrap", "-3"], "--bootstrap must be 0 (no confidence intervals) or 100 to 100000 resamples"),
+    (["--bootstrap", "1"], "--bootstrap must be 0 (no confidence intervals) or 100 to 100000 resamples"),
     (["--limit", "-5"], "--limit must be an integer >= 1"),
     (["--limit", "0"], "--limit must be an integer >= 1"),
     (["--seed", "-2"], "--seed must be an integer >= 0"),
@@ -274,3 +274,185 @@ def test_unreachable_server_does_not_claim_partial_data(tmp_path):
     with pytest.raises(FlexRecError) as e:
         fetch(spec, tmp_path, progress=False, timeout=2)
     assert "cannot connect" in str(e.value) and "kept" not in str(e.value)
+
+
+# -- the second probe (issue "Nothing leaked, nothing trusted unchecked") ------------------------
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("probe")
+    raw = fx.write_ml1m(root / "raw")
+    build(BuildConfig(dataset="ml-1m", raw_dir=str(raw), out=str(root / "data"), **SMALL), progress=False)
+    return root
+
+
+@pytest.mark.parametrize("opt,expect", [
+    ("concurrency=abc", "-o concurrency: expects int, got 'abc'"),
+    ("max_retries=-1", "-o max_retries: must be >= 0 and <= 50, got -1"),
+    ("concurrency=0", "-o concurrency: must be >= 1"),
+    ("temperature=hot", "-o temperature: expects float"),
+])
+def test_ranker_options_are_converted_and_bounded_in_one_line(small_build, opt, expect):
+    r = _cli("eval", "--model", "openai:m", "--dataset", "ml-1m", "--data", str(small_build / "data"), "--out",
+             str(small_build / "res-opt"), "--quiet", "-o", opt, "-o", "api_key=sk-x", "-o", "base_url=http://127.0.0.1:9")
+    assert expect in _one_line_error(r)
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["eval", "--model", "random", "--bootstrap", "99999999999"], "--bootstrap must be 0"),
+    (["build-data", "--embedder", "hashing-99999999999"], "1 <= dim <= 65536"),
+    (["build-data", "--need-option", "trend.alpha=nan"], "trend alpha must be a number in [0, 1]"),
+    (["build-data", "--need-option", "trend.alpha=5"], "trend alpha must be a number in [0, 1]"),
+    (["train-critic", "--epochs", "0"], "critic epochs must be an integer >= 1"),
+    (["train-critic", "--device", "bogus"], "critic device must be auto, cpu, mps, cuda or cuda:N"),
+])
+def test_sizes_and_label_options_are_checked_before_any_work(small_build, args, expect):
+    extra = ["--dataset", "ml-1m", "--data", str(small_build / "data")] if args[0] in ("eval", "train-critic") else \
+        ["--dataset", "ml-1m", "--raw-dir", str(small_build / "raw"), "--out", str(small_build / "never")]
+    r = _cli(*args, *extra, "--quiet")
+    assert expect in _one_line_error(r)
+    assert not (small_build / "never").exists()
+
+
+def test_a_results_file_with_an_absurd_bootstrap_is_refused(small_build, tmp_path):
+    from leaderboard.submit import SubmissionRefused, submit
+
+    _, _, path = run_eval(EvalConfig(model="random", dataset="ml-1m", data=str(small_build / "data"),
+                                     out=str(tmp_path / "res"), bootstrap=100), progress=False)
+    d = json.loads(path.read_text())
+    d["bootstrap"]["samples"] = 10 ** 12
+    path.write_text(json.dumps(d))
+    with pytest.raises(SubmissionRefused, match=r"bootstrap.samples: Input should be less than or equal to 100000"):
+        submit(path, tmp_path / "lb.json", small_build / "data")
+
+
+def test_writes_to_a_full_disk_a_read_only_folder_or_a_folder_are_one_line(small_build, tmp_path):
+    import errno
+
+    from flexrec_bench.io import atomic_path, write_json_atomic
+
+    (tmp_path / "ro").mkdir()
+    os.chmod(tmp_path / "ro", 0o555)
+    try:
+        if os.access(tmp_path / "ro", os.W_OK):  # root ignores the mode bits
+            pytest.skip("running as root: a read-only folder is still writable")
+        r = _cli("eval", "--model", "random", "--dataset", "ml-1m", "--data", str(small_build / "data"), "--out",
+                 str(tmp_path / "ro" / "res"), "--quiet", "--bootstrap", "0")
+        assert "cannot write" in _one_line_error(r) and "permission denied" in r.stderr
+    finally:
+        os.chmod(tmp_path / "ro", 0o755)
+
+
+def test_write_errors_name_the_path_and_the_cause(tmp_path, monkeypatch):
+    import errno
+
+    from flexrec_bench.io import write_json_atomic, write_text_atomic
+
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(FlexRecError, match=r"cannot write .*folder: it is a folder; nothing was changed there"):
+        write_json_atomic(tmp_path / "folder", {"a": 1})
+    real_replace = os.replace
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    (tmp_path / "kept.txt").write_text("old")
+    with pytest.raises(FlexRecError, match=r"cannot write .*kept.txt: the disk is full"):
+        write_text_atomic(tmp_path / "kept.txt", "new")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert (tmp_path / "kept.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # nothing half-written
+
+
+def test_leaderboard_files_that_are_not_json_or_are_folders_are_one_line(tmp_path):
+    (tmp_path / "lb.json").write_bytes(b"\xff\xfe not utf-8")
+    r = _cli("leaderboard", "--leaderboard", str(tmp_path / "lb.json"))
+    assert "not UTF-8" in _one_line_error(r)
+    (tmp_path / "dir").mkdir()
+    r = _cli("leaderboard", "--leaderboard", str(tmp_path / "dir"))
+    assert "is a folder" in _one_line_error(r)
+
+
+def test_critic_state_corrupt_and_metrics_published_with_the_weights(small_build, tmp_path):
+    from training.critic import CriticConfig, state_path, train_critic
+
+    out = tmp_path / "critic"
+    train_critic(small_build / "data", "ml-1m", CriticConfig(epochs=1, max_pairs=200, seed=0), out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # a run killed after writing its new critic but before publishing it leaves the old one whole
+    r = _cli("train-critic", "--dataset", "ml-1m", "--data", str(small_build / "data"), "--out", str(out),
+             "--epochs", "1", "--max-pairs", "200", "--seed", "1", "--quiet", env={"FLEXREC_FAULT": "critic:written"})
+    assert r.returncode != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    state_path(out).write_bytes(b"not a torch file")
+    r = _cli("train-critic", "--dataset", "ml-1m", "--data", str(small_build / "data"), "--out", str(out),
+             "--epochs", "1", "--max-pairs", "200", "--resume", "--quiet")
+    assert "is not a critic state" in _one_line_error(r)
+
+
+def test_the_default_critic_folder_survives_a_rebuild(small_build, tmp_path):
+    from training.config import default_critic_dir
+
+    d = default_critic_dir(small_build / "data", "ml-1m")
+    assert (small_build / "data" / "ml-1m").resolve() not in d.resolve().parents
+
+
+def test_a_killed_render_leaves_no_temp_file_behind_the_next(tmp_path):
+    from leaderboard.render import render
+    from leaderboard.schema import Leaderboard, PaperResults
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / ".index.html.abc123.tmp").write_text("half a page")
+    render(Leaderboard(), site, PaperResults())
+    assert sorted(p.name for p in site.iterdir() if not p.name.endswith(".lock")) == ["index.html"]
+
+
+def test_raw_files_cut_off_or_with_a_bom_or_empty_say_so(tmp_path):
+    from flexrec_bench.datasets.movielens import read_ml1m
+
+    d = fx.write_ml1m(tmp_path / "raw")
+    text = (d / "ratings.dat").read_bytes()
+    (d / "ratings.dat").write_bytes(text.rstrip(b"\n")[:-3])  # cut off mid-line
+    with pytest.raises(DataError, match=r"ratings.dat:\d+: the last line has no line end: the file looks cut off"):
+        read_ml1m(d)
+    (d / "ratings.dat").write_bytes(text)
+    movies = (d / "movies.dat").read_bytes()
+    (d / "movies.dat").write_bytes(b"\xef\xbb\xbf" + movies)  # an editor's byte-order mark
+    raw = read_ml1m(d)
+    assert raw.items["item_id"].iloc[0] == movies.split(b"::")[0].decode()
+    assert not any("missing from the item file" in k for k in raw.skipped)
+    (d / "movies.dat").write_bytes(b"")
+    with pytest.raises(DataError, match=r"movies.dat: no movies read"):
+        read_ml1m(d)
+
+
+def test_results_from_another_build_and_null_rows_name_the_cause(small_build, tmp_path):
+    import pyarrow as pa
+
+    from leaderboard.submit import SubmissionRefused, submit
+
+    data = small_build / "data"
+    from conftest import register_build
+
+    board = register_build(tmp_path / "lb.json", data, "ml-1m")
+    _, _, path = run_eval(EvalConfig(model="random", dataset="ml-1m", data=str(data), out=str(tmp_path / "res"),
+                                     bootstrap=100), progress=False)
+    rk = path.parent / "rankings.parquet"
+    t = pq.read_table(rk)
+    grown = pa.table({"instance_id": t.column("instance_id").to_pylist() + ["999@9"],
+                      "ranked": t.column("ranked").to_pylist() + [t.column("ranked").to_pylist()[0]]})
+    pq.write_table(grown, rk)
+    d = json.loads(path.read_text())
+    d["rankings"]["sha256"] = hashlib.sha256(rk.read_bytes()).hexdigest()
+    path.write_text(json.dumps(d))
+    with pytest.raises(SubmissionRefused, match=r"1 instance\(s\) this build does not have .*another build"):
+        submit(path, board, data)
+    nulls = t.column("ranked").to_pylist()
+    nulls[2] = None
+    pq.write_table(pa.table({"instance_id": t.column("instance_id"), "ranked": pa.array(nulls, t.column("ranked").type)}),
+                   rk)
+    d["rankings"]["sha256"] = hashlib.sha256(rk.read_bytes()).hexdigest()
+    path.write_text(json.dumps(d))
+    with pytest.raises(SubmissionRefused, match=r"row 2: ranked is null"):
+        submit(path, board, data)

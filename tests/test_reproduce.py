@@ -35,8 +35,9 @@ def test_grids_follow_the_papers_rows():
     assert ReproduceConfig(table=2, model="m").test_needs == ("niche",)
     assert ReproduceConfig(table=6, model="m").test_needs == ("trend",)
     assert ReproduceConfig(table=2, model="m").train_need == "interest"
-    t3 = ReproduceConfig(table=3, model="m")
+    t3 = ReproduceConfig(table=3, model="m", dataset="esci")
     assert t3.train_need == t3.test_needs[0] == "search" and cells(t3)[0].missing
+    assert ReproduceConfig(figure=3, model="m", dataset="toy").test_needs == ("toy",)
     t9 = cells(ReproduceConfig(table=9, model="m"))
     assert [c.label for c in t9][-3:] == ["Qwen2.5-3B + PPO", "Qwen2.5-3B + Rec-R1", "Qwen2.5-3B + Rank-GRPO"]
     f2 = ReproduceConfig(figure=2, model="m")

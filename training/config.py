@@ -191,21 +191,12 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def _coerce(name: str, value: Any, annotation: Any, where: str) -> Any:
-    """One typed conversion for YAML values and --set strings: pydantic's lax mode ("8" -> 8,
-    "1e-6" -> 1e-06, "true" -> True); tuples of strings also accept "a,b"."""
-    from pydantic import TypeAdapter, ValidationError
+    """YAML values and --set strings through the project's one converter (flexrec_bench.options)."""
+    from flexrec_bench.options import convert
 
     if isinstance(annotation, str):  # our own annotations are strings (from __future__ import annotations)
         annotation = _own_hints()[name]
-    if isinstance(value, str) and typing.get_origin(annotation) is not None and "tuple" in str(annotation):
-        value = tuple(x.strip() for x in value.split(",") if x.strip())
-    if isinstance(value, str) and value.lower() in ("none", "null") and "None" in str(annotation):
-        return None
-    try:
-        return TypeAdapter(annotation).validate_python(value)
-    except ValidationError as e:
-        msg = e.errors()[0]["msg"]
-        raise ConfigError(f"{where}: field {name!r} expects {_type_name(annotation)}, got {value!r} ({msg})") from None
+    return convert(value, annotation, where, name)
 
 
 def _type_name(annotation: Any) -> str:

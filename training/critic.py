@@ -50,6 +50,24 @@ class CriticConfig:
     patience: int | None = None    #: ours, off (the paper trains all 30 epochs): stop after this many epochs without a better val MSE
     device: str = "auto"           #: auto (CUDA when present), cpu or cuda
 
+    def validate(self) -> None:
+        """One-line errors for values no run can use, before any data is read."""
+        import re
+
+        for name, lo in (("epochs", 1), ("batch_size", 1), ("hidden", 1), ("history", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise FlexRecError(f"critic {name} must be an integer >= {lo}, got {v!r}")
+        if self.max_pairs is not None and self.max_pairs < 10:
+            raise FlexRecError(f"critic max_pairs must be at least 10 (an 8:1:1 split), got {self.max_pairs!r}")
+        if self.patience is not None and self.patience < 1:
+            raise FlexRecError(f"critic patience must be >= 1 (or unset), got {self.patience!r}")
+        if not (self.lr > 0 and 0 <= self.dropout < 1 and self.beta >= 0):
+            raise FlexRecError(f"critic lr must be > 0, dropout in [0, 1), beta >= 0; got {self.lr}, {self.dropout}, "
+                               f"{self.beta}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
+            raise FlexRecError(f"critic device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
+
 
 def _block(i: int, o: int, p: float) -> nn.Sequential:
     """Linear, LayerNorm, ReLU, dropout: Appendix G's MLP (ReLU activations, LayerNorm, dropout 0.05)."""
@@ -212,7 +230,11 @@ class Critic:
 
 def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir: str | Path | None = None,
                  progress: bool = True, resume: bool = False) -> tuple[Critic, dict]:
-    """Train, keep the best-validation-MSE state, report test metrics, save ``critic.pt`` + metrics."""
+    """Train, keep the best-validation-MSE state, report test metrics, and publish ``critic.pt``,
+    ``metrics.json`` and ``table4.md`` together (a folder swapped in whole: a kill never leaves one
+    run's weights beside another's metrics). The state a stopped run resumes from is kept beside
+    the folder, in ``.<name>.state/critic_state.pt``."""
+    cfg.validate()
     prof, items, y, meta = training_pairs(data_dir, dataset, cfg)
     emb = meta.pop("emb")
     n = len(y)
@@ -239,12 +261,17 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
 
     best, best_state, best_epoch, curve = math.inf, None, 0, []
     g = torch.Generator().manual_seed(cfg.seed)
-    state_file = Path(out_dir) / "critic_state.pt" if out_dir is not None else None
+    state_file = state_path(out_dir) if out_dir is not None else None
     start = 0
     if resume:
         if state_file is None or not state_file.exists():
-            raise FlexRecError(f"--resume: no critic_state.pt in {out_dir} (a run saves one after every epoch)")
-        st = torch.load(state_file, map_location="cpu", weights_only=False)
+            raise FlexRecError(f"--resume: no critic_state.pt for {out_dir} (a run saves one after every epoch)")
+        try:
+            st = torch.load(state_file, map_location="cpu", weights_only=False)
+            _ = (st["config"], st["fingerprint"], st["net"], st["opt"], st["generator"])
+        except Exception as exc:  # truncated, overwritten or not a state at all
+            raise FlexRecError(f"--resume: {state_file} is not a critic state ({type(exc).__name__}); start afresh "
+                               f"without --resume") from None
         if st["config"] != asdict(cfg) or st["fingerprint"] != meta["fingerprint"]:
             raise FlexRecError(f"--resume: {state_file} is from another configuration or build; start afresh")
         net.load_state_dict(st["net"])
@@ -291,8 +318,27 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
     meta.update(dataset=dataset, data_dir=str(data_dir), target_max=float(y.max()))
     critic = Critic(net, cfg, emb, meta)
     if out_dir is not None:
+        from flexrec_bench.publish import fault, locked, new_tmp_dir, publish, recover
+
         out = Path(out_dir)
-        critic.save(out)
-        write_json_atomic(out / "metrics.json", {**report, "config": asdict(cfg), "meta": meta})
-        write_text_atomic(out / "table4.md", table4_markdown(report, dataset))
+        with locked(out, what="critic"):
+            recover(out)
+            tmp = new_tmp_dir(out)
+            try:
+                critic.save(tmp)
+                write_json_atomic(tmp / "metrics.json", {**report, "config": asdict(cfg), "meta": meta})
+                write_text_atomic(tmp / "table4.md", table4_markdown(report, dataset))
+                fault("critic:written")
+                publish(tmp, out)
+            finally:
+                if tmp.exists():
+                    import shutil
+
+                    shutil.rmtree(tmp, ignore_errors=True)
     return critic, report
+
+
+def state_path(out_dir: str | Path) -> Path:
+    """Where a critic run keeps the state it resumes from: beside its output folder."""
+    out = Path(out_dir)
+    return out.parent / f".{out.name}.state" / "critic_state.pt"

@@ -34,8 +34,15 @@ def require_file(path: Path, hint: str = "") -> Path:
     return path
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def read_decoded(path: Path, encoding: str) -> str:
+    """The file's text; a UTF-8 byte-order mark at its start is dropped (whatever the encoding, so a
+    latin-1 file saved by an editor that added one does not turn its first id into 'ï»¿1')."""
     data = require_file(path).read_bytes()
+    if data.startswith(BOM):
+        data = data[len(BOM):]
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -49,6 +56,9 @@ def split_lines(path: Path, encoding: str, sep: str, n_fields: int, names: Seque
     """Yield (line number, fields) of a separator-delimited text file, checking the field count."""
     text = read_decoded(path, encoding)
     lines = text.split("\n")
+    if text and not text.endswith("\n"):  # every released file ends its last line
+        raise DataError(path, "the last line has no line end: the file looks cut off (an interrupted download or "
+                              "copy?); fetch it again", line=len(lines))
     start = 1 if header else 0
     for i in range(start, len(lines)):
         line = lines[i].rstrip("\r")

@@ -103,13 +103,15 @@ def read_ml100k_grouplens(raw_dir: Path) -> RawData:
             year = date[-4:]
         genres = [g for g, x in zip(ML100K_GENRES, flags) if x == "1" and g != "unknown"]
         rows.append((f[0].strip(), title or f"movie {f[0]}", year, genres))
+    if not rows:
+        raise DataError(item_path, "no movies read; expected movie id|title|release date|...|19 genre flags lines")
     inter = _read_ratings(data_path, "latin-1", "\t", ["user id", "item id", "rating", "timestamp"], (0, 1, 2, 3))
     return RawData("ml-100k", _items_frame(rows), inter, sources=[data_path, item_path])
 
 
 def _atomic_header(path: Path, required: dict[str, str]) -> list[str]:
     with open(require_file(path), encoding="utf-8", errors="replace") as fh:
-        header = fh.readline().rstrip("\r\n").split("\t")
+        header = fh.readline().lstrip("\ufeff").rstrip("\r\n").split("\t")
     names = {h.split(":")[0]: i for i, h in enumerate(header)}
     for col, typ in required.items():
         if col not in names:
@@ -132,6 +134,8 @@ def read_atomic(raw_dir: Path, name: str) -> RawData:
         year = clean_text(f[tcol["release_year"]]) if "release_year" in tcol else None
         genres = (f[tcol["class"]].split() if "class" in tcol else [])
         rows.append((f[tcol["item_id"]], title, year, [g for g in genres if g != "unknown"]))
+    if not rows:
+        raise DataError(item_path, "no items read; expected one line per item after the header")
     return RawData(name, _items_frame(rows), inter, sources=[inter_path, item_path])
 
 
@@ -150,6 +154,8 @@ def read_ml1m(raw_dir: Path | None) -> RawData:
         title, year = _split_title(clean_text(f[1]) or "")
         genres = [g for g in f[2].strip().split("|") if g and g != "(no genres listed)"]
         rows.append((f[0].strip(), title, year, genres))
+    if not rows:
+        raise DataError(movies_path, "no movies read; expected MovieID::Title::Genres lines")
     inter = _read_ratings(ratings_path, "latin-1", "::", ["UserID", "MovieID", "Rating", "Timestamp"], (0, 1, 2, 3))
     sources = [ratings_path, movies_path] + ([raw_dir / "users.dat"] if (raw_dir / "users.dat").exists() else [])
     return RawData("ml-1m", _items_frame(rows), inter, sources=sources)

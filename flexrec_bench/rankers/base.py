@@ -16,6 +16,10 @@ class Ranker(ABC):
     needs_arg: ClassVar[bool] = False
     #: whether the ranker takes a ``progress`` option (long-running rankers show a bar)
     shows_progress: ClassVar[bool] = False
+    #: an LLM that writes text: its results keep the raw outputs (submit requires them)
+    produces_text: ClassVar[bool] = False
+    #: offline and seeded: the same split and seed give the same rankings (submit reruns it)
+    deterministic: ClassVar[bool] = False
 
     def __init__(self, arg: str | None = None, seed: int = 0, **options):
         if self.needs_arg and not arg:
@@ -63,6 +67,10 @@ def make_ranker(model: str, seed: int = 0, **options) -> Ranker:
 
         raise FlexRecError(f"model {kind!r} does not take option(s) {', '.join(unknown)}; "
                            f"{did_you_mean(unknown[0], sorted(accepted - {'arg', 'seed'}))}")
+    from ..options import convert, init_hints
+
+    hints = init_hints(cls)  # one typed conversion for every -o value, before the ranker sees it
+    options = {k: convert(v, hints.get(k), "-o", k) if isinstance(v, str) else v for k, v in options.items()}
     return cls(arg if sep else None, seed=seed, **options)
 
 

@@ -65,8 +65,11 @@ class HFRanker(LLMRanker):
                  temperature: float = 1.0, **options):
         super().__init__(arg, seed, **options)
         self.device, self.dtype, self.revision = device, dtype, revision
-        self.trust_remote_code = str(trust_remote_code).lower() in ("1", "true", "yes")
-        self.sample, self.temperature = str(sample).lower() in ("1", "true", "yes"), float(temperature)
+        from ..options import check_range
+
+        check_range("temperature", float(temperature), "-o", 0.0, 10.0)
+        self.trust_remote_code = bool(trust_remote_code)
+        self.sample, self.temperature = bool(sample), float(temperature)
         self._model = self._tok = None
 
     @classmethod

@@ -18,14 +18,23 @@ class LLMRanker(Ranker):
     needs_arg = True
     shows_progress = True
 
+    produces_text = True
+
     def __init__(self, arg=None, seed: int = 0, batch_size: int = 8, max_new_tokens: int | None = None,
                  max_prompt_tokens: int = 3072, max_item_chars: int = 240, reasoning: bool = False,
                  progress: bool = True):
+        from ..options import check_range
+
         super().__init__(arg, seed)
+        check_range("batch_size", int(batch_size), "-o", 1, 4096)
+        if max_new_tokens is not None:
+            check_range("max_new_tokens", int(max_new_tokens), "-o", 1, 65_536)
+        check_range("max_prompt_tokens", int(max_prompt_tokens), "-o", 64, 1_048_576)
+        check_range("max_item_chars", int(max_item_chars), "-o", 10, 100_000)
         self.batch_size = int(batch_size)
         self.max_new_tokens = None if max_new_tokens is None else int(max_new_tokens)
         self.prompt = PromptConfig(max_prompt_tokens=int(max_prompt_tokens), max_item_chars=int(max_item_chars),
-                                   reasoning=str(reasoning).lower() in ("1", "true", "yes"))
+                                   reasoning=bool(reasoning))
         self.progress = progress
 
     def new_tokens(self, k: int) -> int:

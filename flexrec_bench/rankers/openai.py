@@ -25,7 +25,13 @@ class OpenAIRanker(LLMRanker):
                  concurrency: int = 16, requests_per_minute: float = 0.0, tokens_per_minute: float = 0.0,
                  max_retries: int = 5, timeout: float = 120.0, cache_dir: str | None = None, temperature: float = 0.0,
                  batch_size: int = 256, **options):
+        from ..options import check_range
+
         super().__init__(arg, seed, batch_size=batch_size, **options)
+        for name, value, lo, hi in (("concurrency", concurrency, 1, 1024), ("requests_per_minute", requests_per_minute, 0, None),
+                                    ("tokens_per_minute", tokens_per_minute, 0, None), ("max_retries", max_retries, 0, 50),
+                                    ("timeout", timeout, 0.001, 86_400), ("temperature", temperature, 0.0, 2.0)):
+            check_range(name, value, "-o", lo, hi)
         self.base_url, self.api_key = resolve(base_url, api_key)
         self.concurrency = max(1, int(concurrency))
         self.rpm, self.tpm = float(requests_per_minute), float(tokens_per_minute)

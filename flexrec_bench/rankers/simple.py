@@ -10,6 +10,7 @@ from .base import Ranker
 
 class RandomRanker(Ranker):
     kind = "random"
+    deterministic = True
 
     def rank(self, split) -> RankResult:
         rng = np.random.default_rng([self.seed, 11])
@@ -20,6 +21,7 @@ class PopularityRanker(Ranker):
     """Candidates by their number of interactions among training users; ties in seeded random order."""
 
     kind = "popularity"
+    deterministic = True
 
     def rank(self, split) -> RankResult:
         counts = split.items["train_count"]
@@ -33,6 +35,7 @@ class OracleRanker(Ranker):
     """The ideal ranking from the labels themselves: a sanity upper bound, not a method."""
 
     kind = "oracle"
+    deterministic = True
 
     def rank(self, split) -> RankResult:
         return RankResult(scores_to_order(split.relevance, split.mask, self.seed))

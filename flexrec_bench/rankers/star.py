@@ -27,9 +27,14 @@ class StarConfig:
 
 class StarRanker(Ranker):
     kind = "star"
+    deterministic = True
 
     def __init__(self, arg=None, seed: int = 0, lam: float = STAR_LAMBDA, a: float = 0.5):
+        from ..options import check_range
+
         super().__init__(arg, seed)
+        check_range("lam", float(lam), "-o", 1e-6, 1.0)
+        check_range("a", float(a), "-o", 0.0, 1.0)
         self.cfg = StarConfig(float(lam), float(a))
 
     def info(self) -> dict:
