@@ -73,12 +73,13 @@ def paired_test(a: np.ndarray, b: np.ndarray, test: str) -> float:
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int, seed: int) -> tuple[float, float] | None:
+    """95% interval of mean(b - a) by the evaluator's Poisson bootstrap (the same weights for both runs)."""
+    from .metrics import bootstrap_ci
+
     if samples <= 0 or len(a) == 0:
         return None
-    rng = np.random.default_rng([seed, 23])
-    idx = rng.integers(0, len(a), size=(samples, len(a)))
-    diffs = (b[idx] - a[idx]).mean(1)
-    return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
+    lo, hi = bootstrap_ci(np.asarray(b - a, np.float64)[None, :], samples, seed)[0]
+    return float(lo), float(hi)
 
 
 def _per_instance(path: Path, data_dir: str | Path, split_cache: dict) -> tuple[object, dict[str, list[str]]]:

@@ -101,7 +101,8 @@ def parse_ranking(text: str, candidate_ids: Sequence[str]) -> ParsedRanking:
 def to_permutation(parsed: ParsedRanking, k: int, rng: np.random.Generator, stats: ParseStats | None = None) -> list[int]:
     """The parsed positions followed by the missing candidates in a seeded random order (paper
     appendix F), counting the repairs in ``stats``."""
-    rest = [j for j in range(k) if j not in set(parsed.positions)]
+    named = set(parsed.positions)
+    rest = [j for j in range(k) if j not in named]
     if stats is not None:
         stats.instances += 1
         stats.invalid_ids += len(parsed.invalid)

@@ -94,15 +94,21 @@ def _index(vectors: np.ndarray, backend: str):
     return index, "faiss"
 
 
+#: queries re-scored together (memory: chunk x (k + margin) x dim float64)
+RESCORE_CHUNK = 256
+
+
 def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.ndarray],
              allowed: np.ndarray | None = None, batch_size: int = 2048,
              backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` items by inner product for each query, never returning an item in ``exclude[i]``.
 
-    An exact inner-product shortlist of ``k`` + ``RESCORE_MARGIN`` items (numpy for small
-    catalogues, FAISS above ``FAISS_MIN_ITEMS``, on a GPU where faiss has one) is re-scored with
-    :func:`exact_scores` and the top ``k`` kept, ties broken by item index (ascending), so results
-    are the same with one thread or many and with either backend. ``allowed`` (item indices)
+    An exact inner-product shortlist (numpy for small catalogues, FAISS above ``FAISS_MIN_ITEMS``,
+    on a GPU where faiss has one) of ``k`` + ``RESCORE_MARGIN`` items beyond each query's own
+    exclusions is re-scored with :func:`exact_scores`'s arithmetic and the top ``k`` kept, ties
+    broken by item index (ascending), so results are the same with one thread or many and with
+    either backend. Queries are searched in batches of similar exclusion counts, so each fetches
+    about what it needs; filtering and re-scoring are vectorised. ``allowed`` (item indices)
     restricts the catalogue. Returns (indices (n, k) int64, scores (n, k) float64); rows with fewer
     eligible items are padded with -1 / -inf.
     """
@@ -111,20 +117,41 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
     n = len(queries)
     idx_out = np.full((n, k), -1, np.int64)
     sc_out = np.full((n, k), -np.inf, np.float64)
+    n_excl = np.array([len(e) for e in exclude], np.int64)
+    by_need = np.argsort(n_excl, kind="stable")  # similar exclusion counts search together
+    keep = k + RESCORE_MARGIN
+    emb64 = np.asarray(emb, np.float64)
     for start in range(0, n, batch_size):
-        stop = min(n, start + batch_size)
-        extra = max((len(exclude[i]) for i in range(start, stop)), default=0)
-        kk = min(len(cat), k + extra + 1 + RESCORE_MARGIN)
-        scores, local = index.search(np.ascontiguousarray(queries[start:stop], dtype=np.float32), kk)
-        for r in range(stop - start):
-            i = start + r
-            ok = local[r] >= 0
-            items = cat[local[r][ok]]
-            if len(exclude[i]):
-                items = items[~np.isin(items, exclude[i])]
-            items = items[: k + RESCORE_MARGIN]  # FAISS order: the re-scoring settles the boundary
-            sc = exact_scores(emb[items], queries[i])
-            order = np.lexsort((items, -sc))[:k]
-            idx_out[i, : len(order)] = items[order]
-            sc_out[i, : len(order)] = sc[order]
+        rows = by_need[start:start + batch_size]
+        kk = min(len(cat), keep + int(n_excl[rows].max(initial=0)) + 1)
+        _, local = index.search(np.ascontiguousarray(queries[rows], dtype=np.float32), kk)
+        items = np.where(local >= 0, cat[np.clip(local, 0, None)], -1)
+        # excluded items, found by one sorted-key lookup for the whole batch: key = row * N + item
+        n_items = len(emb) + 1
+        ex_rows = np.repeat(np.arange(len(rows)), n_excl[rows])
+        ex_keys = np.sort(ex_rows * n_items + (np.concatenate([exclude[i] for i in rows]) if len(ex_rows) else
+                                                np.zeros(0, np.int64)))
+        keys = np.arange(len(rows))[:, None] * n_items + items
+        pos = np.searchsorted(ex_keys, keys)
+        hit = (pos < len(ex_keys)) & (ex_keys[np.minimum(pos, len(ex_keys) - 1)] == keys) if len(ex_keys) else \
+            np.zeros(items.shape, bool)
+        ok = (items >= 0) & ~hit
+        # the first k + margin eligible items of each row, in the shortlist's order
+        rank = np.cumsum(ok, axis=1)
+        take = ok & (rank <= keep)
+        short = np.full((len(rows), keep), -1, np.int64)
+        r_idx, c_idx = np.nonzero(take)
+        short[r_idx, rank[r_idx, c_idx] - 1] = items[r_idx, c_idx]
+        for c0 in range(0, len(rows), RESCORE_CHUNK):
+            part = short[c0:c0 + RESCORE_CHUNK]
+            q = np.asarray(queries[rows[c0:c0 + RESCORE_CHUNK]], np.float64)
+            sc = (emb64[np.clip(part, 0, None)] * q[:, None, :]).sum(-1)  # exact_scores' arithmetic, row by row
+            sc = np.where(part >= 0, sc, -np.inf)
+            order = np.lexsort((np.where(part >= 0, part, np.iinfo(np.int64).max), -sc), axis=-1)[:, :k]
+            chosen = np.take_along_axis(part, order, 1)
+            chosen_sc = np.take_along_axis(sc, order, 1)
+            dest = rows[c0:c0 + RESCORE_CHUNK]
+            width = min(k, chosen.shape[1])
+            idx_out[dest, :width] = np.where(chosen[:, :width] >= 0, chosen[:, :width], -1)
+            sc_out[dest, :width] = np.where(chosen[:, :width] >= 0, chosen_sc[:, :width], -np.inf)
     return idx_out, sc_out

@@ -127,3 +127,40 @@ def test_uncertainty_weight_constants_are_fields():
         p_item, p_seq = plain.group_advantages(rs)
         assert not np.allclose(w_seq, p_seq)  # the sequence advantages are weighted either way
         assert np.allclose(np.stack(w_item), np.stack(p_item)) != items
+
+
+def test_token_offsets_are_linear_and_match_the_prefix_decodes(tmp_path):
+    from flexrec_bench.tiny import build_tokenizer
+    from training.advantages import _quadratic_offsets, token_offsets
+
+    import re
+
+    from training.advantages import token_spans
+
+    tok = build_tokenizer(tmp_path, extra_texts=["视频 美食 caption"])
+    for text in ("<answer>C3, C1, C12, C2</answer>", "<think>先看历史: 美食, 搞笑 ✓</think><answer>C2 > C1</answer>",
+                 "plain ids C1 C2 and ünïcödé"):
+        ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        got, ref = token_offsets(tok, ids), _quadratic_offsets(tok, ids)
+        assert got[0] == ref[0]  # the same text
+        offs = got[1]
+        assert offs[0][0] == 0 and offs[-1][1] == len(got[0])
+        assert all(a[1] == b[0] and a[0] <= a[1] for a, b in zip(offs, offs[1:]))  # contiguous, in order
+        ids_at = [(m.start(), m.end()) for m in re.finditer(r"C\d+", got[0])]
+        assert token_spans(offs, ids_at) == token_spans(ref[1], ids_at)  # every id's tokens, as before
+    # linear: a 600-token completion decodes a window per token, not every prefix
+    calls = {"n": 0, "chars": 0}
+    real = tok.decode
+
+    def counting(ids, **kw):
+        calls["n"] += 1
+        calls["chars"] += len(ids)
+        return real(ids, **kw)
+
+    ids = tok(", ".join(f"C{i}" for i in range(1, 200)), add_special_tokens=False)["input_ids"]
+    tok.decode = counting
+    try:
+        token_offsets(tok, ids)
+    finally:
+        tok.decode = real
+    assert calls["chars"] < 25 * len(ids)  # the prefix decodes would read about len(ids)**2 / 2 tokens

@@ -50,11 +50,8 @@ def token_spans(offsets: Sequence[tuple[int, int]], char_spans: Sequence[tuple[i
     return out
 
 
-def token_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
-    """The decoded text of ``token_ids`` and each token's character range in it, taken from the
-    tokenizer itself: prefix decodes (exact for byte-level BPE; a token that ends inside a
-    multi-byte character gets an empty range and its successor the whole character)."""
-    ids = list(token_ids)
+def _quadratic_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]]]:
+    """Prefix decodes of every length (O(T^2)): the reference :func:`token_offsets` falls back to."""
     text = tokenizer.decode(ids, skip_special_tokens=False)
     offsets: list[tuple[int, int]] = []
     prev = 0
@@ -65,6 +62,43 @@ def token_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tuple[
             continue
         offsets.append((prev, cur))
         prev = cur
+    return text, offsets
+
+
+#: tokens of left context each incremental decode starts from (enough for any UTF-8 character)
+DECODE_WINDOW = 8
+
+
+def token_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+    """The decoded text of ``token_ids`` and each token's character range in it, from the tokenizer
+    itself, in O(T): each token's text is what decoding a short window ending with it adds to the
+    same window without it (the incremental detokenisation of streaming decoders). A token that
+    ends inside a multi-byte character gets an empty range and the token completing it the whole
+    character. Where the pieces do not add up to the whole decode (a tokenizer whose decoding is
+    not local), the exact prefix decodes are used instead."""
+    ids = list(token_ids)
+    offsets: list[tuple[int, int]] = []
+    pieces: list[str] = []
+    pos, pending = 0, 0  # characters emitted; tokens whose text is still incomplete
+    for t in range(len(ids)):
+        start = max(0, t - pending - DECODE_WINDOW)
+        before = tokenizer.decode(ids[start: t - pending], skip_special_tokens=False)
+        after = tokenizer.decode(ids[start: t + 1], skip_special_tokens=False)
+        new = after[len(before):] if after.startswith(before) else None
+        if new is None:
+            return _quadratic_offsets(tokenizer, ids)
+        if new.endswith("\ufffd") and t + 1 < len(ids):  # inside a character: wait for the rest
+            offsets.append((pos, pos))
+            pending += 1
+            continue
+        if pending:  # the tokens that began this character keep their empty ranges
+            pending = 0
+        offsets.append((pos, pos + len(new)))
+        pieces.append(new)
+        pos += len(new)
+    text = "".join(pieces)
+    if text != tokenizer.decode(ids, skip_special_tokens=False):
+        return _quadratic_offsets(tokenizer, ids)
     return text, offsets
 
 

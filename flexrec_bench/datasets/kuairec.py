@@ -68,8 +68,17 @@ def read_matrix(path: Path) -> pd.DataFrame:
 
 def id_categorical(values: np.ndarray) -> pd.Categorical:
     """Integer ids as string ids without 12.5M Python strings: a Categorical whose categories are
-    the distinct ids as strings in lexicographic order, so sorting by it sorts as strings would."""
-    uniq, inv = np.unique(np.asarray(values, np.int64), return_inverse=True)
+    the distinct ids as strings in lexicographic order, so sorting by it sorts as strings would.
+    Non-negative ids below 50 million are coded by one counting pass (O(n + max id)), others by a sort."""
+    values = np.asarray(values, np.int64)
+    if len(values) and values.min() >= 0 and values.max() < 50_000_000:
+        present = np.bincount(values) > 0
+        uniq = np.flatnonzero(present)
+        lookup = np.zeros(len(present), np.int64)
+        lookup[uniq] = np.arange(len(uniq))
+        inv = lookup[values]
+    else:
+        uniq, inv = np.unique(values, return_inverse=True)
     names = uniq.astype(str)
     lex = np.argsort(names, kind="stable")
     rank = np.empty_like(lex)

@@ -55,7 +55,56 @@ def _check_ratings(path: Path, line: int, rating: float) -> None:
 
 def _read_ratings(path: Path, encoding: str, sep: str, names: list[str], cols: tuple[int, int, int, int],
                   header: bool = False) -> pd.DataFrame:
-    """(user, item, rating, timestamp) rows of a ratings file; ``cols`` are their field positions."""
+    """(user, item, rating, timestamp) rows of a ratings file; ``cols`` are their field positions.
+    Read by pyarrow's CSV reader (the separator mapped to one byte); any file it cannot read as
+    clean numbers, or whose values are out of range, is read again line by line, which names the
+    file, line and field of the first fault."""
+    fast = _read_ratings_fast(path, sep, names, cols, header)
+    if fast is not None:
+        return fast
+    return _read_ratings_lines(path, encoding, sep, names, cols, header)
+
+
+def _read_ratings_fast(path: Path, sep: str, names: list[str], cols: tuple[int, int, int, int],
+                       header: bool) -> pd.DataFrame | None:
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from ._text import BOM, MAX_TIMESTAMP
+
+    data = require_file(path).read_bytes()
+    if data.startswith(BOM):
+        data = data[len(BOM):]
+    if not data.endswith(b"\n") or b"\x01" in data:
+        return None  # the line reader says what is wrong
+    if len(sep) > 1:
+        data = data.replace(sep.encode(), b"\x01")
+    u, i, r, t = cols
+    try:
+        table = pacsv.read_csv(io.BytesIO(data), read_options=pacsv.ReadOptions(
+            column_names=[f"f{j}" for j in range(len(names))], skip_rows=1 if header else 0),
+            parse_options=pacsv.ParseOptions(delimiter="\x01" if len(sep) > 1 else sep, quote_char=False),
+            convert_options=pacsv.ConvertOptions(column_types={f"f{u}": pa.string(), f"f{i}": pa.string(),
+                                                               f"f{r}": pa.float64(), f"f{t}": pa.float64()},
+                                                 include_columns=[f"f{u}", f"f{i}", f"f{r}", f"f{t}"]))
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    rating = table.column(f"f{r}").to_numpy(zero_copy_only=False)
+    ts = table.column(f"f{t}").to_numpy(zero_copy_only=False)
+    if table.column(f"f{u}").null_count or table.column(f"f{i}").null_count or not (
+            np.isfinite(rating).all() and ((rating >= 0.5) & (rating <= 5.0)).all()
+            and (np.abs(ts) < MAX_TIMESTAMP).all()):
+        return None
+    users = [x.strip() for x in table.column(f"f{u}").to_pylist()] if sep == "\t" else table.column(f"f{u}").to_pylist()
+    items = [x.strip() for x in table.column(f"f{i}").to_pylist()] if sep == "\t" else table.column(f"f{i}").to_pylist()
+    return _interactions_frame(users, items, rating, ts.astype(np.int64))
+
+
+def _read_ratings_lines(path: Path, encoding: str, sep: str, names: list[str], cols: tuple[int, int, int, int],
+                        header: bool = False) -> pd.DataFrame:
     users, items, ratings, times = [], [], [], []
     u, i, r, t = cols
     for line, f in split_lines(path, encoding, sep, len(names), names, header=header):
