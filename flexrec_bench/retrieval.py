@@ -121,27 +121,14 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
     by_need = np.argsort(n_excl, kind="stable")  # similar exclusion counts search together
     keep = k + RESCORE_MARGIN
     emb64 = np.asarray(emb, np.float64)
+    dense = _DenseScorer(emb, cat, exclude)
     for start in range(0, n, batch_size):
         rows = by_need[start:start + batch_size]
         kk = min(len(cat), keep + int(n_excl[rows].max(initial=0)) + 1)
-        _, local = index.search(np.ascontiguousarray(queries[rows], dtype=np.float32), kk)
-        items = np.where(local >= 0, cat[np.clip(local, 0, None)], -1)
-        # excluded items, found by one sorted-key lookup for the whole batch: key = row * N + item
-        n_items = len(emb) + 1
-        ex_rows = np.repeat(np.arange(len(rows)), n_excl[rows])
-        ex_keys = np.sort(ex_rows * n_items + (np.concatenate([exclude[i] for i in rows]) if len(ex_rows) else
-                                                np.zeros(0, np.int64)))
-        keys = np.arange(len(rows))[:, None] * n_items + items
-        pos = np.searchsorted(ex_keys, keys)
-        hit = (pos < len(ex_keys)) & (ex_keys[np.minimum(pos, len(ex_keys) - 1)] == keys) if len(ex_keys) else \
-            np.zeros(items.shape, bool)
-        ok = (items >= 0) & ~hit
-        # the first k + margin eligible items of each row, in the shortlist's order
-        rank = np.cumsum(ok, axis=1)
-        take = ok & (rank <= keep)
-        short = np.full((len(rows), keep), -1, np.int64)
-        r_idx, c_idx = np.nonzero(take)
-        short[r_idx, rank[r_idx, c_idx] - 1] = items[r_idx, c_idx]
+        if kk * DENSE_SHARE >= len(cat):  # fetching most of the catalogue: score it whole, excluded masked
+            short = dense.shortlist(queries, rows, keep)
+        else:
+            short = _fetched_shortlist(index, queries, rows, kk, keep, cat, exclude, n_excl, len(emb))
         for c0 in range(0, len(rows), RESCORE_CHUNK):
             part = short[c0:c0 + RESCORE_CHUNK]
             q = np.asarray(queries[rows[c0:c0 + RESCORE_CHUNK]], np.float64)
@@ -155,3 +142,66 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
             idx_out[dest, :width] = np.where(chosen[:, :width] >= 0, chosen[:, :width], -1)
             sc_out[dest, :width] = np.where(chosen[:, :width] >= 0, chosen_sc[:, :width], -np.inf)
     return idx_out, sc_out
+
+
+def _fetched_shortlist(index, queries: np.ndarray, rows: np.ndarray, kk: int, keep: int, cat: np.ndarray,
+                       exclude: Sequence[np.ndarray], n_excl: np.ndarray, n_all: int) -> np.ndarray:
+    """The first ``keep`` eligible items of each row among the index's top ``kk``, in its order."""
+    _, local = index.search(np.ascontiguousarray(queries[rows], dtype=np.float32), kk)
+    items = np.where(local >= 0, cat[np.clip(local, 0, None)], -1)
+    # excluded items, found by one sorted-key lookup for the whole batch: key = row * N + item
+    n_items = n_all + 1
+    ex_rows = np.repeat(np.arange(len(rows)), n_excl[rows])
+    ex_keys = np.sort(ex_rows * n_items + (np.concatenate([exclude[i] for i in rows]) if len(ex_rows) else
+                                            np.zeros(0, np.int64)))
+    keys = np.arange(len(rows))[:, None] * n_items + items
+    pos = np.searchsorted(ex_keys, keys)
+    hit = (pos < len(ex_keys)) & (ex_keys[np.minimum(pos, len(ex_keys) - 1)] == keys) if len(ex_keys) else \
+        np.zeros(items.shape, bool)
+    ok = (items >= 0) & ~hit
+    rank = np.cumsum(ok, axis=1)
+    take = ok & (rank <= keep)
+    short = np.full((len(rows), keep), -1, np.int64)
+    r_idx, c_idx = np.nonzero(take)
+    short[r_idx, rank[r_idx, c_idx] - 1] = items[r_idx, c_idx]
+    return short
+
+
+#: a batch whose fetch would exceed 1 / DENSE_SHARE of the catalogue scores every item instead (ours:
+#: a long FAISS heap costs more than a masked matrix product and a partition)
+DENSE_SHARE = 8
+#: scores held at once by the dense path (float32): rows per chunk = DENSE_CELLS // catalogue size
+DENSE_CELLS = 1 << 24
+
+
+class _DenseScorer:
+    """Shortlists by a float32 matrix product over the whole catalogue with each query's excluded
+    items masked out, for queries that exclude a large share of it."""
+
+    def __init__(self, emb: np.ndarray, cat: np.ndarray, exclude: Sequence[np.ndarray]):
+        self.emb, self.cat, self.exclude = emb, cat, exclude
+        self._vec: np.ndarray | None = None
+        self._pos: np.ndarray | None = None
+
+    def shortlist(self, queries: np.ndarray, rows: np.ndarray, keep: int) -> np.ndarray:
+        if self._vec is None:
+            self._vec = np.ascontiguousarray(self.emb[self.cat], dtype=np.float32)
+            self._pos = np.full(len(self.emb), -1, np.int64)
+            self._pos[self.cat] = np.arange(len(self.cat))
+        n_cat = len(self.cat)
+        width = min(keep, n_cat)
+        out = np.full((len(rows), width), -1, np.int64)
+        step = max(1, DENSE_CELLS // max(1, n_cat))
+        for c0 in range(0, len(rows), step):
+            part = rows[c0:c0 + step]
+            sc = np.ascontiguousarray(queries[part], dtype=np.float32) @ self._vec.T
+            counts = np.array([len(self.exclude[i]) for i in part], np.int64)
+            if counts.sum():
+                ex = self._pos[np.concatenate([np.asarray(self.exclude[i], np.int64) for i in part])]
+                ex_rows = np.repeat(np.arange(len(part)), counts)
+                sc[ex_rows[ex >= 0], ex[ex >= 0]] = -np.inf
+            top = np.argpartition(-sc, width - 1, axis=1)[:, :width] if width < n_cat else \
+                np.broadcast_to(np.arange(n_cat), sc.shape)
+            val = np.take_along_axis(sc, top, 1)
+            out[c0:c0 + len(part)] = np.where(np.isfinite(val), self.cat[top], -1)
+        return out

@@ -43,3 +43,35 @@ def test_unknown_backend_and_missing_gpu_are_clear():
     if faiss.get_num_gpus() == 0:
         with pytest.raises(FlexRecError, match="faiss-gpu"):
             retrieve(emb, emb, 2, [np.zeros(0, np.int64)] * 4, backend="faiss-gpu")
+
+
+@pytest.mark.parametrize("allowed", [None, np.arange(0, 1500, 2)])
+def test_queries_that_exclude_most_of_the_catalogue_get_the_exact_answer(allowed):
+    """A batch that would fetch most of the catalogue scores it whole with its exclusions masked
+    (the dense path): the same candidates as brute force, and as the fetching path gives."""
+    import flexrec_bench.retrieval as r
+
+    rng = np.random.default_rng(1)
+    emb = rng.standard_normal((1500, 16)).astype(np.float32)
+    queries = rng.standard_normal((120, 16)).astype(np.float32)
+    # a few light queries and many that exclude up to 90% of the catalogue (or all of it)
+    exclude = [rng.choice(1500, size=int(s), replace=False) for s in
+               np.r_[rng.integers(0, 20, 40), rng.integers(600, 1350, 78), 1500, 1499]]
+    got, got_sc = retrieve(queries, emb, 10, exclude, allowed, batch_size=32, backend="faiss")
+    cat = np.arange(1500) if allowed is None else allowed
+    full = queries.astype(np.float64) @ emb.T.astype(np.float64)
+    for i in range(120):
+        s = np.full(1500, -np.inf)
+        s[cat] = full[i, cat]
+        s[exclude[i]] = -np.inf
+        want = np.lexsort((np.arange(1500), -s))[:10]
+        want = np.where(np.isfinite(s[want]), want, -1)
+        np.testing.assert_array_equal(got[i], want, err_msg=f"query {i}")
+    old = r.DENSE_SHARE
+    try:
+        r.DENSE_SHARE = 0  # every batch through the fetching path
+        fetched = retrieve(queries, emb, 10, exclude, allowed, batch_size=32, backend="faiss")
+    finally:
+        r.DENSE_SHARE = old
+    np.testing.assert_array_equal(fetched[0], got)
+    np.testing.assert_array_equal(fetched[1], got_sc)

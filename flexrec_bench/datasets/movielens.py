@@ -98,8 +98,12 @@ def _read_ratings_fast(path: Path, sep: str, names: list[str], cols: tuple[int, 
             np.isfinite(rating).all() and ((rating >= 0.5) & (rating <= 5.0)).all()
             and (np.abs(ts) < MAX_TIMESTAMP).all()):
         return None
-    users = [x.strip() for x in table.column(f"f{u}").to_pylist()] if sep == "\t" else table.column(f"f{u}").to_pylist()
-    items = [x.strip() for x in table.column(f"f{i}").to_pylist()] if sep == "\t" else table.column(f"f{i}").to_pylist()
+    ids = [table.column(f"f{c}") for c in (u, i)]
+    if sep == "\t":  # ML-100K's tab-separated fields may carry spaces
+        import pyarrow.compute as pc
+
+        ids = [pc.utf8_trim_whitespace(c) for c in ids]
+    users, items = (c.to_pandas() for c in ids)  # Arrow strings straight to pandas: no Python str per row
     return _interactions_frame(users, items, rating, ts.astype(np.int64))
 
 
