@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from flexrec_bench.data import load_split
+from flexrec_bench.splits import load_split
 from flexrec_bench.errors import FlexRecError
 from training.sft import SFTSettings, sft_train
 

@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/out/ablation")
     a = ap.parse_args()
     from flexrec_bench.build import BuildConfig, build
-    from flexrec_bench.data import load_split
+    from flexrec_bench.splits import load_split
     from flexrec_bench.tiny import build_tiny_model
     from training.config import from_dict
     from training.local import train_local

@@ -53,7 +53,8 @@ def _server(latency: float):
 
 def server_part(a) -> None:
     from flexrec_bench.build import BuildConfig, build
-    from flexrec_bench.evaluator import EvalConfig, run_eval
+    from flexrec_bench.eval_config import EvalConfig
+    from flexrec_bench.evaluator import run_eval
 
     tmp = tempfile.mkdtemp()
     data = a.data or os.path.join(tmp, "data")
@@ -100,7 +101,7 @@ def main() -> None:
     import torch
 
     from flexrec_bench.build import BuildConfig, build
-    from flexrec_bench.data import load_split
+    from flexrec_bench.splits import load_split
     from flexrec_bench.rankers import make_ranker
     from flexrec_bench.tiny import build_tiny_model
 

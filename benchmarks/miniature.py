@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--warmup-steps", type=int, default=1000)
     ap.add_argument("--hidden", type=int, default=128)
     a = ap.parse_args()
-    from flexrec_bench.data import load_split
+    from flexrec_bench.splits import load_split
     from flexrec_bench.datasets.toy import write_toy_build
     from flexrec_bench.prompts import PromptConfig, split_messages
     from flexrec_bench.tiny import build_tiny_model

@@ -32,7 +32,8 @@ def main() -> None:
     a = ap.parse_args()
     from baselines.bert4rec.runner import Bert4RecSettings, train_bert4rec
     from flexrec_bench.build import BuildConfig, build
-    from flexrec_bench.evaluator import EvalConfig, run_eval
+    from flexrec_bench.eval_config import EvalConfig
+    from flexrec_bench.evaluator import run_eval
 
     if not (Path(a.data) / "ml-100k" / "manifest.json").exists():
         build(BuildConfig(out=a.data), progress=False)

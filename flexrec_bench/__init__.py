@@ -11,7 +11,7 @@ def evaluate(rankings, split, **kwargs):
 
 
 def load_split(data_dir, dataset, need, split="test"):
-    """Load a built split; see :func:`flexrec_bench.data.load_split`."""
-    from .data import load_split as _load
+    """Load a built split; see :func:`flexrec_bench.splits.load_split`."""
+    from .splits import load_split as _load
 
     return _load(data_dir, dataset, need, split)

@@ -189,7 +189,7 @@ def summarize_audit(results: dict[str, dict[str, SplitAudit]]) -> dict:
 
 def audit_build(data_dir, dataset: str, seed: int = 0) -> dict:
     """Audit every need and split of a built dataset (what ``flexrec-bench audit`` runs)."""
-    from .data import SPLITS, load_manifest, load_split
+    from .splits import SPLITS, load_manifest, load_split
 
     manifest = load_manifest(data_dir, dataset)
     out: dict[str, dict[str, SplitAudit]] = {}

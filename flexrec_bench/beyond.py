@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import DatasetSplit
+from .splits import DatasetSplit
 
 BEYOND_KS = (5, 10)
 #: metric kinds computed per list (kept per instance); coverage and Gini describe the whole set of lists
@@ -111,7 +111,7 @@ def _need_flags(split: DatasetSplit, index: dict[str, int]) -> tuple[str, np.nda
         cut = np.nanquantile(counts, TREND_QUANTILE, axis=1, keepdims=True)
         return "trend_share", (counts >= cut) & (counts > 0) & split.mask
     if split.need == "trend":
-        from .tasks.sequential import WindowCounter
+        from .instance_kinds.sequential import WindowCounter
 
         window = int(split.manifest.get("needs", {}).get("trend", {}).get("config", {}).get("window_seconds", 86_400))
         inter = split.interactions

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .beyond import PER_LIST
-from .data import load_split
+from .splits import load_split
 from .errors import FlexRecError
 from .metrics import per_instance_scores
 

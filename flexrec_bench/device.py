@@ -4,11 +4,10 @@ from __future__ import annotations
 
 
 def resolve_device(device: str | None = None) -> str:
-    """``device`` or FLEXREC_DEVICE, else ``auto``: CUDA when present, else the CPU. Not part of a
-    build's configuration or fingerprint: the device changes speed, not the labels."""
-    import os
-
-    device = device or os.environ.get("FLEXREC_DEVICE") or "auto"
+    """``device``, else ``auto``: CUDA when present, else the CPU (passed as an argument by every
+    caller; nothing is read from the environment). Not part of a build's configuration or
+    fingerprint: the device changes speed, not the labels."""
+    device = device or "auto"
     if device == "auto":
         try:
             import torch

@@ -6,19 +6,20 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .data import DatasetSplit, load_split
-from .errors import ConfigError, FlexRecError
+from .splits import DatasetSplit, load_split
+from .errors import FlexRecError
 from .io import sha256_file, write_json_atomic, write_parquet_atomic
 from .publish import locked, new_tmp_dir, publish, recover
-from .metrics import DEFAULT_METRICS, Report, parse_metric, per_instance_scores, summarize
-from .ranking import RankResult, check_permutations
+from .eval_config import EvalConfig
+from .metrics import DEFAULT_METRICS, Report, per_instance_scores, summarize
+from .permutations import RankResult, check_permutations
 
 
 def order_from_item_ids(rankings: dict[str, list[str]], split: DatasetSplit, where: str = "rankings") -> np.ndarray:
@@ -81,64 +82,6 @@ def read_rankings(path: Path) -> dict[str, list[str]]:
 
 def model_slug(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", model.replace(":", "__")).strip("_") or "model"
-
-
-@dataclass
-class EvalConfig:
-    """Options of ``flexrec-bench eval``; written, resolved, into results.json."""
-
-    model: str                          #: ranker, e.g. star, popularity, hf:<path>, openai:<model>
-    dataset: str = "ml-100k"            #: built dataset
-    need: str = "interest"              #: need to score
-    split: str = "test"                 #: train, val or test
-    data: str = "data"                  #: the --out of build-data
-    limit: int | None = None            #: score only the first N instances
-    out: str = "results"                #: results root
-    seed: int = 0                       #: seeds ties, padding, sampling and the bootstrap
-    bootstrap: int = 1000               #: bootstrap resamples for the 95% CIs
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    options: dict = field(default_factory=dict)  #: ranker options (-o key=value); secrets are redacted in results.json
-    name: str | None = None             #: display name on the leaderboard (default: the --model string)
-
-    @property
-    def variant(self) -> str | None:
-        """Short hash of the ranker options that change its output (None without any): the same
-        model with other options is another entry and another results folder. Secrets, the
-        progress switch and the OpenAI client's transport settings do not make a variant."""
-        from .secrets import is_secret_name
-
-        transport = {"progress", "base_url", "cache_dir", "concurrency", "requests_per_minute", "tokens_per_minute",
-                     "max_retries", "timeout", "batch_size"}
-        opts = {k: str(v) for k, v in self.options.items() if k not in transport and not is_secret_name(k)}
-        if not opts:
-            return None
-        import hashlib
-        import json as _json
-
-        return hashlib.sha256(_json.dumps(opts, sort_keys=True).encode()).hexdigest()[:8]
-
-    def validate(self) -> None:
-        """One-line errors before anything is ranked or written."""
-        if self.split not in ("train", "val", "test"):
-            raise ConfigError(f"--split must be train, val or test, got {self.split!r}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
-            raise ConfigError(f"--limit must be an integer >= 1 (or left out for the whole split), got {self.limit!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"--seed must be an integer >= 0, got {self.seed!r}")
-        if (not isinstance(self.bootstrap, int) or self.bootstrap < 0 or 0 < self.bootstrap < MIN_BOOTSTRAP
-                or self.bootstrap > MAX_BOOTSTRAP):
-            raise ConfigError(f"--bootstrap must be 0 (no confidence intervals) or {MIN_BOOTSTRAP} to {MAX_BOOTSTRAP} "
-                              f"resamples, got {self.bootstrap!r}")
-        if not self.metrics:
-            raise ConfigError("--metrics names no metric")
-        for m in self.metrics:
-            parse_metric(m)
-
-
-#: fewest bootstrap resamples that give a confidence interval worth printing (0 turns CIs off)
-MIN_BOOTSTRAP = 100
-#: most resamples accepted (ours: beyond this the interval no longer changes, only the cost grows)
-MAX_BOOTSTRAP = 100_000
 
 
 def _refuse_other_build(existing: Path, fingerprint: str) -> None:

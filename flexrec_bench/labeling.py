@@ -69,6 +69,12 @@ class Need(ABC):
 
 
 NEEDS: Registry[type[Need]] = Registry("need", entry_point_group="flexrec_bench.needs")
+#: the needs shipped with flexrec-bench, by name (found from a plain source checkout as well as through
+#: the entry points an install adds; plugins add theirs through the ``flexrec_bench.needs`` group)
+BUILTIN_NEEDS = {"interest": "needs.interest:InterestNeed", "niche": "needs.niche:NicheNeed",
+                 "trend": "needs.trend:TrendNeed", "search": "needs.search:SearchNeed"}
+for _name, _target in BUILTIN_NEEDS.items():
+    NEEDS.register(_name, lazy=_target)
 
 
 def get_need(name: str, **overrides) -> Need:

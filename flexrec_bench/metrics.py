@@ -1,5 +1,6 @@
-"""The one evaluator: NDCG@k, Recall@k, Precision@k and MRR@k over (instances x candidates)
-arrays, per-instance scores, and percentile-bootstrap 95% confidence intervals.
+"""The metric formulas of the one evaluator (flexrec_bench.evaluator runs them): NDCG@k, Recall@k,
+Precision@k and MRR@k over (instances x candidates) arrays, per-instance scores, and
+percentile-bootstrap 95% confidence intervals.
 
 Conventions (docs/metrics.md): linear gain (the need's graded relevance), discount
 1 / log2(rank + 1) with ranks from 1, ideal DCG from the instance's own labels; Recall,
@@ -14,24 +15,14 @@ every metric averages over all instances (what the FlexRec paper's tables appear
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ConfigError
 
-DEFAULT_METRICS = ("ndcg@5", "ndcg@10", "ndcg@30", "recall@5", "precision@5", "mrr@5")
-_METRIC = re.compile(r"^(ndcg|recall|precision|mrr)@(\d+)$")
-
-
-def parse_metric(name: str) -> tuple[str, int]:
-    m = _METRIC.match(name.lower())
-    if not m or int(m.group(2)) < 1:
-        raise ConfigError(f"unknown metric {name!r}: expected ndcg@k, recall@k, precision@k or mrr@k with k >= 1")
-    return m.group(1), int(m.group(2))
+from .eval_config import DEFAULT_METRICS, parse_metric  # noqa: F401  (the metric names live with eval's options)
 
 
 def discounts(k: int) -> np.ndarray:

@@ -67,3 +67,21 @@ def check_range(name: str, value, flag: str, lo=None, hi=None) -> None:
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         want = " and ".join(x for x in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if x)
         raise ConfigError(f"{flag} {name}: must be {want}, got {value!r}")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The ``#:`` comment of each field of a dataclass (its documentation, written once)."""
+    import inspect
+    import re
+
+    docs = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for line in source.splitlines():
+            m = re.match(r"\s+(\w+): .*?#: (.*)$", line)
+            if m:
+                docs[m.group(1)] = m.group(2).strip()
+    return docs

@@ -147,7 +147,7 @@ def history_topics(split, row) -> tuple[str, list[str]] | None:
 
 
 def split_messages(split, i: int, cfg: PromptConfig, count_tokens=None) -> list[dict[str, str]]:
-    """Messages for instance ``i`` of a :class:`~flexrec_bench.data.DatasetSplit`."""
+    """Messages for instance ``i`` of a :class:`~flexrec_bench.splits.DatasetSplit`."""
     row = split.frame.iloc[i]
     texts = split.items["text"]
     return build_messages(

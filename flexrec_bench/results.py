@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
-import re
 import subprocess
 import sys
 from importlib import metadata
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import __version__
 from .metrics import MetricValue
-from .ranking import ParseStats
+from .permutations import ParseStats
 from .secrets import redact
 
 RESULTS_SCHEMA_VERSION = 1
@@ -52,7 +51,7 @@ class DatasetInfo(_Strict):
 
 
 class BootstrapInfo(_Strict):
-    samples: int = Field(ge=0, le=100_000, description="resamples (at most 100,000: evaluator.MAX_BOOTSTRAP)")
+    samples: int = Field(ge=0, le=100_000, description="resamples (at most 100,000: eval_config.MAX_BOOTSTRAP)")
     seed: int
 
 

@@ -152,7 +152,7 @@ def load_split(data_dir: str | Path, dataset: str, need: str, split: str = "test
     root = build_root(data_dir, dataset)
     manifest = load_manifest(data_dir, dataset, root)
     if need not in manifest["needs"]:
-        from .need import NEEDS
+        from .labeling import NEEDS
 
         if need not in NEEDS:
             NEEDS.get(need)  # raises with did-you-mean

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from flexrec_bench.data import SPLITS, DatasetSplit, load_manifest, load_split
+from flexrec_bench.splits import SPLITS, DatasetSplit, load_manifest, load_split
 from flexrec_bench.digests import instance_digests, label_digest
 from flexrec_bench.errors import DataError, FlexRecError
 from flexrec_bench.io import sha256_file, write_json_atomic

@@ -14,14 +14,15 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from flexrec_bench import __version__
-from flexrec_bench.data import SPLITS, load_split
+from flexrec_bench.splits import SPLITS, load_split
 from flexrec_bench.datasets import DATASETS
 from flexrec_bench.errors import FlexRecError
-from flexrec_bench.evaluator import MIN_BOOTSTRAP, evaluate
+from flexrec_bench.eval_config import MIN_BOOTSTRAP
+from flexrec_bench.evaluator import evaluate
 from flexrec_bench.parsing import parse_ranking, short_id, to_permutation
-from flexrec_bench.ranking import ParseStats
+from flexrec_bench.permutations import ParseStats
 from flexrec_bench.io import remove_stale_tmp, sha256_file, write_json_atomic, writing
-from flexrec_bench.need import NEEDS
+from flexrec_bench.labeling import NEEDS
 from flexrec_bench.rankers import RANKERS
 from flexrec_bench.results import ResultsFile
 

@@ -5,7 +5,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from flexrec_bench.need import LabelContext, Labels, Need, minmax
+from flexrec_bench.labeling import LabelContext, Labels, Need, minmax
 
 
 @dataclass

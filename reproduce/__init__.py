@@ -5,6 +5,7 @@ paper's reported numbers (``leaderboard/paper_results.json``): it runs a table's
 grid, scores every cell with the one evaluator and writes it beside the paper's numbers.
 """
 
-from .grid import FIGURES, TABLES, ReproduceConfig, cells, markdown, paper_numbers, run_grid
+from .config import FIGURES, TABLES, ReproduceConfig
+from .grid import cells, markdown, paper_numbers, run_grid
 
 __all__ = ["FIGURES", "TABLES", "ReproduceConfig", "cells", "markdown", "paper_numbers", "run_grid"]

@@ -27,16 +27,14 @@ from typing import Any
 from flexrec_bench.errors import FlexRecError
 from flexrec_bench.io import write_json_atomic, write_text_atomic
 
-TABLES = (1, 2, 3, 6, 7, 8, 9)
-FIGURES = (2, 3, 4)
+from .config import JOINT_NEEDS, ReproduceConfig
+
 _FIVE = ("ndcg@5", "ndcg@10", "ndcg@30", "recall@5", "mrr@5")
 METRICS = {("table", 1): (*_FIVE, "precision@5"), ("table", 2): _FIVE, ("table", 6): _FIVE,
            ("table", 3): ("ndcg@5", "ndcg@10", "ndcg@30", "precision@5", "recall@5"),
            ("table", 7): _FIVE, ("table", 8): _FIVE, ("table", 9): _FIVE,
            ("figure", 2): ("ndcg@5", "ndcg@10"), ("figure", 3): ("ndcg@5", "ndcg@10"),
            ("figure", 4): ("ndcg@5", "ndcg@10")}
-#: the need a table tests on (Tables 2 and 6: trained on interest, tested on another need)
-TEST_NEED = {1: "interest", 2: "niche", 6: "trend", 3: "search", 9: "interest"}
 _HEAD = {"ndcg@5": "N@5", "ndcg@10": "N@10", "ndcg@30": "N@30", "recall@5": "R@5", "precision@5": "P@5",
          "mrr@5": "MRR@5"}
 #: the paper's dataset names, for looking its numbers up
@@ -44,7 +42,6 @@ PAPER_DATASET = {"kuairec": "KuaiRec", "ml-1m": "MovieLens-1M", "esci": "ESCI"}
 PPO_MISSING = "PPO runs on the verl backend only (GPUs; TRL 1.x has no PPO trainer)"
 #: --miniature trains each cell with the smoke preset for this many steps (which also caps validation)
 MINIATURE_STEPS = 2
-JOINT_NEEDS = ("interest", "niche", "trend")
 
 
 @dataclass
@@ -59,65 +56,6 @@ class Cell:
     missing: str | None = None                  #: why it cannot run here
     train_needs: tuple[str, ...] | None = None  #: the needs a trained cell learns (default: the grid's)
     base: bool = False                          #: the base model: the step-0 policy trained rows are tested against
-
-
-@dataclass
-class ReproduceConfig:
-    """Options of ``flexrec-bench reproduce``."""
-
-    model: str                                  #: the policy's base model (Hugging Face name or local path)
-    table: int | None = None                    #: 1, 2, 3, 6, 7, 8 or 9
-    figure: int | None = None                   #: 2, 3 or 4
-    dataset: str = "ml-100k"
-    data: str = "data"
-    out: str = "benchmarks/out/reproduce"
-    need: str | None = None                     #: the need trained cells learn (default: the dataset's first: interest; search on ESCI)
-    steps: int | None = None                    #: RL steps per training cell (default: the configs')
-    test_limit: int | None = None               #: first N test instances (default: all)
-    bootstrap: int = 1000
-    seed: int = 0                               #: the first seed; trained cells use seed, seed + 1, ...
-    seeds: int = 1                              #: training runs per trained cell
-    critic: str | None = None                   #: a trained critic (Table 8, Figure 4; else one is trained here)
-    openai_model: str | None = None             #: the GPT-4o row (an OpenAI-compatible model)
-    backend: str = "local"
-    miniature: bool = False                     #: the CPU smoke preset: every cell runs, the numbers mean nothing
-    preset: str | None = None                   #: a training preset for every trained cell (miniature: the toy's)
-    sets: dict[str, str] = field(default_factory=dict)  #: extra training options for every cell
-
-    @property
-    def kind(self) -> tuple[str, int]:
-        if (self.table is None) == (self.figure is None):
-            raise FlexRecError("reproduce needs exactly one of --table N or --figure N")
-        if self.table is not None and self.table not in TABLES:
-            raise FlexRecError(f"--table {self.table}: the tables are {', '.join(map(str, TABLES))} (Table 4 is the "
-                               f"critic's: `flexrec-bench train-critic` writes it; Table 5 is its architecture)")
-        if self.figure is not None and self.figure not in FIGURES:
-            raise FlexRecError(f"--figure {self.figure}: the figures are {', '.join(map(str, FIGURES))} "
-                               f"(Figure 1 is the method's diagram)")
-        if self.seeds < 1:
-            raise FlexRecError(f"--seeds must be >= 1, got {self.seeds}")
-        return ("table", self.table) if self.table is not None else ("figure", self.figure)
-
-    @property
-    def name(self) -> str:
-        kind, n = self.kind
-        return f"{kind}{n}"
-
-    @property
-    def train_need(self) -> str:
-        """--need, else the dataset's first need (interest on MovieLens and KuaiRec, search on ESCI)."""
-        from flexrec_bench.datasets import DATASETS
-
-        return self.need or DATASETS.get(self.dataset).default_needs[0]
-
-    @property
-    def test_needs(self) -> tuple[str, ...]:
-        kind, n = self.kind
-        if kind == "figure" and n == 2:
-            return JOINT_NEEDS
-        if kind == "table" and n in (2, 6):  # generalisation: trained on --need, tested on the table's need
-            return (TEST_NEED[n],)
-        return (self.train_need,)
 
 
 def _llm_rows(cfg: ReproduceConfig, base_label: str = "Qwen2.5-3B-Instruct", sft: str = "TALLRec",
@@ -181,7 +119,7 @@ def _slug(label: str) -> str:
 
 
 def _check_build(cfg: ReproduceConfig) -> None:
-    from flexrec_bench.data import load_manifest
+    from flexrec_bench.splits import load_manifest
 
     m = load_manifest(cfg.data, cfg.dataset)
     if cfg.kind == ("table", 9) and float((m.get("config") or {}).get("observed_fraction", 1.0)) < 1.0:
@@ -251,7 +189,8 @@ def _baseline(name: str, cfg: ReproduceConfig, run_dir: Path, progress: bool) ->
 def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, progress: bool = True) -> dict:
     """Run (or resume) every cell; return and write the table or figure (JSON, markdown, PNG).
     ``reported``: the paper's numbers (leaderboard/paper_results.json's reported_in_paper)."""
-    from flexrec_bench.evaluator import EvalConfig, run_eval
+    from flexrec_bench.eval_config import EvalConfig
+    from flexrec_bench.evaluator import run_eval
 
     if cfg.backend != "local":
         raise FlexRecError("reproduce runs the local backend; on verl, train each cell with `flexrec-bench train "

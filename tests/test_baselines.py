@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -49,11 +50,28 @@ def test_bert4rec_trains_in_a_subprocess_and_scores_our_candidates(ml100k, tmp_p
 
 
 def test_recbole_compat_is_contained():
+    """Importing the shim changes nothing; apply() (run only in RecBole's worker) supplies the
+    aliases NumPy 2 removed and leaves NumPy 1.x's own ones alone; this process stays unpatched."""
+    import subprocess
+    import sys
+
     import numpy as np
 
-    from baselines.bert4rec import compat  # noqa: F401  (importing applies nothing)
-
-    assert not hasattr(np, "float_")
+    code = (
+        "import numpy as np\n"
+        "names = ('float_', 'complex_', 'unicode_', 'bool8')\n"
+        "before = {n: getattr(np, n, None) for n in names}\n"
+        "from baselines.bert4rec import compat\n"
+        "assert {n: getattr(np, n, None) for n in names} == before, 'importing applied something'\n"
+        "compat.apply()\n"
+        "assert np.float_ is np.float64 and np.complex_ is np.complex128 and np.bool8 is np.bool_\n"
+        "assert all(before[n] is None or getattr(np, n) is before[n] for n in names)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr
+    if int(np.__version__.split(".")[0]) >= 2:
+        assert not hasattr(np, "float_")  # nothing in this test process applied the shim
 
 
 @pytest.mark.slow

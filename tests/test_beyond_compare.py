@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 from flexrec_bench.beyond import beyond_accuracy, gini
 from flexrec_bench.cli import app
 from flexrec_bench.compare import holm, paired_test
-from flexrec_bench.data import load_split
-from flexrec_bench.evaluator import EvalConfig, run_eval
+from flexrec_bench.splits import load_split
+from flexrec_bench.eval_config import EvalConfig
+from flexrec_bench.evaluator import run_eval
 
 runner = CliRunner()
 

@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
-from flexrec_bench.data import load_split
-from flexrec_bench.evaluator import EvalConfig, evaluate, read_rankings, run_eval
+from flexrec_bench.splits import load_split
+from flexrec_bench.eval_config import EvalConfig
+from flexrec_bench.evaluator import evaluate, read_rankings, run_eval
 from flexrec_bench.results import ResultsFile
 
 runner = CliRunner()

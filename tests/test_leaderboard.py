@@ -13,7 +13,8 @@ from conftest import fake_registration
 from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
-from flexrec_bench.evaluator import EvalConfig, run_eval
+from flexrec_bench.eval_config import EvalConfig
+from flexrec_bench.evaluator import run_eval
 from flexrec_bench.io import sha256_file
 from leaderboard.schema import SCHEMA_PATH, Leaderboard, json_schema
 from leaderboard.submit import SubmissionRefused, load, submit
@@ -28,7 +29,6 @@ def test_committed_schema_is_current():
 
 def _registered(ml100k, tmp_path, name="lb.json"):
     """A leaderboard file whose reviewed list registers the fixture's ml-100k build."""
-    from flexrec_bench.data import load_manifest
 
     from conftest import register_build
 
@@ -121,7 +121,7 @@ def test_refuses_duplicate_rows_empty_metrics_and_empty_names(ml100k, tmp_path, 
 
 
 def test_parse_statistics_are_rederived_from_the_raw_outputs(ml100k, tmp_path, results):
-    from flexrec_bench.data import load_split
+    from flexrec_bench.splits import load_split
 
     lb = _registered(ml100k, tmp_path)
     split = load_split(ml100k, "ml-100k", "interest", "test")

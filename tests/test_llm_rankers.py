@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
 from flexrec_bench.errors import FlexRecError
-from flexrec_bench.evaluator import EvalConfig, run_eval
+from flexrec_bench.eval_config import EvalConfig
+from flexrec_bench.evaluator import run_eval
 from flexrec_bench.results import ResultsFile
 
 
@@ -166,8 +167,6 @@ def test_api_keys_never_reach_results_cache_or_leaderboard(ml100k, tmp_path, fak
     res, _, path = run_eval(EvalConfig(model="openai:gpt-4o", data=str(ml100k), out=str(tmp_path / "res"), options=opts,
                                        bootstrap=100), progress=False)
     assert res.config["options"]["api_key"] == "<redacted>"
-    from flexrec_bench.data import load_manifest
-    from leaderboard.schema import Leaderboard
 
     (tmp_path / "lb").mkdir()
     from conftest import register_build
@@ -197,7 +196,7 @@ def test_redaction_rule():
 
 
 def test_llm_schedules_batch_as_asked_and_outputs_stay_in_instance_order(ml100k):
-    from flexrec_bench.data import load_split
+    from flexrec_bench.splits import load_split
     from flexrec_bench.prompts import split_messages
     from flexrec_bench.rankers.hf import HFRanker
     from flexrec_bench.rankers.llm import LLMRanker

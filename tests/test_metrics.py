@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from flexrec_bench.metrics import bootstrap_ci, parse_metric, per_instance_scores, summarize
-from flexrec_bench.ranking import check_permutations, scores_to_order
+from flexrec_bench.permutations import check_permutations, scores_to_order
 from flexrec_bench.errors import FlexRecError
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexrec_bench.need import LabelContext, get_need, minmax
+from flexrec_bench.labeling import LabelContext, get_need, minmax
 from flexrec_bench.retrieval import history_weights, profile_vectors, retrieve
 
 
@@ -55,7 +55,7 @@ def test_niche_bonus_for_unseen_topics():
 
 def test_niche_options_are_checked():
     from flexrec_bench.errors import ConfigError
-    from flexrec_bench.need import make_need
+    from flexrec_bench.labeling import make_need
 
     for opt, bad in (("rule", "most_unseen"), ("base", "rank"), ("relevant", "all"), ("bonus", "nan"), ("bonus", "-1")):
         with pytest.raises(ConfigError, match=f"niche.*{opt}"):
@@ -75,7 +75,7 @@ def test_trend_mixes_similarity_and_recent_counts():
 
 def test_trend_options_are_checked_before_any_build():
     from flexrec_bench.errors import ConfigError
-    from flexrec_bench.need import make_need
+    from flexrec_bench.labeling import make_need
 
     for opt, bad in (("alpha", "nan"), ("alpha", "5"), ("relevant_threshold", "-0.1"), ("window_seconds", "0")):
         with pytest.raises(ConfigError, match=f"trend {opt}"):

@@ -4,7 +4,7 @@ import numpy as np
 
 from flexrec_bench.parsing import parse_ranking, rank_text
 from flexrec_bench.prompts import PromptConfig, build_messages
-from flexrec_bench.ranking import ParseStats
+from flexrec_bench.permutations import ParseStats
 
 
 IDS = [f"C{j}" for j in range(1, 13)]
@@ -99,7 +99,7 @@ def test_need_prompts_show_what_the_label_uses(ml100k):
     """Trend prompts show each candidate's recent count with the window named; niche prompts list the
     history's genres whenever the shown history texts do not name them all (here: when the budget
     drops history items); item texts are Appendix E's lines."""
-    from flexrec_bench.data import load_split
+    from flexrec_bench.splits import load_split
     from flexrec_bench.prompts import split_messages
 
     trend = load_split(ml100k, "ml-100k", "trend", "test")

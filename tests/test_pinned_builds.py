@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from flexrec_bench.build import BuildConfig, build
 from flexrec_bench.cli import app
-from flexrec_bench.evaluator import EvalConfig, run_eval
+from flexrec_bench.eval_config import EvalConfig
+from flexrec_bench.evaluator import run_eval
 from flexrec_bench.io import sha256_file, write_json_atomic
 from leaderboard.submit import DEFAULT_PATH, SubmissionRefused, load, submit
 

@@ -22,7 +22,8 @@ from filelock import FileLock
 from flexrec_bench.build import BuildConfig, build
 from flexrec_bench.download import DownloadSpec, fetch
 from flexrec_bench.errors import DataError, FlexRecError
-from flexrec_bench.evaluator import EvalConfig, run_eval
+from flexrec_bench.eval_config import EvalConfig
+from flexrec_bench.evaluator import run_eval
 
 SMALL = dict(embedder="hashing-32", train_size=40, test_size=15, val_size=15, candidates=8, history=6, min_history=3,
              stride=3)
@@ -222,8 +223,6 @@ def test_submit_lock_timeout_is_one_line_and_stale_temp_files_go(tmp_path):
                                      out=str(tmp_path / "res"), bootstrap=100), progress=False)
     lb = tmp_path / "lb" / "leaderboard.json"
     lb.parent.mkdir()
-    from flexrec_bench.data import load_manifest
-    from leaderboard.schema import Leaderboard
 
     from conftest import register_build
 
@@ -326,10 +325,6 @@ def test_a_results_file_with_an_absurd_bootstrap_is_refused(small_build, tmp_pat
 
 
 def test_writes_to_a_full_disk_a_read_only_folder_or_a_folder_are_one_line(small_build, tmp_path):
-    import errno
-
-    from flexrec_bench.io import atomic_path, write_json_atomic
-
     (tmp_path / "ro").mkdir()
     os.chmod(tmp_path / "ro", 0o555)
     try:

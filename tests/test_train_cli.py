@@ -25,7 +25,7 @@ def test_train_critic_cli(ml100k, tmp_path):
     m = json.loads((tmp_path / "c" / "metrics.json").read_text())
     assert sum(m["pairs"].values()) == 500  # trained on exactly the pairs asked for, split 8:1:1
     from training.critic import Critic
-    from flexrec_bench.data import load_split
+    from flexrec_bench.splits import load_split
 
     mean, var = Critic.load(tmp_path / "c", ml100k).fill(load_split(ml100k, "ml-100k", "interest", "test"))
     assert mean.shape == var.shape and (var >= 0).all() and var.max() > 0  # unobserved pairs get a variance
@@ -118,16 +118,44 @@ def test_shipped_configs_say_where_every_value_comes_from():
     assert load_config(Path(str(importlib.resources.files("training") / "configs" / "rec-r1.yaml"))).sft_warmup_steps == 25
 
 
-def test_train_help_names_the_ablation_axes():
+def test_train_help_lists_exactly_the_values_the_config_accepts(tmp_path):
+    """The ablation axes in `train --help` are the config's own choices: every value the help lists
+    for an axis resolves (`--dry-run` reads it), and a value it does not list is refused."""
+    import re
+
     r = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
     text = " ".join(r.output.replace("│", " ").split())
-    for word in ("item_knn", "user_knn", "critic", "ppo", "noncausal_swap", "uncertainty", "--dry-run"):
-        assert word in text, word
+    listed = {m.group(1): m.group(2).split("|") for m in re.finditer(r"(item_reward|reward_signal|estimator)=([\w|]+)", text)}
+    assert set(listed) == {"item_reward", "reward_signal", "estimator"}, text
+    from training.config import TrainConfig
+
+    def resolve(axis: str, value: str) -> TrainConfig:
+        critic = str(tmp_path) if (axis, value) == ("reward_signal", "critic") else None
+        return TrainConfig(model="m", output_dir=str(tmp_path), critic=critic, **{axis: value}).resolved()
+
+    for axis, values in listed.items():
+        assert len(values) >= 2, (axis, values)
+        for v in values:
+            assert getattr(resolve(axis, v), axis) in values
+        with pytest.raises(Exception, match=axis):
+            resolve(axis, "no_such_" + axis)
 
 
 def test_make_tiny_model_cli(tmp_path):
     r = runner.invoke(app, ["make-tiny-model", str(tmp_path / "m")])
-    assert r.exit_code == 0 and (tmp_path / "m" / "config.json").exists()
+    assert r.exit_code == 0, r.output
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tmp_path / "m")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    ids = tok("Rank the candidates: [1] [2] [3]", return_tensors="pt")
+    with torch.no_grad():
+        assert torch.isfinite(model(**ids).logits).all()
+        out = model.generate(**ids, max_new_tokens=6, min_new_tokens=6, do_sample=False,
+                             pad_token_id=tok.pad_token_id)
+    assert out.shape[1] == ids["input_ids"].shape[1] + 6
+    assert tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=False)  # decodes to text
 
 
 def test_every_config_sets_loss_type_and_precision_follows_the_hardware():

@@ -71,7 +71,7 @@ def test_verl_workers_read_the_one_resolved_config(tmp_path):
     """The launcher writes the resolved TrainConfig; a worker's environment is built from it, with
     the uncertainty rule and the weight's constants as the local trainer has them."""
     from training.config import TrainConfig
-    from training.local import env_for
+    from training.env import RankingEnv
     from training.verl_backend import write_config_file
     from training.verl_plugin import read_config_file
 
@@ -79,6 +79,6 @@ def test_verl_workers_read_the_one_resolved_config(tmp_path):
                       trl={"seed": 7}).resolved()
     back = read_config_file(write_config_file(cfg))
     assert back == cfg
-    a, b = env_for(cfg), env_for(back)
+    a, b = RankingEnv.from_config(cfg), RankingEnv.from_config(back)
     assert (a.uncertainty, a.uncertainty_eps, a.uncertainty_clip, a.seed) == (b.uncertainty, 0.05, (0.2, 2.0), 7)
     assert a.uncertainty is False  # no critic here: the weighting cannot act, decided once in resolved()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flexrec_bench.errors import ConfigError, FlexRecError
+from flexrec_bench.retrieval import STAR_LAMBDA
 
 ALGOS = ("flexrec", "rec-r1", "rank-grpo")
 #: item-level reward variants (Table 7): sequence (Rec-R1's), independent, noncausal_swap, causal_swap
@@ -178,6 +179,13 @@ def _trl_types() -> dict[str, Any]:
 _OWN = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "trl"}
 
 
+def default(name: str) -> Any:
+    """TrainConfig's default of ``name``: the one place it is defined (the environment, the KNN
+    imputer and the verl workers take it from here)."""
+    f = _OWN[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
 @functools.cache
 def _own_hints() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
@@ -255,7 +263,7 @@ def _read_yaml(path: Path) -> dict:
 def max_candidates(cfg: TrainConfig) -> int | None:
     """The largest candidate list among the training needs' instances, from the build's manifest
     (None when the data is not built yet)."""
-    from flexrec_bench.data import load_manifest
+    from flexrec_bench.splits import load_manifest
 
     try:
         manifest = load_manifest(cfg.data, cfg.dataset)
@@ -351,3 +359,42 @@ def _field_docs() -> dict[str, str]:
         if m:
             docs[m.group(1)] = m.group(2).strip()
     return docs
+
+
+@dataclass
+class CriticConfig:
+    """Critic architecture and training. Paper (Appendix G): hidden 256, dropout 0.05, ReLU,
+    LayerNorm, 30 epochs, 8:1:1 split, best-MSE checkpoint. Ours (the text leaves them out): beta,
+    batch size, learning rate, history length and the profile's discount."""
+
+    hidden: int = 256              #: paper: width of both towers and the joint MLP
+    dropout: float = 0.05          #: paper: dropout after each hidden layer
+    beta: float = 0.5              #: ours (stripped in the text; Seitzer et al.'s recommended 0.5): beta of beta-NLL
+    epochs: int = 30               #: paper: passes over the training pairs
+    batch_size: int = 512          #: ours
+    lr: float = 1e-3               #: ours
+    history: int = 20              #: ours: most recent items in the history profile
+    lam: float = STAR_LAMBDA       #: ours: STAR temporal discount of the profile
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  #: paper: the 8:1:1 train/val/test shares; ours: of the training users' observed pairs (the paper: all interactions)
+    seed: int = 0                  #: seeds the split of the observed pairs and the initialisation
+    max_pairs: int | None = None   #: subsample pairs (quick runs)
+    patience: int | None = None    #: ours, off (the paper trains all 30 epochs): stop after this many epochs without a better val MSE
+    device: str = "auto"           #: auto (CUDA when present), cpu or cuda
+
+    def validate(self) -> None:
+        """One-line errors for values no run can use, before any data is read."""
+        import re
+
+        for name, lo in (("epochs", 1), ("batch_size", 1), ("hidden", 1), ("history", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise FlexRecError(f"critic {name} must be an integer >= {lo}, got {v!r}")
+        if self.max_pairs is not None and self.max_pairs < 10:
+            raise FlexRecError(f"critic max_pairs must be at least 10 (an 8:1:1 split), got {self.max_pairs!r}")
+        if self.patience is not None and self.patience < 1:
+            raise FlexRecError(f"critic patience must be >= 1 (or unset), got {self.patience!r}")
+        if not (self.lr > 0 and 0 <= self.dropout < 1 and self.beta >= 0):
+            raise FlexRecError(f"critic lr must be > 0, dropout in [0, 1), beta >= 0; got {self.lr}, {self.dropout}, "
+                               f"{self.beta}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
+            raise FlexRecError(f"critic device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")

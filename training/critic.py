@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,51 +22,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from flexrec_bench.data import DatasetSplit, load_manifest
+from flexrec_bench.splits import DatasetSplit, load_manifest
 from flexrec_bench.datasets import DATASETS
 from flexrec_bench.errors import FlexRecError, MissingDataError
 from flexrec_bench.io import atomic_path, write_json_atomic, write_text_atomic
-from flexrec_bench.need import LabelContext, make_need
-from flexrec_bench.retrieval import STAR_LAMBDA, profile_vectors
+from flexrec_bench.labeling import LabelContext, make_need
+from flexrec_bench.retrieval import profile_vectors
 
-
-@dataclass
-class CriticConfig:
-    """Critic architecture and training. Paper (Appendix G): hidden 256, dropout 0.05, ReLU,
-    LayerNorm, 30 epochs, 8:1:1 split, best-MSE checkpoint. Ours (the text leaves them out): beta,
-    batch size, learning rate, history length and the profile's discount."""
-
-    hidden: int = 256              #: paper: width of both towers and the joint MLP
-    dropout: float = 0.05          #: paper: dropout after each hidden layer
-    beta: float = 0.5              #: ours (stripped in the text; Seitzer et al.'s recommended 0.5): beta of beta-NLL
-    epochs: int = 30               #: paper: passes over the training pairs
-    batch_size: int = 512          #: ours
-    lr: float = 1e-3               #: ours
-    history: int = 20              #: ours: most recent items in the history profile
-    lam: float = STAR_LAMBDA       #: ours: STAR temporal discount of the profile
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  #: paper: the 8:1:1 train/val/test shares; ours: of the training users' observed pairs (the paper: all interactions)
-    seed: int = 0
-    max_pairs: int | None = None   #: subsample pairs (quick runs)
-    patience: int | None = None    #: ours, off (the paper trains all 30 epochs): stop after this many epochs without a better val MSE
-    device: str = "auto"           #: auto (CUDA when present), cpu or cuda
-
-    def validate(self) -> None:
-        """One-line errors for values no run can use, before any data is read."""
-        import re
-
-        for name, lo in (("epochs", 1), ("batch_size", 1), ("hidden", 1), ("history", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise FlexRecError(f"critic {name} must be an integer >= {lo}, got {v!r}")
-        if self.max_pairs is not None and self.max_pairs < 10:
-            raise FlexRecError(f"critic max_pairs must be at least 10 (an 8:1:1 split), got {self.max_pairs!r}")
-        if self.patience is not None and self.patience < 1:
-            raise FlexRecError(f"critic patience must be >= 1 (or unset), got {self.patience!r}")
-        if not (self.lr > 0 and 0 <= self.dropout < 1 and self.beta >= 0):
-            raise FlexRecError(f"critic lr must be > 0, dropout in [0, 1), beta >= 0; got {self.lr}, {self.dropout}, "
-                               f"{self.beta}")
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
-            raise FlexRecError(f"critic device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
+from .config import CriticConfig
 
 
 def _block(i: int, o: int, p: float) -> nn.Sequential:

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flexrec_bench.data import DatasetSplit
+from flexrec_bench.splits import DatasetSplit
 from flexrec_bench.parsing import parse_ranking, short_id, to_permutation
 from flexrec_bench.prompts import PromptConfig, split_messages
 
 from .advantages import (item_advantages, per_token_advantages, rank_advantages, rank_index, sequence_advantages,
                          token_spans, uncertainty_weights)
-from .config import ALGOS, ITEM_REWARD_VARIANTS
+from .config import ALGOS, ITEM_REWARD_VARIANTS, default
 from .rewards import ITEM_REWARDS, ideal_dcg, sequence_ndcg, sequence_variance
 
 
@@ -40,7 +40,8 @@ class Rollout:
     rejected: list[int] = field(default_factory=list)  # tokens of invalid or repeated id mentions
 
 
-def reward_filler(reward_signal: str, data: str, dataset: str, critic: str | None = None, knn_neighbors: int = 50):
+def reward_filler(reward_signal: str, data: str, dataset: str, critic: str | None = None,
+                  knn_neighbors: int = default("knn_neighbors")):
     """What supplies rewards for unobserved user-item pairs (Table 8's axis): None for
     ``observed`` (unobserved pairs count 0, as in the evaluation labels), a KNN imputer, or the
     critic. Each has ``fill(split) -> (gains, variances)``."""
@@ -67,17 +68,25 @@ class TokenCredit:
 
 @dataclass
 class RankingEnv:
-    """Instances keyed ``"<need>|<split>|<row>"`` with their reward labels."""
+    """Instances keyed ``"<need>|<split>|<row>"`` with their reward labels. Runs build it from their
+    resolved config (:meth:`from_config`); the field defaults are TrainConfig's."""
 
-    algo: str = "flexrec"
-    item_reward: str = "causal_swap"
-    uncertainty: bool = True            #: weight advantages by the critic's variance (the config decides when it acts)
-    seed: int = 0
-    uncertainty_eps: float = 0.01       #: ours: w = 1 / (Var + eps)
-    uncertainty_clip: tuple[float, float] = (0.1, 3.0)  #: ours
-    uncertainty_items: bool = True      #: ours: the weight scales the item advantages as well
+    algo: str = default("algo")
+    item_reward: str = default("item_reward")
+    uncertainty: bool = default("uncertainty")  #: weight advantages by the critic's variance (the resolved config decides when it acts)
+    seed: int = 0                               #: seeds the padding of incomplete answers (the run's seed)
+    uncertainty_eps: float = default("uncertainty_eps")      #: w = 1 / (Var + eps)
+    uncertainty_clip: tuple[float, float] = tuple(default("uncertainty_clip"))
+    uncertainty_items: bool = default("uncertainty_items")   #: the weight scales the item advantages as well
     instances: dict[str, _Instance] = field(default_factory=dict)
     stats: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    @classmethod
+    def from_config(cls, cfg) -> RankingEnv:
+        """The environment of a resolved :class:`~training.config.TrainConfig` (the local and the verl
+        trainer both build theirs here)."""
+        return cls(cfg.algo, cfg.item_reward, cfg.uncertainty, cfg.rl("seed"), cfg.uncertainty_eps,
+                   tuple(cfg.uncertainty_clip), cfg.uncertainty_items)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:

@@ -21,9 +21,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from flexrec_bench.data import DatasetSplit
+from flexrec_bench.splits import DatasetSplit
 from flexrec_bench.datasets import DATASETS
 from flexrec_bench.errors import FlexRecError, MissingDataError
+
+from .config import default
 
 KNN_KINDS = ("item_knn", "user_knn")
 
@@ -31,8 +33,8 @@ KNN_KINDS = ("item_knn", "user_knn")
 class KNNImputer:
     """``fill(split) -> (gains, variances)``, the interface of :class:`training.critic.Critic`."""
 
-    def __init__(self, kind: str, data_dir: str | Path, dataset: str, k: int = 50):
-        from flexrec_bench.data import load_manifest
+    def __init__(self, kind: str, data_dir: str | Path, dataset: str, k: int = default("knn_neighbors")):
+        from flexrec_bench.splits import load_manifest
 
         from .critic import build_interest_options, interest_targets
 

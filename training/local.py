@@ -19,18 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from flexrec_bench.data import load_split
+from flexrec_bench.splits import load_split
 from flexrec_bench.errors import FlexRecError, MissingCapabilityError, require
 from flexrec_bench.io import write_json_atomic
 
 from .config import TrainConfig, completion_budget, max_candidates, reward_signal_notice
 from .env import RankingEnv, reward_filler
-
-
-def env_for(cfg: TrainConfig) -> RankingEnv:
-    """The ranking environment of a resolved run (the same fields for the local and the verl trainer)."""
-    return RankingEnv(cfg.algo, cfg.item_reward, cfg.uncertainty, cfg.rl("seed"), cfg.uncertainty_eps,
-                      tuple(cfg.uncertainty_clip), cfg.uncertainty_items)
 
 
 def _build_trainer_class():
@@ -244,7 +238,7 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
         tok.pad_token = tok.eos_token
     filler = reward_filler(cfg.reward_signal, cfg.data, cfg.dataset, cfg.critic, cfg.knn_neighbors)
     seed = cfg.rl("seed")
-    env = env_for(cfg)
+    env = RankingEnv.from_config(cfg)
     prompt_cfg = PromptConfig(max_prompt_tokens=cfg.max_prompt_tokens, reasoning=cfg.reasoning)
     count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
     rows, k_max = [], 1

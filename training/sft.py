@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from flexrec_bench.data import DatasetSplit
+from flexrec_bench.splits import DatasetSplit
 from flexrec_bench.errors import require
 from flexrec_bench.io import write_json_atomic
 from flexrec_bench.prompts import PromptConfig, split_messages, target_completion
-from flexrec_bench.ranking import scores_to_order
+from flexrec_bench.permutations import scores_to_order
 
 
 @dataclass

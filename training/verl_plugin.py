@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from flexrec_bench.data import load_split
+from flexrec_bench.splits import load_split
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -65,11 +65,9 @@ def build_env(cfg, needs_by_split: dict[str, list[str]], limits: dict[str, int |
     split (keys ``<need>|<split>|<row>``, the same in every process) and verl's prompt rows.
     ``limits`` keeps the first N instances of a split; ``with_rewards=False`` writes prompts only
     (no critic or KNN is loaded)."""
-    from .local import env_for
-
     data, dataset, reasoning = cfg.data, cfg.dataset, cfg.reasoning
     filler = reward_filler(cfg.reward_signal, data, dataset, cfg.critic, cfg.knn_neighbors) if with_rewards else None
-    env = env_for(cfg)
+    env = RankingEnv.from_config(cfg)
     rows = []
     for split, needs in needs_by_split.items():
         for need in needs:

@@ -11,7 +11,7 @@ from .kuairec import read_kuairec
 from .movielens import read_ml1m, read_ml100k
 from .toy import read_toy
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
+DATASETS: Registry[DatasetSpec] = Registry("dataset", entry_point_group="flexrec_bench.datasets")
 
 DATASETS.register("ml-100k", DatasetSpec(
     name="ml-100k",
@@ -55,7 +55,7 @@ DATASETS.register("kuairec", DatasetSpec(
 DATASETS.register("esci", DatasetSpec(
     name="esci", description="Amazon Shopping Queries (ESCI), locale us, official split",
     reader=read_esci, signal_kind="esci", signal_scale=1.0,
-    default_needs=("search",), task="query", topic_name="Brands",
+    default_needs=("search",), instance_kind="query", topic_name="Brands",
     # The files live in git LFS; no checksum is published, so the sha256 is recorded in the manifest.
     downloads=tuple(
         DownloadSpec(f"https://github.com/amazon-science/esci-data/raw/main/shopping_queries_dataset/{f}", f)
@@ -65,7 +65,7 @@ DATASETS.register("esci", DatasetSpec(
 DATASETS.register("toy", DatasetSpec(
     name="toy", description="synthetic: the query's user type decides which candidate slots score (a task a tiny "
                             "model learns on a CPU; written by benchmarks/miniature.py for trainer miniatures)",
-    reader=read_toy, signal_kind="esci", signal_scale=1.0, default_needs=("toy",), task="query", bundled=True,
+    reader=read_toy, signal_kind="esci", signal_scale=1.0, default_needs=("toy",), instance_kind="query", bundled=True,
 ))
 
 __all__ = ["DATASETS", "DatasetSpec", "RawData"]

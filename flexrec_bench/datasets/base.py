@@ -6,18 +6,13 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 
 from ..download import DownloadSpec
 from ..pinned import PinnedSpec
 
-SignalKind = Literal["rating", "watch_ratio", "esci"]
-
-#: the signal at or above which an interaction is a positive (ours): rating 4 of 5, watch ratio 2,
-#: ESCI Exact; the interest need's relevant set and --ensure-positive both use it
-POSITIVE_SIGNAL: dict[str, float] = {"rating": 4.0, "watch_ratio": 2.0, "esci": 3.0}
+from ..signals import SignalKind
 
 def empty_interactions() -> pd.DataFrame:
     """The interactions frame of a dataset without users (query tasks)."""
@@ -66,8 +61,8 @@ class DatasetSpec:
     manual_instructions: str | None = None
     #: files (relative to the raw dir) that must exist before reading
     required_files: tuple[str, ...] = ()
-    #: the kind of task that makes its instances (flexrec_bench.tasks): sequential or query
-    task: str = "sequential"
+    #: the kind of instance it makes (flexrec_bench.instance_kinds): sequential (a history) or query (a search)
+    instance_kind: str = "sequential"
     #: what the items' topics are, as a prompt names them ("Genres" in "Genres in this user's history")
     topic_name: str = "Topics"
     #: published embedding artifacts (flexrec_bench.pinned): builds with these embedders agree on every machine

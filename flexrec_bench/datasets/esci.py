@@ -16,8 +16,6 @@ EXAMPLE_COLUMNS = ("example_id", "query", "query_id", "product_id", "product_loc
 PRODUCT_COLUMNS = ("product_id", "product_title", "product_description", "product_bullet_point",
                    "product_brand", "product_color", "product_locale")
 ESCI_LABELS = ("E", "S", "C", "I")
-#: how a build stores an ESCI annotation as its signal (the search need maps it to a gain)
-ESCI_CODE = {"E": 3.0, "S": 2.0, "C": 1.0, "I": 0.0}
 SOURCE_COLUMNS = ("query_id", "source")
 #: ``small``: the reduced task-1 set (small_version == 1), the paper's and the ESCI README's ranking
 #: task; ``large``: every example (large_version == 1)

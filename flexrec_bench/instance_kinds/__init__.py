@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from ..registry import Registry
-from .base import Instances, TaskKind
+from .base import Instances, InstanceKind
 
-TASKS: Registry[TaskKind] = Registry("task kind")
-TASKS.register("sequential", lazy="flexrec_bench.tasks.sequential:SequentialTask")
-TASKS.register("query", lazy="flexrec_bench.tasks.query:QueryTask")
-
-
-def get_task(name: str) -> TaskKind:
-    return TASKS.get(name)()
+INSTANCE_KINDS: Registry[InstanceKind] = Registry("instance kind")
+INSTANCE_KINDS.register("sequential", lazy="flexrec_bench.instance_kinds.sequential:SequentialTask")
+INSTANCE_KINDS.register("query", lazy="flexrec_bench.instance_kinds.query:QueryTask")
 
 
-__all__ = ["TASKS", "Instances", "TaskKind", "get_task"]
+def get_instance_kind(name: str) -> InstanceKind:
+    return INSTANCE_KINDS.get(name)()
+
+
+__all__ = ["INSTANCE_KINDS", "Instances", "InstanceKind", "get_instance_kind"]

@@ -1,7 +1,7 @@
-"""What every kind of task shares: the instances of one split before labelling, the seeded
-generators, and the interface a kind of task implements for the build pipeline.
+"""What every kind of instance shares: the instances of one split before labelling, the seeded
+generators, and the interface a kind of instance implements for the build pipeline.
 
-A *kind of task* owns how its instances are made: ``sequential`` (a user's history before a cut
+A *kind of instance* owns how its instances are made: ``sequential`` (a user's history before a cut
 point; MovieLens, KuaiRec) and ``query`` (a search query with its annotated products; ESCI). The
 pipeline in ``build.py`` calls the kind named by the dataset's spec and never branches on it.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # the build config and dataset spec are only type hints here
-    from ..build import BuildConfig
+    from ..build_config import BuildConfig
     from ..datasets import DatasetSpec, RawData
     from ..embed import Embedder
 
@@ -46,8 +46,8 @@ def rng(seed: int, purpose: int) -> np.random.Generator:
     return np.random.default_rng([seed, purpose])
 
 
-class TaskKind(ABC):
-    """How one kind of task turns raw data into candidate-bearing instances."""
+class InstanceKind(ABC):
+    """How one kind of instance turns raw data into candidate-bearing instances."""
 
     name: str
 

@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..data import SPLITS
-from ..datasets.esci import ESCI_CODE
+from ..splits import SPLITS
+from ..signals import ESCI_CODE
 from ..errors import DataError
 from ..retrieval import exact_scores
-from .base import Instances, TaskKind, rng
+from .base import Instances, InstanceKind, rng
 
 if TYPE_CHECKING:
-    from ..build import BuildConfig
+    from ..build_config import BuildConfig
     from ..datasets import RawData
     from ..embed import Embedder
 
 
-class QueryTask(TaskKind):
+class QueryTask(InstanceKind):
     name = "query"
 
     def reader_options(self, cfg):

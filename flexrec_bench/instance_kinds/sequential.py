@@ -9,18 +9,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data import SPLITS
-from ..datasets.base import POSITIVE_SIGNAL
+from ..splits import SPLITS
+from ..signals import POSITIVE_SIGNAL
 from ..errors import DataError
 from ..retrieval import exact_scores, profile_vectors, retrieve
-from .base import Instances, TaskKind, rng
+from .base import Instances, InstanceKind, rng
 
 if TYPE_CHECKING:
-    from ..build import BuildConfig
+    from ..build_config import BuildConfig
     from ..datasets import DatasetSpec, RawData
 
 
-class SequentialTask(TaskKind):
+class SequentialTask(InstanceKind):
     name = "sequential"
 
     def clean_interactions(self, inter, items, raw, spec):

@@ -4,7 +4,7 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from ..errors import FlexRecError
-from ..ranking import RankResult
+from ..permutations import RankResult
 from ..registry import Registry
 
 
@@ -52,6 +52,8 @@ for _kind, _target in {
     "hf": "flexrec_bench.rankers.hf:HFRanker",
     "vllm": "flexrec_bench.rankers.vllm:VLLMRanker",
     "openai": "flexrec_bench.rankers.openai:OpenAIRanker",
+    # shipped beside the core (baselines/), found from a source checkout as well as by entry point
+    "bert4rec": "baselines.bert4rec.runner:Bert4RecRanker",
 }.items():
     RANKERS.register(_kind, lazy=_target)
 

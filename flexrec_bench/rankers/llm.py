@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from ..parsing import rank_text
 from ..prompts import PromptConfig, answer_tokens, split_messages
-from ..ranking import ParseStats, RankResult
+from ..permutations import ParseStats, RankResult
 from .base import Ranker
 
 

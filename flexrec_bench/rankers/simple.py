@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ranking import RankResult, scores_to_order
+from ..permutations import RankResult, scores_to_order
 from .base import Ranker
 
 

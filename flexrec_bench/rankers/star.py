@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..ranking import RankResult, scores_to_order
+from ..permutations import RankResult, scores_to_order
 from ..retrieval import STAR_LAMBDA, history_weights
 from .base import Ranker
 
