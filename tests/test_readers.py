@@ -163,3 +163,22 @@ def test_kuairec_bad_topic_tag_and_runaway_record_are_one_line_errors(tmp_path):
     p.write_bytes("\n".join(lines).encode("utf-8"))
     with pytest.raises(DataError, match=r"kuairec_caption_category.csv:3: expected 10 fields"):
         read_kuairec(root)
+
+
+@pytest.mark.parametrize("sep", ["::", "\t"])
+def test_the_arrow_and_line_ratings_readers_agree(tmp_path, sep):
+    """The fast (pyarrow) path and the line reader that names faults give the same frame, ids as
+    the file writes them (tab files' padded fields trimmed)."""
+    from flexrec_bench.datasets.movielens import _read_ratings_fast, _read_ratings_lines
+
+    rows = [("12", "7", "4", "978300760"), ("3", "100", "5", "978302109"), ("12", "007", "1", "978301968")]
+    path = tmp_path / "ratings.dat"
+    pad = " " if sep == "\t" else ""
+    path.write_text("".join(sep.join(f"{pad}{v}" if j < 2 else v for j, v in enumerate(r)) + "\n" for r in rows),
+                    encoding="latin-1")
+    names, cols = ["UserID", "MovieID", "Rating", "Timestamp"], (0, 1, 2, 3)
+    fast = _read_ratings_fast(path, sep, names, cols, False)
+    lines = _read_ratings_lines(path, "latin-1", sep, names, cols, False)
+    assert fast is not None
+    pd.testing.assert_frame_equal(fast.reset_index(drop=True), lines.reset_index(drop=True), check_dtype=False)
+    assert list(fast["item_id"]) == ["7", "100", "007"]

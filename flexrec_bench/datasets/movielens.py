@@ -114,8 +114,8 @@ def _read_ratings_lines(path: Path, encoding: str, sep: str, names: list[str], c
     for line, f in split_lines(path, encoding, sep, len(names), names, header=header):
         rating = to_number(path, line, names[r], f[r])
         _check_ratings(path, line, rating)
-        users.append(f[u])
-        items.append(f[i])
+        users.append(f[u].strip() if sep == "\t" else f[u])  # as the Arrow path trims tab files' ids
+        items.append(f[i].strip() if sep == "\t" else f[i])
         ratings.append(rating)
         times.append(to_timestamp(path, line, names[t], f[t]))
     return _interactions_frame(users, items, ratings, times)
