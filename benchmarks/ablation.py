@@ -26,7 +26,8 @@ def main() -> None:
     ap.add_argument("--need", default="interest")
     ap.add_argument("--out", default="benchmarks/out/ablation")
     a = ap.parse_args()
-    from flexrec_bench.build import BuildConfig, build
+    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.build import build
     from flexrec_bench.splits import load_split
     from flexrec_bench.tiny import build_tiny_model
     from training.config import from_dict

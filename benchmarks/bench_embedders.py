@@ -47,7 +47,8 @@ def main() -> None:
     a = ap.parse_args()
     import pyarrow.parquet as pq
 
-    from flexrec_bench.build import BuildConfig, build
+    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.build import build
 
     rows = []
     for name in a.embedders.split(","):

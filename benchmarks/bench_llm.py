@@ -52,7 +52,8 @@ def _server(latency: float):
 
 
 def server_part(a) -> None:
-    from flexrec_bench.build import BuildConfig, build
+    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.build import build
     from flexrec_bench.eval_config import EvalConfig
     from flexrec_bench.evaluator import run_eval
 
@@ -100,7 +101,8 @@ def main() -> None:
         return
     import torch
 
-    from flexrec_bench.build import BuildConfig, build
+    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.build import build
     from flexrec_bench.splits import load_split
     from flexrec_bench.rankers import make_ranker
     from flexrec_bench.tiny import build_tiny_model

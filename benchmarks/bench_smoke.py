@@ -16,7 +16,8 @@ from _util import save
 
 
 def main() -> None:
-    from flexrec_bench.build import BuildConfig, build
+    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.build import build
     from flexrec_bench.tiny import build_tiny_model
 
     tmp = tempfile.mkdtemp()

@@ -31,7 +31,8 @@ def main() -> None:
     ap.add_argument("--leaderboard", default="leaderboard/leaderboard.json")
     a = ap.parse_args()
     from baselines.bert4rec.runner import Bert4RecSettings, train_bert4rec
-    from flexrec_bench.build import BuildConfig, build
+    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.build import build
     from flexrec_bench.eval_config import EvalConfig
     from flexrec_bench.evaluator import run_eval
 

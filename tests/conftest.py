@@ -1,12 +1,29 @@
 from __future__ import annotations
 
+import json
 import os
 import sys
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """Base of the tests' local HTTP servers (OpenAI-compatible fakes): one way to answer, no logs."""
+
+    def reply(self, status: int, payload=None, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in {**({"Content-Type": "application/json"} if payload is not None else {}), **(headers or {})}.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if payload is not None:
+            self.wfile.write(json.dumps(payload).encode())
+
+    def log_message(self, *a):
+        pass
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -27,7 +44,8 @@ def _isolated_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ml100k(tmp_path_factory, _isolated_home):
     """The bundled MovieLens-100K, built end to end with the default embedder (small samples)."""
-    from flexrec_bench.build import BuildConfig, build
+    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.build import build
 
     out = tmp_path_factory.mktemp("data")
     build(BuildConfig(out=str(out), train_size=400, test_size=200, val_size=100), progress=False)

@@ -231,7 +231,8 @@ def test_critic_targets_follow_the_builds_interest_options(tmp_path):
     """The critic learns the labels the build made: an interest option changes its targets."""
     import rawfixtures as fx
 
-    from flexrec_bench.build import BuildConfig, build
+    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.build import build
     from training.critic import CriticConfig, training_pairs
 
     raw = fx.write_ml1m(tmp_path / "raw")

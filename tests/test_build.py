@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 import rawfixtures as fx
 
-from flexrec_bench.build import BuildConfig, build
+from flexrec_bench.build_config import BuildConfig
+from flexrec_bench.build import build
 from flexrec_bench.errors import DataError, FlexRecError, MissingDataError
 
 SMALL = dict(embedder="hashing-64", train_size=60, test_size=20, val_size=20, candidates=10, history=8, min_history=3,

@@ -154,7 +154,8 @@ def test_download_embeddings_fetches_the_pinned_artifact_verified(server, tmp_pa
     r = runner.invoke(app, ["download", "--embeddings", "esci"])
     assert r.exit_code != 0 and "no pinned all-MiniLM-L6-v2 embeddings are published for esci" in str(r.exception)
     # an artifact edited after the download is never used
-    from flexrec_bench.build import BuildConfig, build
+    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.build import build
 
     p = pinned_dir() / art.filename
     p.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import numpy as np
 import pytest
 import rawfixtures as fx
 
-from flexrec_bench.build import BuildConfig, build
+from flexrec_bench.build_config import BuildConfig
+from flexrec_bench.build import build
 from flexrec_bench.embed import Embedder, hashing_embed
 from flexrec_bench.errors import FlexRecError
+from conftest import JSONHandler
 
 
-class _Embeddings(BaseHTTPRequestHandler):
+class _Embeddings(JSONHandler):
     calls: list = []
     fail_first = 0
 
@@ -25,25 +27,14 @@ class _Embeddings(BaseHTTPRequestHandler):
                                  "auth": self.headers.get("Authorization")})
         if type(self).fail_first > 0:
             type(self).fail_first -= 1
-            self.send_response(503)
-            self.send_header("Retry-After", "0")
-            self.end_headers()
+            self.reply(503, headers={"Retry-After": "0"})
             return
         if self.path != "/v1/embeddings" or self.headers.get("Authorization") != "Bearer sk-emb-KEY":
-            self.send_response(401)
-            self.end_headers()
-            self.wfile.write(b'{"error": "bad key"}')
+            self.reply(401, {"error": "bad key"})
             return
         vecs = hashing_embed(body["input"], 16) * 3.0  # not unit length: the client normalises
         data = [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vecs)][::-1]
-        out = json.dumps({"object": "list", "data": data, "model": body["model"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *a):
-        pass
+        self.reply(200, {"object": "list", "data": data, "model": body["model"]})
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import rawfixtures as fx
 from typer.testing import CliRunner
 
 from flexrec_bench.audit import audit_arrays
-from flexrec_bench.build import BuildConfig, build, label_digest
+from flexrec_bench.build_config import BuildConfig
+from flexrec_bench.build import build, label_digest
 from flexrec_bench.cli import app
 from flexrec_bench.eval_config import EvalConfig
 from flexrec_bench.evaluator import run_eval

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 from typer.testing import CliRunner
@@ -12,6 +12,7 @@ from flexrec_bench.errors import FlexRecError
 from flexrec_bench.eval_config import EvalConfig
 from flexrec_bench.evaluator import run_eval
 from flexrec_bench.results import ResultsFile
+from conftest import JSONHandler
 
 
 @pytest.mark.slow
@@ -31,7 +32,7 @@ def test_hf_tiny_model_end_to_end(ml100k, tiny_model, tmp_path):
     assert "reasoning" in t.columns  # the think text, kept beside the raw output
 
 
-class _FakeOpenAI(BaseHTTPRequestHandler):
+class _FakeOpenAI(JSONHandler):
     calls: list = []
     fail_first = 0
     delay = 0.0
@@ -59,25 +60,14 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
     def _answer(self, body):
         if type(self).fail_first > 0:
             type(self).fail_first -= 1
-            self.send_response(429)
-            self.send_header("Retry-After", "0")
-            self.end_headers()
+            self.reply(429, headers={"Retry-After": "0"})
             return
         if not self.headers.get("Authorization", "").startswith("Bearer sk-test"):
-            self.send_response(401)
-            self.end_headers()
-            self.wfile.write(b'{"error": "bad key"}')
+            self.reply(401, {"error": "bad key"})
             return
         k = body["messages"][1]["content"].count("\n[C")
         answer = "<answer>" + ", ".join(f"C{i}" for i in range(k, 0, -1)) + "</answer>"
-        out = json.dumps({"model": body["model"], "choices": [{"message": {"role": "assistant", "content": answer}}]})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(out.encode())
-
-    def log_message(self, *a):
-        pass
+        self.reply(200, {"model": body["model"], "choices": [{"message": {"role": "assistant", "content": answer}}]})
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ import rawfixtures as fx
 from conftest import register_build
 from typer.testing import CliRunner
 
-from flexrec_bench.build import BuildConfig, build
+from flexrec_bench.build_config import BuildConfig
+from flexrec_bench.build import build
 from flexrec_bench.cli import app
 from flexrec_bench.eval_config import EvalConfig
 from flexrec_bench.evaluator import run_eval

@@ -19,7 +19,8 @@ import pytest
 import rawfixtures as fx
 from filelock import FileLock
 
-from flexrec_bench.build import BuildConfig, build
+from flexrec_bench.build_config import BuildConfig
+from flexrec_bench.build import build
 from flexrec_bench.download import DownloadSpec, fetch
 from flexrec_bench.errors import DataError, FlexRecError
 from flexrec_bench.eval_config import EvalConfig

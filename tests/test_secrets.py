@@ -9,14 +9,15 @@ import os
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
+from conftest import JSONHandler
 
 PLANTED = ("PLANTEDKEY1", "PLANTEDPW2", "PLANTEDQ3", "PLANTEDHUB4", "PLANTEDENV5", "PLANTEDENV6")
 
 
-class _Chat(BaseHTTPRequestHandler):
+class _Chat(JSONHandler):
     auth: list = []
 
     def do_POST(self):
@@ -24,14 +25,7 @@ class _Chat(BaseHTTPRequestHandler):
         type(self).auth.append(self.headers.get("Authorization", ""))
         k = body["messages"][1]["content"].count("\n[C")
         answer = "<answer>" + ", ".join(f"C{i}" for i in range(1, k + 1)) + "</answer>"
-        out = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *a):
-        pass
+        self.reply(200, {"choices": [{"message": {"role": "assistant", "content": answer}}]})
 
 
 def _cli(args, env, cwd):

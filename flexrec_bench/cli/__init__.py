@@ -6,6 +6,8 @@ need them."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -13,6 +15,10 @@ from ..errors import FlexRecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Need-aware LLM recommendation: build datasets, evaluate rankers, train, submit.")
+
+#: the two options every command on a built dataset takes
+DatasetOpt = Annotated[str, typer.Option(help="built dataset")]
+DataOpt = Annotated[Path, typer.Option(help="the --out of build-data")]
 
 
 def _csv(value: str | None) -> tuple[str, ...] | None:

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import FlexRecError
 from ..build_config import BuildConfig
-from . import _csv, _need_options, app
+from . import DataOpt, DatasetOpt, _csv, _need_options, app
 from ._fields import Extra, config_command
 
 @app.command("ls")
@@ -94,7 +94,7 @@ def embeddings_export_cmd(
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Embed every text a build of the dataset uses, on this machine, and write a pinned artifact to publish."""
-    from ..build import BuildConfig, export_embeddings
+    from ..build import export_embeddings
 
     art = export_embeddings(BuildConfig(dataset=dataset, raw_dir=str(raw_dir) if raw_dir else None, embedder=embedder),
                             out, progress=not quiet, device=device)
@@ -104,8 +104,8 @@ def embeddings_export_cmd(
 
 @app.command("verify-build")
 def verify_build_cmd(
-    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
-    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    dataset: DatasetOpt = "ml-100k",
+    data: DataOpt = Path("data"),
     path: Annotated[Optional[Path], typer.Option("--leaderboard", help="leaderboard file")] = None,
 ) -> None:
     """Is this build the registered one? If not, how it differs (inputs, candidate sets, labels). Exits 1 if it differs."""
@@ -169,8 +169,8 @@ def _registered_line(dataset: str, fingerprint: str) -> str:
 
 @app.command("audit")
 def audit_cmd(
-    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
-    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    dataset: DatasetOpt = "ml-100k",
+    data: DataOpt = Path("data"),
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the full audit as JSON here")] = None,
 ) -> None:
     """Leak audit: does the presented candidate order predict the labels? Exits 1 if it does."""

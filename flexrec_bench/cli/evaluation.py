@@ -10,7 +10,7 @@ import typer
 
 from ..errors import FlexRecError
 from ..eval_config import EvalConfig
-from . import _csv, _options, app
+from . import DataOpt, DatasetOpt, _csv, _options, app
 from ._fields import Extra, config_command
 
 @app.command("eval")
@@ -41,10 +41,10 @@ def eval_cmd(cfg: EvalConfig, quiet: bool = False) -> None:
 @app.command("prompt")
 def prompt_cmd(
     need: Annotated[str, typer.Option(help="need")] = "interest",
-    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
+    dataset: DatasetOpt = "ml-100k",
     split: Annotated[str, typer.Option(help="train, val or test")] = "test",
     index: Annotated[int, typer.Option(help="instance (row) of the split")] = 0,
-    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    data: DataOpt = Path("data"),
     reasoning: Annotated[bool, typer.Option(help="ask for a <think> block first")] = False,
 ) -> None:
     """Print the chat prompt every LLM ranker and trainer sends for one instance (docs/prompts.md)."""

@@ -12,7 +12,7 @@ from training.config import (ALGOS, BACKENDS, ESTIMATORS, ITEM_REWARD_VARIANTS, 
                              CriticConfig)
 
 from ..errors import FlexRecError
-from . import _csv, _options, app
+from . import DataOpt, DatasetOpt, _csv, _options, app
 from ._fields import Extra, config_command
 
 
@@ -45,10 +45,10 @@ def train_critic_cmd(ccfg: CriticConfig, dataset: str = "ml-100k", data: Path = 
 def train_cmd(
     algo: Annotated[str, typer.Option(help=" | ".join(ALGOS))] = "flexrec",
     model: Annotated[str, typer.Option(help="policy: Hugging Face name or local path")] = "",
-    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
+    dataset: DatasetOpt = "ml-100k",
     need: Annotated[str, typer.Option(help="comma-separated training needs (several = joint training)")] = "interest",
     eval_need: Annotated[Optional[str], typer.Option(help="comma-separated validation needs (default: --need)")] = None,
-    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    data: DataOpt = Path("data"),
     config: Annotated[Optional[Path], typer.Option(help="YAML config (default training/configs/<algo>.yaml)")] = None,
     backend: Annotated[str, typer.Option(help=f"{' | '.join(BACKENDS)}: local is TRL (CPU or a few GPUs), verl "
                                               f"is GPUs + vLLM")] = "local",
@@ -132,8 +132,8 @@ def config_show_cmd(
 @app.command("train-baseline")
 def train_baseline_cmd(
     name: Annotated[str, typer.Argument(help="bert4rec or tallrec")],
-    dataset: Annotated[str, typer.Option(help="built dataset")] = "ml-100k",
-    data: Annotated[Path, typer.Option(help="the --out of build-data")] = Path("data"),
+    dataset: DatasetOpt = "ml-100k",
+    data: DataOpt = Path("data"),
     out: Annotated[Optional[Path], typer.Option(help="checkpoint directory (default checkpoints/<name>-<dataset>)")] = None,
     model: Annotated[str, typer.Option(help="tallrec: base LLM (name or path)")] = "",
     need: Annotated[str, typer.Option(help="tallrec: comma-separated training needs")] = "interest",
