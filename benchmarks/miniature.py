@@ -2,6 +2,7 @@
 designs compare? (issue "Evidence that the trainers learn")
 
     python benchmarks/miniature.py [--out benchmarks/out/miniature] [--seeds 3] [--steps 150]
+    python benchmarks/miniature.py --part table8 [--seeds 3] [--steps 150]
 
 1. writes the `toy` build (flexrec_bench/datasets/toy.py: the query's user type decides the gains of
    three of the 8 presented candidates), 2,000 train / 128 val / 400 test instances;
@@ -15,6 +16,14 @@ designs compare? (issue "Evidence that the trainers learn")
    instances and tested against the warm-up model (its step 0) with a paired Wilcoxon test.
 
 Writes <out>/figure3/figure3.{md,json,png} (the curves in Figure 3's layout) and prints the table.
+
+``--part table8``: Table 8 (and Figure 4's curves) in miniature, from the same warm-up model. The
+sparse toy build (<out>/table8/data: the same prompts, each training candidate observed with
+probability 0.25, validation and test fully labelled) and a critic with known noise
+(``write_toy_critic``: the true gain plus Gaussian noise, s.d. 0.05 for half the unobserved pairs
+and 0.5 for the other half, the variance reported exactly); then `reproduce --figure 4` and
+`--table 8` over its cells: observed labels only, the raw critic, and the uncertainty-aware critic
+(the KNN rows say why they cannot run: the toy has no interactions), every run causal swap.
 """
 
 from __future__ import annotations
@@ -33,9 +42,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="RL steps per run (default: the miniature preset's)")
     ap.add_argument("--warmup-steps", type=int, default=1000)
     ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--part", choices=("figure3", "table8"), default="figure3")
+    ap.add_argument("--observed-fraction", type=float, default=0.25,
+                    help="table8: share of training candidates observed (ours)")
     a = ap.parse_args()
     from flexrec_bench.splits import load_split
-    from flexrec_bench.datasets.toy import write_toy_build
+    from flexrec_bench.datasets.toy import write_toy_build, write_toy_critic
     from flexrec_bench.prompts import PromptConfig, split_messages
     from flexrec_bench.tiny import build_tiny_model
     from training.sft import SFTSettings, sft_train
@@ -54,12 +66,28 @@ def main() -> None:
                                                                    lora=False, use_cpu=True, targets="random",
                                                                    per_device_train_batch_size=16))
         print(f"format warm-up done in {time.time() - t0:.0f} s", flush=True)
-    cmd = [sys.executable, "-m", "flexrec_bench.cli", "reproduce", "--figure", "3", "--dataset", "toy",
-           "--data", str(data), "--need", "toy", "--model", str(warm), "--out", str(out), "--preset", "miniature",
-           "--seeds", str(a.seeds), "--quiet"] + (["--steps", str(a.steps)] if a.steps else [])
-    subprocess.run(cmd, check=True)
-    print((out / "figure3" / "figure3.md").read_text())
+    common = ["--dataset", "toy", "--need", "toy", "--model", str(warm), "--preset", "miniature",
+              "--seeds", str(a.seeds), "--quiet"] + (["--steps", str(a.steps)] if a.steps else [])
+    if a.part == "figure3":
+        run(["--figure", "3", "--data", str(data), "--out", str(out), *common])
+        print((out / "figure3" / "figure3.md").read_text())
+    else:
+        here = out / "table8"
+        sparse = here / "data"
+        if not (sparse / "toy" / "manifest.json").exists():
+            write_toy_build(sparse, observed_fraction=a.observed_fraction)
+        critic = sparse / "critics" / "toy"
+        if not (critic / "imputations.parquet").exists():
+            write_toy_critic(sparse)
+        for grid in (["--figure", "4"], ["--table", "8"]):  # Table 8 reuses Figure 4's trained cells
+            run([*grid, "--data", str(sparse), "--out", str(here), "--critic", str(critic), *common])
+        print((here / "figure4" / "figure4.md").read_text())
+        print((here / "table8" / "table8.md").read_text())
     print(f"total {time.time() - t0:.0f} s")
+
+
+def run(args: list[str]) -> None:
+    subprocess.run([sys.executable, "-m", "flexrec_bench.cli", "reproduce", *args], check=True)
 
 
 if __name__ == "__main__":

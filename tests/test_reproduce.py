@@ -26,8 +26,8 @@ def test_grids_follow_the_papers_rows():
                                          "GRPO / CausalSwap reward (ours)"]
     assert all(c.missing and "verl" in c.missing for c in t7[3:]) and all(c.sets["estimator"] == "ppo" for c in t7[3:])
     t8 = cells(ReproduceConfig(table=8, model="m"))
-    assert [c.sets["reward_signal"] for c in t8] == ["user_knn", "item_knn", "critic", "critic"]
-    assert [c.sets.get("uncertainty") for c in t8] == [None, None, False, True]
+    assert [c.sets["reward_signal"] for c in t8] == ["observed", "user_knn", "item_knn", "critic", "critic"]
+    assert [c.sets.get("uncertainty") for c in t8] == [False, None, None, False, True]
     t1 = cells(ReproduceConfig(table=1, model="m"))
     assert next(c for c in t1 if c.label == "GPT-4o").missing  # no OpenAI model given
     assert [c.algo for c in t1 if c.algo] == ["rec-r1", "rank-grpo", "flexrec"]

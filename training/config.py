@@ -146,7 +146,8 @@ def resolve_reward_signal(cfg: TrainConfig) -> tuple[str, str | None]:
     if cfg.reward_signal != "auto":
         return cfg.reward_signal, cfg.critic
     critic = cfg.critic
-    if critic is None and (default_critic_dir(cfg.data, cfg.dataset) / "critic.pt").exists():
+    found = default_critic_dir(cfg.data, cfg.dataset)
+    if critic is None and ((found / "critic.pt").exists() or (found / "imputations.parquet").exists()):
         critic = str(default_critic_dir(cfg.data, cfg.dataset))
     return ("critic", critic) if critic else ("observed", None)
 

@@ -44,14 +44,18 @@ def reward_filler(reward_signal: str, data: str, dataset: str, critic: str | Non
                   knn_neighbors: int = default("knn_neighbors")):
     """What supplies rewards for unobserved user-item pairs (Table 8's axis): None for
     ``observed`` (unobserved pairs count 0, as in the evaluation labels), a KNN imputer, or the
-    critic. Each has ``fill(split) -> (gains, variances)``."""
+    critic (a trained ``critic.pt``, or an imputation table: training/imputations.py). Each has ``fill(split) -> (gains, variances)``."""
     if reward_signal == "observed":
         return None
     if reward_signal == "critic":
-        from .critic import Critic
-
         if not critic:
             raise ValueError("reward_signal=critic needs a critic checkpoint (flexrec-bench train-critic)")
+        from .imputations import ImputedCritic, is_imputation_dir
+
+        if is_imputation_dir(critic):  # estimates computed elsewhere (the toy's critic with known noise)
+            return ImputedCritic(critic, data)
+        from .critic import Critic
+
         return Critic.load(critic, data)
     from .knn import KNNImputer
 

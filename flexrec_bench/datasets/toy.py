@@ -11,16 +11,27 @@ token to the ids, and the order among the three matters (NDCG@3 rewards it): pos
 has something to find. It is the smallest task where a tiny random-init model can be taught by the
 rewards alone; it says nothing about recommendation quality. The same on every machine (no float
 enters its labels).
+
+The sparse variant (``observed_fraction`` < 1, Table 8 in miniature) has the same prompts; only a
+random share of each *training* instance's candidates is observed (the rest count 0, as unobserved
+pairs do in the real builds), while validation and test keep every label, so curves and scores
+measure the truth. :func:`write_toy_critic` then writes a critic with known noise for it: an
+imputation table whose estimates are the true gains plus Gaussian noise of a per-pair standard
+deviation (small for reliable pairs, large for unreliable ones) and whose reported variance is that
+noise's variance, so the critic is calibrated by construction and uncertainty weighting has
+something true to act on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..errors import MissingDataError
 from .base import RawData
@@ -56,13 +67,19 @@ def _table(rows: list[dict]) -> pa.Table:
     return pa.table(cols)
 
 
-def write_toy_build(out: str | Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
-    """Write ``<out>/toy/`` (a build folder that ``load_split`` reads) and return it."""
+def write_toy_build(out: str | Path, sizes: dict[str, int] | None = None, seed: int = 0,
+                    observed_fraction: float = 1.0) -> Path:
+    """Write ``<out>/toy/`` (a build folder that ``load_split`` reads) and return it.
+    ``observed_fraction`` < 1: each training candidate is observed with that probability (the
+    prompts are the same as the dense build's)."""
     from ..digests import label_digest
     from ..io import sha256_file, write_json_atomic, write_parquet_atomic
 
+    if not 0.0 < observed_fraction <= 1.0:
+        raise ValueError(f"observed_fraction must be in (0, 1], got {observed_fraction}")
     sizes = {**SIZES, **(sizes or {})}
     rng = np.random.default_rng([seed, 7])
+    seen_rng = np.random.default_rng([seed, 11])  # apart from rng, so the prompts match the dense build's
     items = [f"{a} {n}" for a in ADJECTIVES for n in NOUNS]
     root = Path(out) / "toy"
     root.mkdir(parents=True, exist_ok=True)
@@ -74,10 +91,14 @@ def write_toy_build(out: str | Path, sizes: dict[str, int] | None = None, seed: 
             cands = [items[j] for j in rng.choice(len(items), K, replace=False)]
             rel = np.zeros(K)
             rel[list(SLOTS[t])] = GAINS
+            seen = np.ones(K, bool)
+            if split == "train" and observed_fraction < 1.0:
+                seen = seen_rng.random(K) < observed_fraction
+                rel = np.where(seen, rel, 0.0)
             rows.append({"instance_id": f"{split}{i}", "user_id": "", "query": f"user type {t}", "history": [],
                          "history_signals": [], "history_times": [], "query_time": 0,
                          "candidates": [c.replace(" ", "-") for c in cands], "retrieval_scores": [0.0] * K,
-                         "relevance": rel.tolist(), "relevant": (rel >= 0.5).tolist(), "observed": [True] * K})
+                         "relevance": rel.tolist(), "relevant": (rel >= 0.5).tolist(), "observed": seen.tolist()})
         table = _table(rows)
         write_parquet_atomic(root / NEED / f"{split}.parquet", table)
         digest.update(f"{split}\n{label_digest(table)}".encode())
@@ -91,7 +112,8 @@ def write_toy_build(out: str | Path, sizes: dict[str, int] | None = None, seed: 
     np.save(root / "embeddings.npy", np.zeros((len(items), 1), np.float32), allow_pickle=False)
     outputs = {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
-    config = {"dataset": "toy", "candidates": K, "sizes": sizes, "seed": seed}
+    config = {"dataset": "toy", "candidates": K, "sizes": sizes, "seed": seed,
+              **({"observed_fraction": observed_fraction} if observed_fraction < 1.0 else {})}
     write_json_atomic(root / "manifest.json", {
         "schema_version": 3, "dataset": "toy",
         "fingerprint": hashlib.sha256(json.dumps({"config": config, "labels": digest.hexdigest()},
@@ -99,5 +121,51 @@ def write_toy_build(out: str | Path, sizes: dict[str, int] | None = None, seed: 
         "config": config, "outputs": outputs, "embedder": {"name": "none", "dim": 1, "machine_specific": False},
         "counts": {"items": len(items), "instances": {NEED: sizes}},
         "needs": {NEED: {"instruction": INSTRUCTION, "config": {"slots": SLOTS, "gains": GAINS}, "prompt": {},
-                         "label_source": "synthetic: the query's user type decides the gains of three slots"}}})
+                         "label_source": "synthetic: the query's user type decides the gains of three slots"
+                                         + ("" if observed_fraction == 1.0 else
+                                            f"; training candidates observed with probability {observed_fraction}")}}})
     return root
+
+
+@dataclass(frozen=True)
+class ToyCriticNoise:
+    """The toy critic's known noise (every value ours, chosen so that half the estimates mislead)."""
+
+    unreliable_fraction: float = 0.5   #: share of unobserved pairs whose estimate is unreliable
+    reliable_sd: float = 0.05          #: noise s.d. of a reliable estimate
+    unreliable_sd: float = 0.5         #: noise s.d. of an unreliable estimate (gains lie in [0, 1])
+    seed: int = 0                      #: seeds which pairs are unreliable and their noise
+
+
+def write_toy_critic(data: str | Path, noise: ToyCriticNoise | None = None, dataset_dir: str = "toy") -> Path:
+    """Write a critic with known noise for the toy build in ``<data>/toy``: ``<data>/critics/toy/
+    imputations.parquet`` (one row per training and validation instance: the estimate and the
+    reported variance of each candidate) and ``critic.json`` (the noise model and the build's
+    fingerprint). Estimates are the true gains (the dense build's) plus N(0, sd²), clipped to
+    [0, 1]; the reported variance is sd², so the critic is calibrated by construction."""
+    from ..io import write_json_atomic, write_parquet_atomic
+
+    noise = noise or ToyCriticNoise()
+    root = Path(data) / dataset_dir
+    manifest = json.loads((root / "manifest.json").read_text())
+    rng = np.random.default_rng([noise.seed, 13])
+    rows = {"need": [], "split": [], "instance_id": [], "mean": [], "variance": []}
+    for split in ("train", "val"):
+        table = pq.read_table(root / NEED / f"{split}.parquet", columns=["instance_id", "query"])
+        for iid, query in zip(table["instance_id"].to_pylist(), table["query"].to_pylist()):
+            truth = np.zeros(K)
+            truth[list(SLOTS[query.rsplit(" ", 1)[-1]])] = GAINS
+            sd = np.where(rng.random(K) < noise.unreliable_fraction, noise.unreliable_sd, noise.reliable_sd)
+            rows["need"].append(NEED)
+            rows["split"].append(split)
+            rows["instance_id"].append(iid)
+            rows["mean"].append(np.clip(truth + rng.normal(0.0, 1.0, K) * sd, 0.0, 1.0).tolist())
+            rows["variance"].append((sd * sd).tolist())
+    dest = Path(data) / "critics" / dataset_dir
+    write_parquet_atomic(dest / "imputations.parquet", pa.table({
+        "need": rows["need"], "split": rows["split"], "instance_id": rows["instance_id"],
+        "mean": pa.array(rows["mean"], pa.list_(pa.float64())),
+        "variance": pa.array(rows["variance"], pa.list_(pa.float64()))}))
+    write_json_atomic(dest / "critic.json", {"kind": "imputations", "dataset": "toy",
+                                             "fingerprint": manifest["fingerprint"], "noise": asdict(noise)})
+    return dest
