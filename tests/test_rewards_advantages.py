@@ -66,6 +66,15 @@ def test_group_normalisations():
     ra = rank_advantages(np.array([[1.0, 0.2], [0.0, 0.2]]))
     np.testing.assert_allclose(ra[:, 1], 0.0)
     assert ra[0, 0] > 0 > ra[1, 0]
+    # per rank (ours): a tail rank is compared with the same rank of the other rollouts only, and
+    # padded entries stay out of the statistics
+    tail = np.array([[1.0, 0.0, 0.0], [0.6, 0.1, 0.0], [0.2, 0.3, 9.0]])
+    named = np.array([[True, True, True], [True, True, True], [True, True, False]])
+    pooled, ranked = item_advantages(tail, named), item_advantages(tail, named, per_rank=True)
+    assert pooled[0, 2] < 0 and pooled[2, 2] == ranked[2, 2] == 0.0
+    np.testing.assert_allclose(ranked[:2, 2], 0.0, atol=1e-6)            # equal last-rank rewards: no push
+    np.testing.assert_allclose(ranked[:, :2].mean(0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(ranked[:, 0], (tail[:, 0] - tail[:, 0].mean()) / (tail[:, 0].std() + 1e-4))
 
 
 def test_uncertainty_weights_downweight_uncertain_rollouts():

@@ -100,6 +100,7 @@ def test_shipped_configs_say_where_every_value_comes_from():
 
     paper_values = {("rec-r1", "sft_warmup_steps"), ("rec-r1", "algo"), ("rank-grpo", "algo"), ("flexrec", "algo"),
                     ("flexrec", "item_reward"), ("flexrec", "uncertainty"), ("flexrec", "estimator"),
+                    ("flexrec", "item_normalisation"),  # sec. 3.2: pooled over all items of all rollouts
                     # the critic fills FlexRec's unobserved pairs; the baselines learn from observed labels (Table 1)
                     ("flexrec", "reward_signal"), ("rec-r1", "reward_signal"), ("rank-grpo", "reward_signal")}
     for algo in ("flexrec", "rec-r1", "rank-grpo"):

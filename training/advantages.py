@@ -16,10 +16,18 @@ def sequence_advantages(rewards: np.ndarray, eps: float = EPS) -> np.ndarray:
     return (r - r.mean()) / (r.std() + eps)
 
 
-def item_advantages(item_rewards: np.ndarray, valid: np.ndarray | None = None, eps: float = EPS) -> np.ndarray:
-    """FlexRec: normalise item rewards pooled over all items of all rollouts of one prompt. (G, K)."""
+def item_advantages(item_rewards: np.ndarray, valid: np.ndarray | None = None, eps: float = EPS,
+                    per_rank: bool = False) -> np.ndarray:
+    """FlexRec: normalise item rewards pooled over all items of all rollouts of one prompt (the
+    paper), or, with ``per_rank`` (ours), each rank over the rollouts valid there. (G, K);
+    entries outside ``valid`` get 0 and stay out of the statistics."""
     r = np.asarray(item_rewards, np.float64)
     v = np.ones(r.shape, bool) if valid is None else valid
+    if per_rank:
+        n = v.sum(0, keepdims=True)
+        mean = np.where(v, r, 0.0).sum(0, keepdims=True) / np.maximum(n, 1)
+        std = np.sqrt(np.where(v, (r - mean) ** 2, 0.0).sum(0, keepdims=True) / np.maximum(n, 1))
+        return np.where(v, (r - mean) / (std + eps), 0.0)
     pool = r[v]
     if pool.size == 0:
         return np.zeros_like(r)

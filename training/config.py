@@ -24,6 +24,7 @@ from flexrec_bench.retrieval import STAR_LAMBDA
 ALGOS = ("flexrec", "rec-r1", "rank-grpo")
 #: item-level reward variants (Table 7): sequence (Rec-R1's), independent, noncausal_swap, causal_swap
 ITEM_REWARD_VARIANTS = ("sequence", "independent", "noncausal_swap", "causal_swap")
+ITEM_NORMALISATIONS = ("pooled", "per_rank")
 #: where rewards for unobserved user-item pairs come from (Table 8); auto: the critic where one exists
 REWARD_SIGNALS = ("auto", "observed", "item_knn", "user_knn", "critic")
 #: what the SFT warm-up learns: the ideal list (Rec-R1's warm-up) or a random permutation (the answer format only)
@@ -52,6 +53,7 @@ class TrainConfig:
     item_reward: str = "causal_swap"        #: Table 7 axis: sequence, independent, noncausal_swap, causal_swap
     reward_signal: str = "auto"             #: Table 8 axis: auto (the critic where one exists: --critic, or <data>/critics/<dataset>; else observed, said on stderr), observed, item_knn, user_knn or critic
     critic: str | None = None               #: critic checkpoint dir (reward_signal=critic or auto)
+    item_normalisation: str = "pooled"      #: pooled (the paper's Sec. 3.2: over all items of all the prompt's rollouts) or per_rank (ours: each rank across the rollouts that named an item there, so tail ranks are not below the pool's mean for being last; docs/training.md)
     uncertainty: bool = True                #: Table 8 axis: down-weight advantages by the critic's reward variance (acts only with the critic)
     uncertainty_eps: float = 0.01           #: ours: w = 1 / (Var + eps) of a rollout's critic-filled reward
     uncertainty_clip: tuple[float, float] = (0.1, 3.0)  #: ours: the weights, normalised to mean 1 over the group, are clipped to this range
@@ -94,6 +96,7 @@ class TrainConfig:
         completion budget)."""
         _choice("algo", self.algo, ALGOS)
         _choice("item_reward", self.item_reward, ITEM_REWARD_VARIANTS)
+        _choice("item_normalisation", self.item_normalisation, ITEM_NORMALISATIONS)
         _choice("reward_signal", self.reward_signal, REWARD_SIGNALS)
         _choice("estimator", self.estimator, ESTIMATORS)
         _choice("sft_warmup_target", self.sft_warmup_target, SFT_TARGETS)

@@ -77,6 +77,7 @@ class RankingEnv:
 
     algo: str = default("algo")
     item_reward: str = default("item_reward")
+    item_normalisation: str = default("item_normalisation")  #: pooled (the paper) or per_rank (ours)
     uncertainty: bool = default("uncertainty")  #: weight advantages by the critic's variance (the resolved config decides when it acts)
     seed: int = 0                               #: seeds the padding of incomplete answers (the run's seed)
     uncertainty_eps: float = default("uncertainty_eps")      #: w = 1 / (Var + eps)
@@ -89,8 +90,8 @@ class RankingEnv:
     def from_config(cls, cfg) -> RankingEnv:
         """The environment of a resolved :class:`~training.config.TrainConfig` (the local and the verl
         trainer both build theirs here)."""
-        return cls(cfg.algo, cfg.item_reward, cfg.uncertainty, cfg.rl("seed"), cfg.uncertainty_eps,
-                   tuple(cfg.uncertainty_clip), cfg.uncertainty_items)
+        return cls(cfg.algo, cfg.item_reward, cfg.item_normalisation, cfg.uncertainty, cfg.rl("seed"),
+                   cfg.uncertainty_eps, tuple(cfg.uncertainty_clip), cfg.uncertainty_items)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -168,7 +169,7 @@ class RankingEnv:
             # padded ranks (items the output did not name) get no tokens: they stay out of the
             # group's mean and deviation, so they cannot shift the named items' advantages
             named = np.arange(inst.k)[None, :] < np.array([r.named for r in rollouts])[:, None]
-            item_adv = item_advantages(rewards, named)
+            item_adv = item_advantages(rewards, named, per_rank=self.item_normalisation == "per_rank")
             self.stats["item_reward_mean"].append(float(rewards.mean()))
         if self.algo == "flexrec" and self.uncertainty:
             w = uncertainty_weights(sequence_variance(var, z), self.uncertainty_eps, tuple(self.uncertainty_clip))
