@@ -171,8 +171,9 @@ def _fetched_shortlist(index, queries: np.ndarray, rows: np.ndarray, kk: int, ke
 
 
 #: a batch whose fetch would exceed 1 / DENSE_SHARE of the catalogue scores every item instead (ours:
-#: a long FAISS heap costs more than a masked matrix product and a partition)
-DENSE_SHARE = 8
+#: a long FAISS heap costs more than a masked matrix product and a partition; on ML-1M's 3,883
+#: items a FAISS fetch of 100 already cost more than the masked product, benchmarks/bench_speed.py)
+DENSE_SHARE = 32
 #: scores held at once by the dense path (float32): rows per chunk = DENSE_CELLS // catalogue size
 DENSE_CELLS = 1 << 24
 
@@ -197,13 +198,14 @@ class _DenseScorer:
         step = max(1, DENSE_CELLS // max(1, n_cat))
         for c0 in range(0, len(rows), step):
             part = rows[c0:c0 + step]
-            sc = np.ascontiguousarray(queries[part], dtype=np.float32) @ self._vec.T
+            # negated scores straight from the product (the partition wants the smallest first)
+            sc = np.negative(np.asarray(queries[part], dtype=np.float32)) @ self._vec.T
             counts = np.array([len(self.exclude[i]) for i in part], np.int64)
             if counts.sum():
                 ex = self._pos[np.concatenate([np.asarray(self.exclude[i], np.int64) for i in part])]
                 ex_rows = np.repeat(np.arange(len(part)), counts)
-                sc[ex_rows[ex >= 0], ex[ex >= 0]] = -np.inf
-            top = np.argpartition(-sc, width - 1, axis=1)[:, :width] if width < n_cat else \
+                sc[ex_rows[ex >= 0], ex[ex >= 0]] = np.inf
+            top = np.argpartition(sc, width - 1, axis=1)[:, :width] if width < n_cat else \
                 np.broadcast_to(np.arange(n_cat), sc.shape)
             val = np.take_along_axis(sc, top, 1)
             out[c0:c0 + len(part)] = np.where(np.isfinite(val), self.cat[top], -1)
