@@ -45,9 +45,12 @@ def main() -> None:
     ap.add_argument("--part", choices=("figure3", "table8"), default="figure3")
     ap.add_argument("--observed-fraction", type=float, default=0.25,
                     help="table8: share of training candidates observed (ours)")
+    ap.add_argument("--critic-noise", choices=("gaussian", "uniform"), default="gaussian",
+                    help="table8: the unreliable estimates: the truth plus N(0, 0.5^2), or uniform draws that "
+                         "ignore the truth (written to <out>/table8 or <out>/table8-uniform)")
     a = ap.parse_args()
     from flexrec_bench.splits import load_split
-    from flexrec_bench.datasets.toy import write_toy_build, write_toy_critic
+    from flexrec_bench.datasets.toy import ToyCriticNoise, write_toy_build, write_toy_critic
     from flexrec_bench.prompts import PromptConfig, split_messages
     from flexrec_bench.tiny import build_tiny_model
     from training.sft import SFTSettings, sft_train
@@ -72,13 +75,13 @@ def main() -> None:
         run(["--figure", "3", "--data", str(data), "--out", str(out), *common])
         print((out / "figure3" / "figure3.md").read_text())
     else:
-        here = out / "table8"
+        here = out / ("table8" if a.critic_noise == "gaussian" else f"table8-{a.critic_noise}")
         sparse = here / "data"
         if not (sparse / "toy" / "manifest.json").exists():
             write_toy_build(sparse, observed_fraction=a.observed_fraction)
         critic = sparse / "critics" / "toy"
         if not (critic / "imputations.parquet").exists():
-            write_toy_critic(sparse)
+            write_toy_critic(sparse, ToyCriticNoise(unreliable=a.critic_noise))
         for grid in (["--figure", "4"], ["--table", "8"]):  # Table 8 reuses Figure 4's trained cells
             run([*grid, "--data", str(sparse), "--out", str(here), "--critic", str(critic), *common])
         print((here / "figure4" / "figure4.md").read_text())

@@ -134,6 +134,7 @@ class ToyCriticNoise:
     unreliable_fraction: float = 0.5   #: share of unobserved pairs whose estimate is unreliable
     reliable_sd: float = 0.05          #: noise s.d. of a reliable estimate
     unreliable_sd: float = 0.5         #: noise s.d. of an unreliable estimate (gains lie in [0, 1])
+    unreliable: str = "gaussian"       #: gaussian (the truth plus N(0, unreliable_sd²)) or uniform (a draw from [0, 1] that ignores the truth, reported with variance unreliable_sd²: a misleading critic)
     seed: int = 0                      #: seeds which pairs are unreliable and their noise
 
 
@@ -146,6 +147,8 @@ def write_toy_critic(data: str | Path, noise: ToyCriticNoise | None = None, data
     from ..io import write_json_atomic, write_parquet_atomic
 
     noise = noise or ToyCriticNoise()
+    if noise.unreliable not in ("gaussian", "uniform"):
+        raise ValueError(f"ToyCriticNoise.unreliable must be gaussian or uniform, got {noise.unreliable!r}")
     root = Path(data) / dataset_dir
     manifest = json.loads((root / "manifest.json").read_text())
     rng = np.random.default_rng([noise.seed, 13])
@@ -155,11 +158,15 @@ def write_toy_critic(data: str | Path, noise: ToyCriticNoise | None = None, data
         for iid, query in zip(table["instance_id"].to_pylist(), table["query"].to_pylist()):
             truth = np.zeros(K)
             truth[list(SLOTS[query.rsplit(" ", 1)[-1]])] = GAINS
-            sd = np.where(rng.random(K) < noise.unreliable_fraction, noise.unreliable_sd, noise.reliable_sd)
+            bad = rng.random(K) < noise.unreliable_fraction
+            sd = np.where(bad, noise.unreliable_sd, noise.reliable_sd)
+            mean = np.clip(truth + rng.normal(0.0, 1.0, K) * sd, 0.0, 1.0)
+            if noise.unreliable == "uniform":
+                mean = np.where(bad, rng.random(K), mean)
             rows["need"].append(NEED)
             rows["split"].append(split)
             rows["instance_id"].append(iid)
-            rows["mean"].append(np.clip(truth + rng.normal(0.0, 1.0, K) * sd, 0.0, 1.0).tolist())
+            rows["mean"].append(mean.tolist())
             rows["variance"].append((sd * sd).tolist())
     dest = Path(data) / "critics" / dataset_dir
     write_parquet_atomic(dest / "imputations.parquet", pa.table({
