@@ -95,3 +95,16 @@ def test_table8_on_the_toy_says_why_the_knn_rows_cannot_run(tmp_path):
     assert [c.sets["reward_signal"] for c in rows] == ["observed", "user_knn", "item_knn", "critic", "critic"]
     assert [bool(c.missing) for c in rows] == [False, True, True, False, False]
     assert "has none" in rows[1].missing
+
+
+def test_a_misleading_toy_critic_ignores_the_truth_where_it_is_unreliable(tmp_path):
+    write_toy_build(tmp_path, SIZES, observed_fraction=0.25)
+    critic = write_toy_critic(tmp_path, ToyCriticNoise(unreliable="uniform"))
+    split = load_split(tmp_path, "toy", "toy", "train")
+    gains, var = reward_filler("critic", str(tmp_path), "toy", str(critic)).fill(split)
+    truth, hidden = _truth(split), ~split.observed
+    bad, good = hidden & np.isclose(var, 0.25), hidden & np.isclose(var, 0.05 ** 2)
+    assert abs(np.corrcoef(gains[bad], truth[bad])[0, 1]) < 0.15 < np.corrcoef(gains[good], truth[good])[0, 1]
+    assert 0.4 < gains[bad].mean() < 0.6                       # uniform on [0, 1], whatever the gain
+    with pytest.raises(ValueError, match="gaussian or uniform"):
+        write_toy_critic(tmp_path, ToyCriticNoise(unreliable="flipped"))
