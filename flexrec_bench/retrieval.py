@@ -3,6 +3,7 @@ inner product with FAISS, excluding the items the user has already seen."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -94,6 +95,9 @@ def _index(vectors: np.ndarray, backend: str):
     return index, "faiss"
 
 
+#: threads that split retrieval's queries (ours: the machine's cores, at most 4; the result does not
+#: depend on it)
+RETRIEVE_THREADS = min(4, os.cpu_count() or 1)
 #: queries re-scored together (memory: chunk x (k + margin) x dim float64; ours: small enough to stay
 #: in cache, benchmarks/bench_speed.py measured 32 2.6x faster than 256 with the same bits)
 RESCORE_CHUNK = 32
@@ -123,28 +127,49 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
     keep = k + RESCORE_MARGIN
     emb64 = np.asarray(emb, np.float64)
     dense = _DenseScorer(emb, cat, exclude)
-    for start in range(0, n, batch_size):
-        rows = by_need[start:start + batch_size]
-        kk = min(len(cat), keep + int(n_excl[rows].max(initial=0)) + 1)
-        if kk * DENSE_SHARE >= len(cat):  # fetching most of the catalogue: score it whole, excluded masked
-            short = dense.shortlist(queries, rows, keep)
-        else:
-            short = _fetched_shortlist(index, queries, rows, kk, keep, cat, exclude, n_excl, len(emb))
-        for c0 in range(0, len(rows), RESCORE_CHUNK):
-            part = short[c0:c0 + RESCORE_CHUNK]
-            q = np.asarray(queries[rows[c0:c0 + RESCORE_CHUNK]], np.float64)
-            prod = emb64[np.clip(part, 0, None)]
-            prod *= q[:, None, :]
-            sc = prod.sum(-1)  # exact_scores' arithmetic (the products, then numpy's sum), row by row
-            sc = np.where(part >= 0, sc, -np.inf)
-            order = np.lexsort((np.where(part >= 0, part, np.iinfo(np.int64).max), -sc), axis=-1)[:, :k]
-            chosen = np.take_along_axis(part, order, 1)
-            chosen_sc = np.take_along_axis(sc, order, 1)
-            dest = rows[c0:c0 + RESCORE_CHUNK]
-            width = min(k, chosen.shape[1])
-            idx_out[dest, :width] = np.where(chosen[:, :width] >= 0, chosen[:, :width], -1)
-            sc_out[dest, :width] = np.where(chosen[:, :width] >= 0, chosen_sc[:, :width], -np.inf)
+
+    def run(part: np.ndarray) -> None:  # one thread's queries, sorted by exclusion count
+        for start in range(0, len(part), batch_size):
+            rows = part[start:start + batch_size]
+            kk = min(len(cat), keep + int(n_excl[rows].max(initial=0)) + 1)
+            if kk * DENSE_SHARE >= len(cat):  # fetching most of the catalogue: score it whole, excluded masked
+                short = dense.shortlist(queries, rows, keep)
+            else:
+                short = _fetched_shortlist(index, queries, rows, kk, keep, cat, exclude, n_excl, len(emb))
+            _rescore(short, rows, queries, emb64, k, idx_out, sc_out)
+
+    # numpy's partition and elementwise loops run on one core and release the GIL: threads split the
+    # queries (interleaved, so each gets light and heavy ones); rows are independent, so the result
+    # is the same for any thread count
+    workers = max(1, min(RETRIEVE_THREADS, n // RESCORE_CHUNK))
+    if workers == 1:
+        run(by_need)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, [by_need[j::workers] for j in range(workers)]))
     return idx_out, sc_out
+
+
+def _rescore(short: np.ndarray, rows: np.ndarray, queries: np.ndarray, emb64: np.ndarray, k: int,
+             idx_out: np.ndarray, sc_out: np.ndarray) -> None:
+    """Exact float64 scores of each row's shortlist (exact_scores' arithmetic: the products, then
+    numpy's sum, row by row); the top ``k``, ties by item index, written into the outputs."""
+    for c0 in range(0, len(rows), RESCORE_CHUNK):
+        part = short[c0:c0 + RESCORE_CHUNK]
+        q = np.asarray(queries[rows[c0:c0 + RESCORE_CHUNK]], np.float64)
+        prod = emb64[np.clip(part, 0, None)]
+        prod *= q[:, None, :]
+        sc = prod.sum(-1)
+        sc = np.where(part >= 0, sc, -np.inf)
+        order = np.lexsort((np.where(part >= 0, part, np.iinfo(np.int64).max), -sc), axis=-1)[:, :k]
+        chosen = np.take_along_axis(part, order, 1)
+        chosen_sc = np.take_along_axis(sc, order, 1)
+        dest = rows[c0:c0 + RESCORE_CHUNK]
+        width = min(k, chosen.shape[1])
+        idx_out[dest, :width] = np.where(chosen[:, :width] >= 0, chosen[:, :width], -1)
+        sc_out[dest, :width] = np.where(chosen[:, :width] >= 0, chosen_sc[:, :width], -np.inf)
 
 
 def _fetched_shortlist(index, queries: np.ndarray, rows: np.ndarray, kk: int, keep: int, cat: np.ndarray,
@@ -183,15 +208,20 @@ class _DenseScorer:
     items masked out, for queries that exclude a large share of it."""
 
     def __init__(self, emb: np.ndarray, cat: np.ndarray, exclude: Sequence[np.ndarray]):
+        import threading
+
         self.emb, self.cat, self.exclude = emb, cat, exclude
         self._vec: np.ndarray | None = None
         self._pos: np.ndarray | None = None
+        self._lock = threading.Lock()  # retrieve's threads share one scorer
 
     def shortlist(self, queries: np.ndarray, rows: np.ndarray, keep: int) -> np.ndarray:
-        if self._vec is None:
-            self._vec = np.ascontiguousarray(self.emb[self.cat], dtype=np.float32)
-            self._pos = np.full(len(self.emb), -1, np.int64)
-            self._pos[self.cat] = np.arange(len(self.cat))
+        with self._lock:
+            if self._vec is None:
+                pos = np.full(len(self.emb), -1, np.int64)
+                pos[self.cat] = np.arange(len(self.cat))
+                self._pos = pos
+                self._vec = np.ascontiguousarray(self.emb[self.cat], dtype=np.float32)
         n_cat = len(self.cat)
         width = min(keep, n_cat)
         out = np.full((len(rows), width), -1, np.int64)

@@ -75,3 +75,18 @@ def test_queries_that_exclude_most_of_the_catalogue_get_the_exact_answer(allowed
         r.DENSE_SHARE = old
     np.testing.assert_array_equal(fetched[0], got)
     np.testing.assert_array_equal(fetched[1], got_sc)
+
+
+def test_retrieval_gives_the_same_answer_with_any_thread_count(monkeypatch):
+    import flexrec_bench.retrieval as r
+
+    rng = np.random.default_rng(3)
+    emb = rng.standard_normal((1200, 16)).astype(np.float32)
+    queries = rng.standard_normal((400, 16))
+    exclude = [rng.choice(1200, size=int(s), replace=False) for s in rng.integers(0, 900, 400)]
+    out = []
+    for threads in (1, 3):
+        monkeypatch.setattr(r, "RETRIEVE_THREADS", threads)
+        out.append(retrieve(queries, emb, 10, exclude, batch_size=64, backend="faiss"))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
