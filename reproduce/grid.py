@@ -126,7 +126,7 @@ def _no_interactions(cfg: ReproduceConfig) -> str | None:
 
     path = Path(cfg.data) / cfg.dataset / "interactions.parquet"
     if path.exists() and pq.read_metadata(path).num_rows == 0:
-        return f"collaborative filtering needs interactions; {path} has none (the toy's gains follow the query alone)"
+        return f"collaborative filtering needs interactions; {path} has none"
     return None
 
 

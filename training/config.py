@@ -25,6 +25,8 @@ ALGOS = ("flexrec", "rec-r1", "rank-grpo")
 #: item-level reward variants (Table 7): sequence (Rec-R1's), independent, noncausal_swap, causal_swap
 ITEM_REWARD_VARIANTS = ("sequence", "independent", "noncausal_swap", "causal_swap")
 ITEM_NORMALISATIONS = ("pooled", "per_rank")
+#: a critic folder holds a trained ``critic.pt`` or this table of estimates made elsewhere (training/imputations.py)
+IMPUTATIONS_TABLE = "imputations.parquet"
 #: where rewards for unobserved user-item pairs come from (Table 8); auto: the critic where one exists
 REWARD_SIGNALS = ("auto", "observed", "item_knn", "user_knn", "critic")
 #: what the SFT warm-up learns: the ideal list (Rec-R1's warm-up) or a random permutation (the answer format only)
@@ -150,8 +152,8 @@ def resolve_reward_signal(cfg: TrainConfig) -> tuple[str, str | None]:
         return cfg.reward_signal, cfg.critic
     critic = cfg.critic
     found = default_critic_dir(cfg.data, cfg.dataset)
-    if critic is None and ((found / "critic.pt").exists() or (found / "imputations.parquet").exists()):
-        critic = str(default_critic_dir(cfg.data, cfg.dataset))
+    if critic is None and ((found / "critic.pt").exists() or (found / IMPUTATIONS_TABLE).exists()):
+        critic = str(found)
     return ("critic", critic) if critic else ("observed", None)
 
 

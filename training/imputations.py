@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from flexrec_bench.errors import FlexRecError, MissingDataError
 from flexrec_bench.splits import DatasetSplit, load_manifest
 
-TABLE = "imputations.parquet"
+from .config import IMPUTATIONS_TABLE as TABLE
 META = "critic.json"
 
 

@@ -17,9 +17,9 @@ random share of each *training* instance's candidates is observed (the rest coun
 pairs do in the real builds), while validation and test keep every label, so curves and scores
 measure the truth. :func:`write_toy_critic` then writes a critic with known noise for it: an
 imputation table whose estimates are the true gains plus Gaussian noise of a per-pair standard
-deviation (small for reliable pairs, large for unreliable ones) and whose reported variance is that
-noise's variance, so the critic is calibrated by construction and uncertainty weighting has
-something true to act on.
+deviation (small for reliable pairs, large for unreliable ones; or, for the unreliable ones, a
+uniform draw that ignores the truth) and whose reported variance is that noise's variance, so
+uncertainty weighting has something true to act on.
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ ADJECTIVES = ("small", "large", "plain", "bright", "soft", "heavy", "round", "ta
 NEED = "toy"
 INSTRUCTION = "Rank first the candidates that this type of user likes most."
 SIZES = {"train": 2000, "val": 128, "test": 400}
+
+
+def type_gains(user_type: str) -> np.ndarray:
+    """(K,) the true gains of the 8 slots for a user type."""
+    rel = np.zeros(K)
+    rel[list(SLOTS[user_type])] = GAINS
+    return rel
 
 
 def read_toy(raw_dir: Path | None = None, **_options) -> RawData:
@@ -89,8 +96,7 @@ def write_toy_build(out: str | Path, sizes: dict[str, int] | None = None, seed: 
         for i in range(n):
             t = TYPES[int(rng.integers(len(TYPES)))]
             cands = [items[j] for j in rng.choice(len(items), K, replace=False)]
-            rel = np.zeros(K)
-            rel[list(SLOTS[t])] = GAINS
+            rel = type_gains(t)
             seen = np.ones(K, bool)
             if split == "train" and observed_fraction < 1.0:
                 seen = seen_rng.random(K) < observed_fraction
@@ -143,7 +149,8 @@ def write_toy_critic(data: str | Path, noise: ToyCriticNoise | None = None, data
     imputations.parquet`` (one row per training and validation instance: the estimate and the
     reported variance of each candidate) and ``critic.json`` (the noise model and the build's
     fingerprint). Estimates are the true gains (the dense build's) plus N(0, sd²), clipped to
-    [0, 1]; the reported variance is sd², so the critic is calibrated by construction."""
+    [0, 1], or for unreliable pairs with ``unreliable="uniform"`` a draw from [0, 1]; the reported
+    variance is sd²."""
     from ..io import write_json_atomic, write_parquet_atomic
 
     noise = noise or ToyCriticNoise()
@@ -156,8 +163,7 @@ def write_toy_critic(data: str | Path, noise: ToyCriticNoise | None = None, data
     for split in ("train", "val"):
         table = pq.read_table(root / NEED / f"{split}.parquet", columns=["instance_id", "query"])
         for iid, query in zip(table["instance_id"].to_pylist(), table["query"].to_pylist()):
-            truth = np.zeros(K)
-            truth[list(SLOTS[query.rsplit(" ", 1)[-1]])] = GAINS
+            truth = type_gains(query.rsplit(" ", 1)[-1])
             bad = rng.random(K) < noise.unreliable_fraction
             sd = np.where(bad, noise.unreliable_sd, noise.reliable_sd)
             mean = np.clip(truth + rng.normal(0.0, 1.0, K) * sd, 0.0, 1.0)
