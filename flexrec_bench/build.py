@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -91,6 +92,12 @@ def _check_raw(raw: RawData, spec: DatasetSpec, task: InstanceKind) -> tuple[pd.
 def build(cfg: BuildConfig, progress: bool = True, device: str | None = None) -> BuildResult:
     """Build one dataset; the output directory appears only when the whole build succeeded.
     ``device`` runs the embedder (auto: CUDA when present); it changes speed, never the data."""
+    # one I/O thread: hashing the raw files and writing the interactions table overlap the build
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build-io") as background:
+        return _build(cfg, progress, device, background)
+
+
+def _build(cfg: BuildConfig, progress: bool, device: str | None, background: ThreadPoolExecutor) -> BuildResult:
     cfg.validate()
     spec = DATASETS.get(cfg.dataset)
     cfg = cfg.resolved(spec)
@@ -107,6 +114,7 @@ def build(cfg: BuildConfig, progress: bool = True, device: str | None = None) ->
     with timer.stage("read"):
         raw = spec.reader(_resolve_raw_dir(cfg, spec), **task.reader_options(cfg))
         items, inter = _check_raw(raw, spec, task)
+    source_hashes = background.submit(_hash_sources, raw.sources)  # beside the (one-core) stages that follow
     item_index = {iid: i for i, iid in enumerate(items["item_id"])}
     with timer.stage("embed"):
         pinned_spec, pinned = resolve_pinned(spec.name, spec.embeddings, cfg.embedder, cfg.embeddings)
@@ -138,7 +146,10 @@ def build(cfg: BuildConfig, progress: bool = True, device: str | None = None) ->
             counts: dict[str, dict[str, int]] = {}
             audits: dict[str, dict[str, SplitAudit]] = {}
             labels = hashlib.sha256()
+            written: Future | None = None
             with timer.stage("label+write"):
+                # the interactions table (the largest file) is written beside the labelling
+                written = background.submit(write_parquet_atomic, tmp / "interactions.parquet", _interactions_table(inter))
                 contexts = {split: _label_context(inst, spec, item_topics, counter) for split, inst in splits.items()}
                 ids = items["item_id"].to_numpy()
                 for need in tqdm(needs, desc="label needs", disable=not progress):
@@ -152,15 +163,18 @@ def build(cfg: BuildConfig, progress: bool = True, device: str | None = None) ->
                         audits[need.name][split] = audit_table(table, cfg.seed,
                                                                ("retrieval_scores", *shown_columns(table)))
                 write_parquet_atomic(tmp / "items.parquet", _items_table(items, inter))
-                write_parquet_atomic(tmp / "interactions.parquet", _interactions_table(inter))
+                written.result()
                 with writing(final):
                     np.save(tmp / "embeddings.npy", emb, allow_pickle=False)
                 manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, provenance,
-                                     emb.shape[1], labels.hexdigest(), summarize_audit(audits), quality)
+                                     emb.shape[1], labels.hexdigest(), summarize_audit(audits), quality,
+                                     source_hashes.result())
                 write_json_atomic(tmp / "manifest.json", manifest)
             fault("build:written")
             publish(tmp, final)
         finally:
+            if written is not None:  # a failed labelling: let the write finish before tmp goes
+                written.exception()
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return BuildResult(final, manifest, timer.seconds)
@@ -219,10 +233,11 @@ def candidate_recall(inst: Instances, positive: float) -> dict:
     candidates (micro-averaged), and the share of instances with at least one positive retrieved."""
     total = hit = with_hit = with_pos = 0
     for i in range(len(inst)):
-        pos = {k for k, v in inst.known[i].items() if v >= positive}
-        if not pos:
+        pos = inst.known[i].at_least(positive)
+        if not len(pos):
             continue
-        got = len(pos.intersection(inst.candidates[i][inst.candidates[i] >= 0].tolist()))
+        row = inst.candidates[i]
+        got = int(np.isin(row[row >= 0], pos).sum())  # a row's candidates are distinct
         total, hit, with_pos, with_hit = total + len(pos), hit + got, with_pos + 1, with_hit + (got > 0)
     return {"held_out_positives": total, "retrieved": hit, "recall": round(hit / total, 6) if total else None,
             "instances_with_a_positive": with_pos,
@@ -248,11 +263,7 @@ def _label_context(inst: Instances, spec: DatasetSpec, item_topics, counter: Win
     mask = cands >= 0
     known = np.full(cands.shape, np.nan)
     for i in range(len(inst)):
-        kn = inst.known[i]
-        for j in np.flatnonzero(mask[i]):
-            v = kn.get(int(cands[i, j]))
-            if v is not None:
-                known[i, j] = v
+        known[i, mask[i]] = inst.known[i].lookup(cands[i, mask[i]])
     sim = np.where(mask, inst.scores, 0.0).astype(np.float64)
     return LabelContext(
         signal_kind=spec.signal_kind, candidates=cands, mask=mask, known_signal=known, similarity=sim,
@@ -320,13 +331,16 @@ def _interactions_table(inter: pd.DataFrame) -> pa.Table:
     })
 
 
+def _hash_sources(paths: list[Path]) -> dict[str, dict]:
+    return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in paths if p.exists()}
+
+
 def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, embeddings: dict, dim: int,
-              labels_sha256: str, audit: dict, quality: dict) -> dict:
+              labels_sha256: str, audit: dict, quality: dict, sources: dict[str, dict]) -> dict:
     outputs = {}
     for p in sorted(tmp.rglob("*")):
         if p.is_file() and p.name != "manifest.json":
             outputs[p.relative_to(tmp).as_posix()] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-    sources = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in raw.sources if p.exists()}
     config = asdict(cfg)
     config["raw_dir"] = cfg.raw_dir  # as given; the resolved source files are hashed under 'sources'
     # The fingerprint names the data: raw inputs' content, the pinned embeddings' sha256 (or that the

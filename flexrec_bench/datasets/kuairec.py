@@ -31,10 +31,12 @@ def _data_dir(raw_dir: Path) -> Path:
                     "'KuaiRec 2.0/data/small_matrix.csv' lies under --raw-dir")
 
 
-def read_matrix(path: Path) -> pd.DataFrame:
-    """Read big_matrix.csv / small_matrix.csv: only the four columns used, in narrow types, with
-    pyarrow's multi-threaded CSV reader (12.5M rows in seconds). Empty and UNKNOWN cells become
-    missing (skipped and counted later); any other non-number is a one-line error naming its line."""
+def read_matrix(path: Path) -> dict[str, np.ndarray]:
+    """Read big_matrix.csv / small_matrix.csv: only the four columns used, as NumPy arrays in narrow
+    types, with pyarrow's multi-threaded CSV reader (12.5M rows in seconds) and no DataFrame between.
+    Empty and UNKNOWN cells become missing: NaN (an id column with a missing cell comes back as
+    float64, as pandas would give it); they are skipped and counted later. Any other non-number is a
+    one-line error naming its line."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -51,7 +53,13 @@ def read_matrix(path: Path) -> pd.DataFrame:
             include_columns=cols, column_types={"user_id": pa.int64(), "video_id": pa.int64(),
                                                 "timestamp": pa.float64(), "watch_ratio": pa.float64()},
             null_values=["", "UNKNOWN", "nan", "NaN"], strings_can_be_null=True))
-        return table.to_pandas()
+        out = {}
+        for col in cols:
+            arr = table.column(col)
+            if arr.null_count and pa.types.is_integer(arr.type):
+                arr = arr.cast(pa.float64())  # nulls become NaN
+            out[col] = arr.to_numpy()
+        return out
     except (pa.ArrowInvalid, ValueError):
         pass  # some cell is not a number: re-read as text to say which one
     df = pd.read_csv(path, usecols=cols, dtype=str, keep_default_na=False, engine="c")
@@ -62,8 +70,27 @@ def read_matrix(path: Path) -> pd.DataFrame:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(path, f"expected a number, got {df[col].iloc[i]!r}", line=i + 2, field=col)
-        out[col] = vals
-    return pd.DataFrame(out)
+        out[col] = vals.to_numpy()
+    return out
+
+
+def _present(values: np.ndarray) -> np.ndarray:
+    """Rows without a missing (NaN) cell in ``values``."""
+    return ~np.isnan(values) if values.dtype.kind == "f" else np.ones(len(values), bool)
+
+
+def _rows(cols: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    return cols if keep.all() else {k: v[keep] for k, v in cols.items()}
+
+
+def distinct_ids(*arrays: np.ndarray) -> np.ndarray:
+    """The sorted distinct integers of ``arrays`` (a presence table for non-negative ids below 50
+    million, else a sort)."""
+    vals = [np.asarray(a, np.int64) for a in arrays if len(a)]
+    if vals and min(int(v.min()) for v in vals) >= 0 and max(int(v.max()) for v in vals) < 50_000_000:
+        size = max(int(v.max()) for v in vals) + 1
+        return np.flatnonzero(np.any([np.bincount(v, minlength=size) > 0 for v in vals], axis=0))
+    return np.unique(np.concatenate(vals)) if vals else np.zeros(0, np.int64)
 
 
 def id_categorical(values: np.ndarray) -> pd.Categorical:
@@ -133,20 +160,21 @@ def read_kuairec(raw_dir: Path | None) -> RawData:
     inter_src = big_path if big_path.exists() else small_path
     big = read_matrix(inter_src)
     small = read_matrix(small_path) if inter_src != small_path else big
-    n0 = len(big)
-    big = big.dropna(subset=["user_id", "video_id", "timestamp", "watch_ratio"])
-    raw.count_skip("interactions with a missing timestamp or watch ratio", n0 - len(big))
-    in_range = big["timestamp"].abs() < MAX_TIMESTAMP
-    raw.count_skip("interactions with an infinite or out-of-range timestamp", int((~in_range).sum()))
-    big = big[in_range]
-    small_clean = small.dropna(subset=["user_id", "video_id", "watch_ratio"])
-    raw.count_skip("small-matrix cells with a missing watch ratio", len(small) - len(small_clean))
+    n0 = len(big["user_id"])
+    ok = np.logical_and.reduce([_present(v) for v in big.values()])
+    raw.count_skip("interactions with a missing timestamp or watch ratio", n0 - int(ok.sum()))
+    in_range = np.abs(big["timestamp"]) < MAX_TIMESTAMP
+    raw.count_skip("interactions with an infinite or out-of-range timestamp", int((ok & ~in_range).sum()))
+    big = _rows(big, ok & in_range)
+    small_ok = np.logical_and.reduce([_present(small[c]) for c in ("user_id", "video_id", "watch_ratio")])
+    raw.count_skip("small-matrix cells with a missing watch ratio", len(small_ok) - int(small_ok.sum()))
+    small_clean = _rows(small, small_ok)
     captions = read_captions(cap_path) if cap_path.exists() else {}
     if cat_path.exists():  # validated and hashed into the manifest; topics come from the topic tags
         read_item_categories(cat_path)
     if not cap_path.exists():
         raw.count_skip("videos without caption file (kuairec_caption_category.csv absent)", 1)
-    vid_ints = np.union1d(big["video_id"].to_numpy(np.int64), small_clean["video_id"].to_numpy(np.int64))
+    vid_ints = distinct_ids(big["video_id"], small_clean["video_id"])
     vids = sorted(set(vid_ints.astype(str).tolist()) | set(captions), key=int)
     # niche topics are the topic tags, as in the paper (Appendix B); an untagged video has none and
     # is never niche. (Categories and item_categories features go into the item text only.)
@@ -162,16 +190,16 @@ def read_kuairec(raw_dir: Path | None) -> RawData:
         "topics": topics,
     })
     raw.interactions = pd.DataFrame({
-        "user_id": id_categorical(big["user_id"].to_numpy()),
-        "item_id": id_categorical(big["video_id"].to_numpy()),
-        "signal": big["watch_ratio"].to_numpy(np.float64),
-        "timestamp": np.round(big["timestamp"].to_numpy(np.float64)).astype(np.int64),
-        "observed": np.ones(len(big), bool),
-    })
+        "user_id": id_categorical(big["user_id"]),
+        "item_id": id_categorical(big["video_id"]),
+        "signal": big["watch_ratio"].astype(np.float64, copy=False),
+        "timestamp": np.round(big["timestamp"]).astype(np.int64),
+        "observed": np.ones(len(big["user_id"]), bool),
+    }, copy=False)
     raw.eval_labels = pd.DataFrame({
-        "user_id": id_categorical(small_clean["user_id"].to_numpy()),
-        "item_id": id_categorical(small_clean["video_id"].to_numpy()),
-        "signal": small_clean["watch_ratio"].to_numpy(np.float64),
-    })
+        "user_id": id_categorical(small_clean["user_id"]),
+        "item_id": id_categorical(small_clean["video_id"]),
+        "signal": small_clean["watch_ratio"].astype(np.float64, copy=False),
+    }, copy=False)
     raw.sources = [p for p in (big_path, small_path, cap_path, cat_path, users_path) if p.exists()]
     return raw

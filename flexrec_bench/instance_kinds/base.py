@@ -9,6 +9,7 @@ pipeline in ``build.py`` calls the kind named by the dataset's spec and never br
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,58 @@ if TYPE_CHECKING:  # the build config and dataset spec are only type hints here
     from ..build_config import BuildConfig
     from ..datasets import DatasetSpec, RawData
     from ..embed import Embedder
+
+
+class Known(Mapping):
+    """The held-out signals of one instance, item index -> signal, as two arrays sorted by item (a
+    read-only mapping, so code that reads a dict reads it too, while the build's hot paths look items
+    up with one ``searchsorted`` instead of a Python loop over thousands of entries)."""
+
+    __slots__ = ("items", "signals")
+
+    def __init__(self, items: np.ndarray, signals: np.ndarray, *, presorted: bool = False):
+        items = np.asarray(items, np.int64)
+        signals = np.asarray(signals, np.float64)
+        if not presorted:
+            # one entry per item; a repeated item keeps its last signal, as dict(zip(items, signals)) does
+            rev_items, first = np.unique(items[::-1], return_index=True)
+            items, signals = rev_items, signals[::-1][first]
+        self.items, self.signals = items, signals
+
+    @classmethod
+    def from_dict(cls, d: Mapping[int, float]) -> Known:
+        return cls(np.fromiter(d.keys(), np.int64, len(d)), np.fromiter(d.values(), np.float64, len(d)))
+
+    def __getitem__(self, item: int) -> float:
+        pos = int(np.searchsorted(self.items, item))
+        if pos < len(self.items) and self.items[pos] == item:
+            return float(self.signals[pos])
+        raise KeyError(item)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.items.tolist())
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def lookup(self, items: np.ndarray) -> np.ndarray:
+        """The signal of each of ``items`` (NaN where unknown)."""
+        items = np.asarray(items, np.int64)
+        out = np.full(items.shape, np.nan)
+        if len(self.items):
+            pos = np.minimum(np.searchsorted(self.items, items), len(self.items) - 1)
+            hit = self.items[pos] == items
+            out[hit] = self.signals[pos[hit]]
+        return out
+
+    def at_least(self, threshold: float) -> np.ndarray:
+        """The items (sorted) whose signal is >= ``threshold``."""
+        return self.items[self.signals >= threshold]
+
+    def without(self, items: np.ndarray) -> Known:
+        """This mapping less ``items``."""
+        keep = ~np.isin(self.items, items)
+        return Known(self.items[keep], self.signals[keep], presorted=True)
 
 
 @dataclass
@@ -33,7 +86,7 @@ class Instances:
     history_times: list[np.ndarray]
     query_time: np.ndarray
     exclude: list[np.ndarray]
-    known: list[dict[int, float]]
+    known: list[Known]
     profiles: np.ndarray | None = None
     candidates: np.ndarray | None = None
     scores: np.ndarray | None = None

@@ -12,7 +12,7 @@ from ..splits import SPLITS
 from ..signals import ESCI_CODE
 from ..errors import DataError
 from ..retrieval import exact_scores
-from .base import Instances, InstanceKind, rng
+from .base import Instances, InstanceKind, Known, rng
 
 if TYPE_CHECKING:
     from ..build_config import BuildConfig
@@ -59,8 +59,8 @@ def query_instances(raw: RawData, cfg: BuildConfig, item_index: dict[str, int], 
             query=[groups[qid]["query"].iloc[0] for qid in qids],
             history=[np.zeros(0, np.int64)] * n, history_signals=[np.zeros(0)] * n, history_times=[np.zeros(0, np.int64)] * n,
             query_time=np.zeros(n, np.int64), exclude=[np.zeros(0, np.int64)] * n,
-            known=[dict(zip(groups[qid]["item_id"].map(item_index).astype(int), groups[qid]["label"].map(ESCI_CODE)))
-                   for qid in qids])
+            known=[Known(groups[qid]["item_id"].map(item_index).to_numpy(np.int64),
+                         groups[qid]["label"].map(ESCI_CODE).to_numpy(np.float64)) for qid in qids])
         inst.profiles = embedder.encode(inst.query)
         out[split] = inst
     return out, raw.interactions.assign(split=pd.Series([], dtype=str), item_idx=pd.Series([], dtype="int64"))
@@ -72,7 +72,7 @@ def query_candidates(inst: Instances, emb: np.ndarray, cfg: BuildConfig) -> None
     inst.candidates = np.full((len(inst), k), -1, np.int64)
     inst.scores = np.full((len(inst), k), -np.inf, np.float64)
     for i in range(len(inst)):
-        items = np.array(sorted(inst.known[i]), np.int64)
+        items = inst.known[i].items  # sorted, one per product
         sc = exact_scores(emb[items], inst.profiles[i])
         order = np.lexsort((items, -sc))[:k]
         inst.candidates[i, : len(order)] = items[order]

@@ -13,7 +13,7 @@ from ..splits import SPLITS
 from ..signals import POSITIVE_SIGNAL
 from ..errors import DataError
 from ..retrieval import exact_scores, profile_vectors, retrieve
-from .base import Instances, InstanceKind, rng
+from .base import Instances, InstanceKind, Known, rng
 
 if TYPE_CHECKING:
     from ..build_config import BuildConfig
@@ -27,12 +27,13 @@ class SequentialTask(InstanceKind):
         src = raw.sources[0] if raw.sources else spec.name
         if inter.empty:
             raise DataError(src, "no interactions read")
-        known = inter["item_id"].isin(items["item_id"])
+        idx = item_positions(inter["item_id"], {iid: i for i, iid in enumerate(items["item_id"])})
+        known = idx >= 0
         raw.count_skip("interactions with an item missing from the item file", int((~known).sum()))
         if not known.any():
             raise DataError(src, f"none of the {len(inter)} interactions names an item of the item file "
                                  f"({len(items)} items, e.g. {items['item_id'].iloc[0]!r}); are the files from one release?")
-        return drop_duplicates(inter[known], raw)
+        return sort_and_dedupe(inter, idx, known, raw)
 
     def instances(self, raw, inter, cfg, spec, item_index, embedder, progress):
         return sequential_instances(raw, inter, cfg, spec, item_index, progress)
@@ -40,7 +41,8 @@ class SequentialTask(InstanceKind):
     def candidates(self, split, inst, emb, cfg, spec, raw, item_index):
         allowed = None
         if raw.eval_labels is not None and split != "train":
-            allowed = np.unique(raw.eval_labels["item_id"].map(item_index).dropna().astype(np.int64))
+            pos = item_positions(raw.eval_labels["item_id"], item_index)
+            allowed = np.flatnonzero(np.bincount(pos[pos >= 0], minlength=len(item_index)))  # = np.unique
         inst.profiles = profile_vectors(inst.history, inst.history_signals, emb, cfg.lam, spec.signal_scale)
         inst.candidates, inst.scores = retrieve(inst.profiles, emb, cfg.candidates, inst.exclude, allowed)
         return ensure_positive(inst, emb, spec) if cfg.ensure_positive else 0
@@ -49,46 +51,119 @@ class SequentialTask(InstanceKind):
         return WindowCounter(inter, item_index)
 
 
-def drop_duplicates(inter: pd.DataFrame, raw: RawData) -> pd.DataFrame:
-    """Duplicates (ours): exact repeats are dropped; for one (user, item, time) with different
-    signals the last row in file order wins; both are counted. Rows are first screened with one
-    int64 key per (user, item, time), so only the rare candidates go through a full comparison."""
-    u, _ = pd.factorize(inter["user_id"])
-    i, items = pd.factorize(inter["item_id"])
-    t = inter["timestamp"].to_numpy(np.int64)
-    if len(t) and (int(u.max()) + 1) * (len(items) + 1) * (int(t.max()) - int(t.min()) + 1) < 2 ** 62:
-        key = (u.astype(np.int64) * len(items) + i) * (int(t.max()) - int(t.min()) + 1) + (t - t.min())
-        order = np.argsort(key, kind="stable")  # equal keys side by side: one sort, no hash table
-        same = key[order][1:] == key[order][:-1]
-        maybe = np.zeros(len(key), bool)
-        maybe[order[1:][same]] = True
-        maybe[order[:-1][same]] = True
-    else:
-        maybe = np.ones(len(inter), bool)
-    sub = inter[maybe]
-    exact = sub.duplicated(["user_id", "item_id", "timestamp", "signal"])
-    rest = sub[~exact.to_numpy()]
-    clash = rest.duplicated(["user_id", "item_id", "timestamp"], keep="last")
-    raw.count_skip("duplicate interaction rows (exact repeats)", int(exact.sum()))
-    raw.count_skip("interactions repeated with another signal at the same time (the last kept)", int(clash.sum()))
-    drop = np.zeros(len(inter), bool)
-    idx = np.flatnonzero(maybe)
-    drop[idx[exact.to_numpy()]] = True
-    drop[idx[~exact.to_numpy()][clash.to_numpy()]] = True
-    return inter[~drop] if drop.any() else inter
+def item_positions(ids: pd.Series, item_index: dict[str, int]) -> np.ndarray:
+    """Each row's position in the item table (-1 where the item is not in it); a Categorical
+    column is looked up once per category, not once per row."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        per_cat = np.array([item_index.get(c, -1) for c in ids.cat.categories], np.int64)
+        codes = ids.cat.codes.to_numpy()
+        return np.where(codes >= 0, np.append(per_cat, -1)[codes], -1)
+    return ids.map(item_index).fillna(-1).to_numpy(np.int64)
 
 
-def _sort_rows(user: np.ndarray, time: np.ndarray, item: np.ndarray) -> np.ndarray:
-    """The stable order of rows by (user, time, item): one sort of one composed int64 key where the
-    three fit in it, else np.lexsort (the same order either way)."""
+def _in_set(ids: pd.Series, allowed: set) -> np.ndarray:
+    """``ids.isin(allowed)``, once per category for a Categorical column."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        per_cat = np.array([c in allowed for c in ids.cat.categories] + [False], bool)
+        return per_cat[ids.cat.codes.to_numpy()]
+    return ids.isin(allowed).to_numpy()
+
+
+def _take(frame: pd.DataFrame, rows: np.ndarray | None, **extra: np.ndarray) -> pd.DataFrame:
+    """The rows ``rows`` of ``frame`` (all of them, in order, for None) column by column, with the
+    ``extra`` columns added; categoricals are taken by their codes."""
+    cols = {}
+    for name in frame.columns:
+        col = frame[name]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            codes = col.cat.codes.to_numpy()
+            cols[name] = pd.Categorical.from_codes(codes if rows is None else codes[rows], dtype=col.dtype)
+        else:
+            vals = col.to_numpy()
+            cols[name] = vals if rows is None else vals[rows]
+    cols.update(extra)
+    return pd.DataFrame(cols, copy=False)
+
+
+def sort_and_dedupe(inter: pd.DataFrame, idx: np.ndarray, keep: np.ndarray, raw: RawData) -> pd.DataFrame:
+    """The rows whose item is known (``keep``), sorted by (user, time, item) in one stable sort, with
+    duplicates dropped, and each row's item position as ``item_idx``.
+
+    Duplicates (ours): exact repeats are dropped; for one (user, item, time) with different signals
+    the last row in file order wins; both are counted. In the sorted rows a (user, item, time) group
+    lies side by side in file order, so only rows equal to a neighbour go through the full comparison."""
+    rows = np.flatnonzero(keep)
+    ucodes = pd.factorize(inter["user_id"], sort=True)[0][rows]
+    t = inter["timestamp"].to_numpy(np.int64)[rows]
+    item = idx[rows]
+    order = _sort_rows(ucodes, t, item)
+    if order is not None:
+        rows, ucodes, t, item = rows[order], ucodes[order], t[order], item[order]
+    same = (ucodes[1:] == ucodes[:-1]) & (t[1:] == t[:-1]) & (item[1:] == item[:-1])
+    drop = np.zeros(len(rows), bool)
+    if same.any():
+        maybe = np.zeros(len(rows), bool)
+        maybe[1:] |= same
+        maybe[:-1] |= same
+        at = np.flatnonzero(maybe)
+        sub = pd.DataFrame({"u": ucodes[at], "i": item[at], "t": t[at],
+                            "s": inter["signal"].to_numpy()[rows[at]]})
+        exact = sub.duplicated(["u", "i", "t", "s"]).to_numpy()
+        clash = sub[~exact].duplicated(["u", "i", "t"], keep="last").to_numpy()
+        raw.count_skip("duplicate interaction rows (exact repeats)", int(exact.sum()))
+        raw.count_skip("interactions repeated with another signal at the same time (the last kept)", int(clash.sum()))
+        drop[at[exact]] = True
+        drop[at[~exact][clash]] = True
+    if drop.any():
+        rows, item = rows[~drop], item[~drop]
+    identity = len(rows) == len(inter) and (len(rows) == 0 or (rows[0] == 0 and bool(np.all(np.diff(rows) == 1))))
+    return _take(inter, None if identity else rows, item_idx=item)
+
+
+def _sort_rows(user: np.ndarray, time: np.ndarray, item: np.ndarray) -> np.ndarray | None:
+    """The stable order of rows by (user, time, item), or None where they are in it already: one
+    composed int64 key where the three fit in it (checked in one pass, sorted only when out of
+    order), else np.lexsort (the same order either way)."""
     if len(user) == 0:
-        return np.zeros(0, np.int64)
+        return None
     t0, span = int(time.min()), int(time.max()) - int(time.min()) + 1
     n_items = int(item.max()) + 1
     if (int(user.max()) + 1) * span * n_items < 2 ** 62:
+        by_user = None
+        if not np.all(user[1:] >= user[:-1]):  # a counting sort by user first (radix for small codes)
+            narrow = user.astype(np.uint16 if user.max() < 2 ** 16 else np.int64)
+            by_user = np.argsort(narrow, kind="stable")
         key = (user.astype(np.int64) * span + (time - t0)) * n_items + item
-        return np.argsort(key, kind="stable")
-    return np.lexsort((item, time, user))
+        if by_user is not None:
+            key = key[by_user]
+        if np.all(key[1:] >= key[:-1]):
+            return by_user
+        order = np.argsort(key, kind="stable")  # nearly sorted keys: a fast run-merging sort
+        return order if by_user is None else by_user[order]
+    order = np.lexsort((item, time, user))
+    return None if np.all(np.diff(order) == 1) else order
+
+
+def _observed_subsample(ucodes: np.ndarray, bounds: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """KuaiRec's observed subsample (ours: a seeded ``fraction`` of each user's interactions, at
+    least one): in each user's block of rows the rows with the round(n * fraction) smallest of one
+    seeded uniform draw per row, ties by position (what ranking by np.lexsort((r, user)) gives),
+    found by one partition per user instead of a sort of every row."""
+    r = rng(seed, 3).random(len(ucodes))
+    out = np.zeros(len(ucodes), bool)
+    sizes = np.diff(bounds)
+    want = np.maximum(1, np.round(sizes * fraction)).astype(np.int64)
+    for lo, hi, m in zip(bounds[:-1].tolist(), bounds[1:].tolist(), want.tolist()):
+        if m >= hi - lo:
+            out[lo:hi] = True
+            continue
+        block = r[lo:hi]
+        v = np.partition(block, m - 1)[m - 1]
+        sel = block < v
+        ties = np.flatnonzero(block == v)[: m - int(sel.sum())]
+        sel[ties] = True
+        out[lo:hi] = sel
+    return out
 
 
 def sequential_instances(raw: RawData, inter: pd.DataFrame, cfg: BuildConfig, spec: DatasetSpec,
@@ -96,45 +171,39 @@ def sequential_instances(raw: RawData, inter: pd.DataFrame, cfg: BuildConfig, sp
     """Cut-point instances of every split, columnar: users are integer codes in lexicographic
     order of their ids, and cut points are counted per user and sampled by position, never
     listed one by one (KuaiRec's big matrix has 2.5M of them)."""
-    inter = inter.assign(item_idx=inter["item_id"].map(item_index).astype(np.int64))
+    if "item_idx" not in inter:
+        inter = inter.assign(item_idx=item_positions(inter["item_id"], item_index))
     ucodes, users = pd.factorize(inter["user_id"], sort=True)
     users = np.asarray(users).astype(str)
     order = _sort_rows(ucodes, inter["timestamp"].to_numpy(np.int64), inter["item_idx"].to_numpy(np.int64))
-    inter = inter.iloc[order].reset_index(drop=True)
-    ucodes = ucodes[order]
-    # observed subsample (KuaiRec: 10% of each user's interactions), seeded
-    if cfg.observed_fraction < 1.0:
-        r = rng(cfg.seed, 3).random(len(inter))
-        # rows sorted by (user, r): r's order, then a stable counting sort by user (the order
-        # np.lexsort((r, ucodes)) gives, in one float sort and one linear pass)
-        by_r = np.argsort(r, kind="stable")
-        by_r = by_r[np.argsort(ucodes[by_r].astype(np.int32 if len(users) >= 2 ** 15 else np.int16), kind="stable")]
-        size_u = np.bincount(ucodes, minlength=len(users))
-        start_u = np.r_[0, np.cumsum(size_u)[:-1]]
-        rank = np.empty(len(inter), np.float64)
-        rank[by_r] = np.arange(len(inter)) - start_u[ucodes[by_r]] + 1
-        size = size_u[ucodes]
-        inter["observed"] = rank <= np.maximum(1, np.round(size * cfg.observed_fraction))
+    if order is not None:
+        inter = _take(inter, order)
+        ucodes = ucodes[order]
+    bounds = np.flatnonzero(np.r_[True, ucodes[1:] != ucodes[:-1], True])
+    annot = {}
+    if cfg.observed_fraction < 1.0:  # observed subsample (KuaiRec: 10% of each user's interactions), seeded
+        annot["observed"] = _observed_subsample(ucodes, bounds, cfg.observed_fraction, cfg.seed)
     perm = rng(cfg.seed, 1).permutation(len(users))
     f_train, f_val, _ = cfg.split_fractions
     n_train, n_val = int(round(f_train * len(users))), int(round(f_val * len(users)))
     split_code = np.empty(len(users), np.int8)  # 0 train, 1 val, 2 test
     split_code[perm] = np.where(np.arange(len(users)) < n_train, 0, np.where(np.arange(len(users)) < n_train + n_val, 1, 2))
-    inter["split"] = pd.Categorical.from_codes(split_code[ucodes], categories=list(SPLITS))
-    eval_sets: dict[str, dict[int, float]] = {}
+    annot["split"] = pd.Categorical.from_codes(split_code[ucodes], categories=list(SPLITS))
+    inter = _take(inter, None, **annot)
+    eval_sets: dict[str, Known] = {}
     if raw.eval_labels is not None:
         el = raw.eval_labels
         held_out = {u for u, c in zip(users, split_code) if c != 0}
-        el = el[el["item_id"].isin(item_index) & el["user_id"].isin(held_out)]
-        el_items = el["item_id"].map(item_index).astype(np.int64).to_numpy()
-        el_codes, el_users = pd.factorize(el["user_id"])
-        el_sig = el["signal"].to_numpy(np.float64)
+        el_pos = item_positions(el["item_id"], item_index)
+        rows = np.flatnonzero((el_pos >= 0) & _in_set(el["user_id"], held_out))
+        el_items = el_pos[rows]
+        el_codes, el_users = pd.factorize(el["user_id"].iloc[rows])
+        el_sig = el["signal"].to_numpy(np.float64)[rows]
         grp = np.argsort(el_codes, kind="stable")
         cuts = np.flatnonzero(np.r_[True, np.diff(el_codes[grp]) != 0, True])
         for g in range(len(cuts) - 1):
             rows = grp[cuts[g]: cuts[g + 1]]
-            eval_sets[str(el_users[el_codes[rows[0]]])] = dict(zip(el_items[rows].tolist(), el_sig[rows].tolist()))
-    bounds = np.flatnonzero(np.r_[True, ucodes[1:] != ucodes[:-1], True])
+            eval_sets[str(el_users[el_codes[rows[0]]])] = Known(el_items[rows], el_sig[rows])
     block_user = ucodes[bounds[:-1]]
     n_u = np.diff(bounds)
     items_arr = inter["item_idx"].to_numpy()
@@ -180,12 +249,11 @@ def sequential_instances(raw: RawData, inter: pd.DataFrame, cfg: BuildConfig, sp
             inst.query_time[n] = ts_arr[lo + c]
             inst.exclude.append(np.unique(items_arr[lo: lo + c]))
             if raw.eval_labels is not None and split != "train":
-                past = set(inst.exclude[-1].tolist())
-                inst.known.append({k: v for k, v in eval_sets[u].items() if k not in past})
+                inst.known.append(eval_sets[u].without(inst.exclude[-1]))
             else:
                 fut = slice(lo + c, hi)
                 keep = obs_arr[fut]
-                inst.known.append(dict(zip(items_arr[fut][keep].tolist(), sig_arr[fut][keep].tolist())))
+                inst.known.append(Known(items_arr[fut][keep], sig_arr[fut][keep]))
         out[split] = inst
     return out, inter
 
@@ -196,17 +264,16 @@ def ensure_positive(inst: Instances, emb: np.ndarray, spec: DatasetSpec) -> int:
     score nor (after the presentation shuffle) its slot marks it. Returns the number replaced."""
     injected = 0
     for i in range(len(inst)):
-        pos = [k for k, v in inst.known[i].items() if v >= POSITIVE_SIGNAL[spec.signal_kind]]
-        if not pos:
+        pos_arr = inst.known[i].at_least(POSITIVE_SIGNAL[spec.signal_kind])  # sorted
+        if not len(pos_arr):
             continue
         row = inst.candidates[i]
         valid = row >= 0
-        if np.isin(row[valid], pos).any():
+        if np.isin(row[valid], pos_arr).any():
             continue
         last = int(valid.sum()) - 1
         if last < 0:
             continue
-        pos_arr = np.array(sorted(pos), np.int64)
         sc = exact_scores(emb[pos_arr], inst.profiles[i])
         row[last] = pos_arr[int(np.lexsort((pos_arr, -sc))[0])]  # the score in inst.scores[i, last] stays
         injected += 1
@@ -214,20 +281,47 @@ def ensure_positive(inst: Instances, emb: np.ndarray, spec: DatasetSpec) -> int:
 
 
 class WindowCounter:
-    """Counts, per (item, time), the interactions with the item in [t - w, t): binary search
-    in one sorted array of (item, time) keys."""
+    """Counts, per (item, time), the interactions with the item in [t - w, t), exactly, without
+    sorting every interaction: the rows are counted into (item, time bucket) cells (about one row
+    per cell), a prefix sum over the cells counts every row before a queried cell, and only the rows
+    in the queried cells are sorted to count those before the queried time within it."""
 
     def __init__(self, inter: pd.DataFrame, item_index: dict[str, int]):
         idx = (inter["item_idx"] if "item_idx" in inter else inter["item_id"].map(item_index)).to_numpy(np.int64)
         ts = inter["timestamp"].to_numpy(np.int64)
         self.t0 = int(ts.min()) if len(ts) else 0
         self.span = (int(ts.max()) - self.t0 + 1) if len(ts) else 1
-        self.keys = np.sort(idx * self.span + (ts - self.t0))
+        self.n_items = int(idx.max()) + 1 if len(idx) else 1
+        per_item = max(1, min(self.span, len(ts) // self.n_items))  # buckets per item
+        self.width = -(-self.span // per_item)  # seconds per bucket
+        self.buckets = -(-self.span // self.width)
+        self.keys = idx * self.span + (ts - self.t0)  # item-major fine key, unsorted
+        self.cells = idx * self.buckets + (ts - self.t0) // self.width
+        self.before = np.r_[0, np.cumsum(np.bincount(self.cells, minlength=self.n_items * self.buckets))]
+
+    def _before(self, items: np.ndarray, t: np.ndarray, selected: np.ndarray) -> np.ndarray:
+        """Per query, the interactions with ``items`` before offset ``t`` (0 <= t <= span), up to a
+        constant per item that cancels in a window's difference."""
+        b = t // self.width
+        inside = b < self.buckets  # t == span lies past the item's last bucket: all its rows count
+        cell = items * self.buckets + np.minimum(b, self.buckets - 1)
+        whole = np.where(inside, self.before[cell], self.before[items * self.buckets + self.buckets])
+        base = items * self.span
+        part = (np.searchsorted(selected, base + t, side="left")
+                - np.searchsorted(selected, base + np.minimum(b, self.buckets - 1) * self.width, side="left"))
+        return whole + np.where(inside, part, 0)
 
     def counts(self, candidates: np.ndarray, query_time: np.ndarray, window: int) -> np.ndarray:
-        t = np.clip(query_time[:, None] - self.t0, 0, self.span)
+        valid = candidates >= 0
+        items = np.where(valid, candidates, 0)
+        if items.size and int(items.max()) >= self.n_items:  # an item with no interaction at all
+            items = np.where(items < self.n_items, items, 0)
+            valid = valid & (candidates < self.n_items)
+        t = np.clip(query_time[:, None] - self.t0, 0, self.span) + np.zeros_like(items)
         lo = np.clip(t - window, 0, self.span)
-        base = np.where(candidates >= 0, candidates, 0) * self.span
-        hi_pos = np.searchsorted(self.keys, base + t, side="left")
-        lo_pos = np.searchsorted(self.keys, base + lo, side="left")
-        return np.where(candidates >= 0, hi_pos - lo_pos, 0)
+        touched = np.zeros(self.n_items * self.buckets, bool)
+        for q in (t, lo):
+            b = q[valid] // self.width
+            touched[(items[valid] * self.buckets + b)[b < self.buckets]] = True
+        selected = np.sort(self.keys[touched[self.cells]])
+        return np.where(valid, self._before(items, t, selected) - self._before(items, lo, selected), 0)
