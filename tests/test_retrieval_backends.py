@@ -90,3 +90,43 @@ def test_retrieval_gives_the_same_answer_with_any_thread_count(monkeypatch):
         out.append(retrieve(queries, emb, 10, exclude, batch_size=64, backend="faiss"))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
+@pytest.mark.parametrize("n,width,group", [(64, 5, 8), (4000, 46, 8), (4000, 46, 1), (40, 39, 8), (40, 40, 8)])
+def test_grouped_selection_finds_the_smallest_values(n, width, group):
+    from flexrec_bench.retrieval import smallest_columns
+
+    rng = np.random.default_rng(n + width)
+    vals = rng.standard_normal((50, n)).astype(np.float32)
+    vals[:, ::7] = np.inf  # masked columns
+    vals[0] = 1.0  # all tied
+    got = smallest_columns(vals, width, group)
+    assert got.shape == (50, min(width, n))
+    for i in range(50):
+        assert len(set(got[i].tolist())) == got.shape[1]  # distinct columns
+        np.testing.assert_array_equal(np.sort(vals[i, got[i]]), np.sort(vals[i])[:got.shape[1]])
+
+
+def test_rescoring_only_the_float32_window_gives_the_full_rescoring():
+    """Near-ties at the k-th place (items a few float32 ulps apart) and exact ties: re-scoring only
+    the items within the float32 error bound gives what re-scoring the whole shortlist gives."""
+    import flexrec_bench.retrieval as r
+
+    rng = np.random.default_rng(7)
+    emb = rng.standard_normal((3000, 24)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    base = emb[:40].copy()
+    for j in range(1, 6):  # clusters of items a few ulps apart around each of the first 40
+        emb[40 * j:40 * (j + 1)] = np.nextafter(base, np.float32(j * 3), dtype=np.float32) if j % 2 else base
+    queries = rng.standard_normal((200, 24))
+    queries[:100] = emb[:100].astype(np.float64) + 1e-3 * rng.standard_normal((100, 24))
+    exclude = [rng.choice(3000, size=int(s), replace=False) for s in rng.integers(0, 300, 200)]
+    got = retrieve(queries, emb, 10, exclude, backend="faiss")
+    old = r.TOLERANCE_FACTOR
+    try:
+        r.TOLERANCE_FACTOR = np.inf  # every shortlisted item re-scored
+        full = retrieve(queries, emb, 10, exclude, backend="faiss")
+    finally:
+        r.TOLERANCE_FACTOR = old
+    np.testing.assert_array_equal(got[0], full[0])
+    np.testing.assert_array_equal(got[1], full[1])
