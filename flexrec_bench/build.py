@@ -128,28 +128,28 @@ def _build(cfg: BuildConfig, progress: bool, device: str | None, background: Thr
         raise DataError(pinned_spec.filename, f"{provenance['texts_computed_here']} of the build's texts have no pinned "
                                               f"vector (are the raw files another release than the artifact's?); "
                                               f"build with --embeddings auto or local")
-    with timer.stage("retrieve"):
-        injected, quality = {}, {}
-        for split, inst in splits.items():
-            injected[split] = task.candidates(split, inst, emb, cfg, spec, raw, item_index)
-            quality[split] = candidate_recall(inst, POSITIVE_SIGNAL[spec.signal_kind])
-            if cfg.candidate_order == "shuffled":
-                _shuffle_presentation(inst, cfg.seed)
-    item_topics = [frozenset(t) for t in items["topics"]]
-    counter = task.window_counts(inter, item_index)
     final = Path(cfg.out) / spec.name
     # one writer per output folder; a killed build's leftovers are cleaned by the next (publish.py)
     with locked(final, what="build"):
         recover(final)
         tmp = new_tmp_dir(final)
+        # the interactions table (the largest file) is converted and written on the I/O thread,
+        # beside retrieval and labelling
+        written: Future = background.submit(_write_interactions, tmp / "interactions.parquet", inter)
         try:
+            with timer.stage("retrieve"):
+                injected, quality = {}, {}
+                for split, inst in splits.items():
+                    injected[split] = task.candidates(split, inst, emb, cfg, spec, raw, item_index)
+                    quality[split] = candidate_recall(inst, POSITIVE_SIGNAL[spec.signal_kind])
+                    if cfg.candidate_order == "shuffled":
+                        _shuffle_presentation(inst, cfg.seed)
+            item_topics = [frozenset(t) for t in items["topics"]]
+            counter = task.window_counts(inter, item_index)
             counts: dict[str, dict[str, int]] = {}
             audits: dict[str, dict[str, SplitAudit]] = {}
             labels = hashlib.sha256()
-            written: Future | None = None
             with timer.stage("label+write"):
-                # the interactions table (the largest file) is written beside the labelling
-                written = background.submit(write_parquet_atomic, tmp / "interactions.parquet", _interactions_table(inter))
                 contexts = {split: _label_context(inst, spec, item_topics, counter) for split, inst in splits.items()}
                 ids = items["item_id"].to_numpy()
                 for need in tqdm(needs, desc="label needs", disable=not progress):
@@ -173,8 +173,7 @@ def _build(cfg: BuildConfig, progress: bool, device: str | None, background: Thr
             fault("build:written")
             publish(tmp, final)
         finally:
-            if written is not None:  # a failed labelling: let the write finish before tmp goes
-                written.exception()
+            written.exception()  # a failed build: let the write finish before tmp goes
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return BuildResult(final, manifest, timer.seconds)
@@ -304,20 +303,37 @@ def _label_table(need: Need, inst: Instances, ctx: LabelContext, ids: np.ndarray
 
 
 def _items_table(items: pd.DataFrame, inter: pd.DataFrame) -> pa.Table:
-    train = inter[inter["split"] == "train"] if "split" in inter else inter.iloc[:0]
-    counts = train["item_id"].value_counts()
     return pa.table({
         "item_id": pa.array(items["item_id"].tolist(), pa.string()),
         "title": pa.array(items["title"].tolist(), pa.string()),
         "text": pa.array(items["text"].tolist(), pa.string()),
         "topics": pa.array([list(t) for t in items["topics"]], pa.list_(pa.string())),
-        "train_count": pa.array(items["item_id"].map(counts).fillna(0).astype(np.int64).to_numpy(), pa.int64()),
+        "train_count": pa.array(_train_counts(items, inter), pa.int64()),
     })
+
+
+def _train_counts(items: pd.DataFrame, inter: pd.DataFrame) -> np.ndarray:
+    """Each item's number of training interactions (by the rows' item positions where the instance
+    kind recorded them: one counting pass, no filtered copy of the table)."""
+    if "split" not in inter:
+        return np.zeros(len(items), np.int64)
+    split = inter["split"]
+    if "item_idx" in inter and isinstance(split.dtype, pd.CategoricalDtype):
+        if "train" not in split.cat.categories:
+            return np.zeros(len(items), np.int64)
+        pos = inter["item_idx"].to_numpy(np.int64)[split.cat.codes.to_numpy() == split.cat.categories.get_loc("train")]
+        return np.bincount(pos[pos >= 0], minlength=len(items)).astype(np.int64)
+    counts = inter.loc[split == "train", "item_id"].value_counts()
+    return items["item_id"].map(counts).fillna(0).astype(np.int64).to_numpy()
 
 
 def _str_column(col: pd.Series) -> pa.Array:
     """A string column without a Python string per row (categoricals are cast from their codes)."""
     return pa.array(col).cast(pa.string())
+
+
+def _write_interactions(path: Path, inter: pd.DataFrame) -> None:
+    write_parquet_atomic(path, _interactions_table(inter))
 
 
 def _interactions_table(inter: pd.DataFrame) -> pa.Table:

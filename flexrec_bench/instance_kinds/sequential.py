@@ -92,10 +92,11 @@ def sort_and_dedupe(inter: pd.DataFrame, idx: np.ndarray, keep: np.ndarray, raw:
     Duplicates (ours): exact repeats are dropped; for one (user, item, time) with different signals
     the last row in file order wins; both are counted. In the sorted rows a (user, item, time) group
     lies side by side in file order, so only rows equal to a neighbour go through the full comparison."""
-    rows = np.flatnonzero(keep)
-    ucodes = pd.factorize(inter["user_id"], sort=True)[0][rows]
-    t = inter["timestamp"].to_numpy(np.int64)[rows]
-    item = idx[rows]
+    everything = bool(keep.all())
+    rows = np.arange(len(keep)) if everything else np.flatnonzero(keep)
+    ucodes, t, item = user_order(inter["user_id"]), inter["timestamp"].to_numpy(np.int64), idx
+    if not everything:
+        ucodes, t, item = ucodes[rows], t[rows], item[rows]
     order = _sort_rows(ucodes, t, item)
     if order is not None:
         rows, ucodes, t, item = rows[order], ucodes[order], t[order], item[order]
@@ -118,6 +119,16 @@ def sort_and_dedupe(inter: pd.DataFrame, idx: np.ndarray, keep: np.ndarray, raw:
         rows, item = rows[~drop], item[~drop]
     identity = len(rows) == len(inter) and (len(rows) == 0 or (rows[0] == 0 and bool(np.all(np.diff(rows) == 1))))
     return _take(inter, None if identity else rows, item_idx=item)
+
+
+def user_order(ids: pd.Series) -> np.ndarray:
+    """Integer codes whose order is the order ``pd.factorize(ids, sort=True)`` sorts users in (for
+    ordering and grouping, not dense): a Categorical's own codes, which follow its categories."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        codes = ids.cat.codes.to_numpy()
+        if len(codes) == 0 or codes.min() >= 0:
+            return codes
+    return pd.factorize(ids, sort=True)[0]
 
 
 def _sort_rows(user: np.ndarray, time: np.ndarray, item: np.ndarray) -> np.ndarray | None:
