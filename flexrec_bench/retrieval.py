@@ -110,8 +110,9 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
 
     An exact inner-product shortlist (numpy for small catalogues, FAISS above ``FAISS_MIN_ITEMS``,
     on a GPU where faiss has one) of ``k`` + ``RESCORE_MARGIN`` items beyond each query's own
-    exclusions is re-scored with :func:`exact_scores`'s arithmetic and the top ``k`` kept, ties
-    broken by item index (ascending), so results are the same with one thread or many and with
+    exclusions is re-scored with :func:`exact_scores`'s arithmetic (only the items whose float32
+    score could still reach the top ``k``, by a proven float32 error bound) and the top ``k`` kept,
+    ties broken by item index (ascending), so results are the same with one thread or many and with
     either backend. Queries are searched in batches of similar exclusion counts, so each fetches
     about what it needs; filtering and re-scoring are vectorised. ``allowed`` (item indices)
     restricts the catalogue. Returns (indices (n, k) int64, scores (n, k) float64); rows with fewer
