@@ -111,9 +111,10 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
     An exact inner-product shortlist (numpy for small catalogues, FAISS above ``FAISS_MIN_ITEMS``,
     on a GPU where faiss has one) of ``k`` + ``RESCORE_MARGIN`` items beyond each query's own
     exclusions is re-scored with :func:`exact_scores`'s arithmetic (only the items whose float32
-    score could still reach the top ``k``, by a proven float32 error bound) and the top ``k`` kept,
-    ties broken by item index (ascending), so results are the same with one thread or many and with
-    either backend. Queries are searched in batches of similar exclusion counts, so each fetches
+    score could still reach the top ``k``, by a proven float32 error bound; where ties or near-ties
+    fill the shortlist, every item within that bound of the k-th) and the top ``k`` kept, ties
+    broken by item index (ascending): the exact top ``k``, the same with one thread or many, either
+    backend and any float32 kernels. Queries are searched in batches of similar exclusion counts, so each fetches
     about what it needs; filtering and re-scoring are vectorised. ``allowed`` (item indices)
     restricts the catalogue. Returns (indices (n, k) int64, scores (n, k) float64); rows with fewer
     eligible items are padded with -1 / -inf.
@@ -127,35 +128,69 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
     n_excl = np.array([len(e) for e in exclude], np.int64)
     by_need = np.argsort(n_excl, kind="stable")  # similar exclusion counts search together
     keep = k + RESCORE_MARGIN
-    emb64 = np.asarray(emb, np.float64)
+    # re-scoring widens the vectors to float64 as it gathers them (float32 ones stay float32 until then)
+    exact_src = emb if emb.dtype == np.float32 else np.asarray(emb, np.float64)
     dense = _DenseScorer(cat_emb, cat, len(emb), exclude)
     # how far a float32 shortlist score may lie from the exact one (None: unknown, rescore it all)
     tol = None if backend == "faiss-gpu" else float32_tolerance(queries, cat_emb)
 
+    def widened(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every eligible item within twice the float32 error bound of each row's k-th float32
+        score (a shortlist that cannot have cut a tie or near-tie of the k-th in two)."""
+        short_parts, approx_parts = [], []
+        for c0 in range(0, len(rows), WIDEN_CHUNK):
+            part = rows[c0:c0 + WIDEN_CHUNK]
+            f = (np.asarray(queries[part], np.float32) @ np.asarray(cat_emb, np.float32).T).astype(np.float64)
+            for j, i in enumerate(part):
+                f[j, np.isin(cat, exclude[i])] = -np.inf
+            kk = min(k, f.shape[1])
+            kth = np.partition(f, f.shape[1] - kk, axis=1)[:, f.shape[1] - kk]
+            band = np.isfinite(f) & (f >= (kth - 2 * tol[part])[:, None])
+            pick = np.argsort(~band, axis=1, kind="stable")[:, :max(1, int(band.sum(1).max()))]
+            keep_it = np.take_along_axis(band, pick, 1)
+            short_parts.append(np.where(keep_it, cat[pick], -1))
+            approx_parts.append(np.where(keep_it, np.take_along_axis(f, pick, 1), -np.inf))
+        width = max(x.shape[1] for x in short_parts)
+        short = np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=-1) for x in short_parts])
+        approx = np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=-np.inf)
+                                 for x in approx_parts])
+        return short, approx
+
     def run(part: np.ndarray) -> None:  # one thread's queries, sorted by exclusion count
+        scratch: dict = {}  # this thread's reusable buffers
         for start in range(0, len(part), batch_size):
             rows = part[start:start + batch_size]
             kk = min(len(cat), keep + int(n_excl[rows].max(initial=0)) + 1)
             if kk * DENSE_SHARE >= len(cat):  # fetching most of the catalogue: score it whole, excluded masked
-                short, approx = dense.shortlist(queries, rows, keep)
+                short, approx = dense.shortlist(queries, rows, keep, scratch)
             else:
                 short, approx = _fetched_shortlist(index, queries, rows, kk, keep, cat, exclude, n_excl, len(emb))
-            _rescore(short, approx, None if tol is None else tol[rows], rows, queries, emb64, k, idx_out, sc_out)
+            unsure = _rescore(short, approx, None if tol is None else tol[rows], rows, queries, exact_src, k,
+                              idx_out, sc_out, scratch)
+            if len(unsure):  # the window filled the shortlist: widen it to the whole window, re-score all of it
+                short, approx = widened(rows[unsure])
+                _rescore(short, approx, None, rows[unsure], queries, exact_src, k, idx_out, sc_out, scratch)
 
     # numpy's partition and elementwise loops run on one core and release the GIL: threads split the
     # queries (interleaved, so each gets light and heavy ones); rows are independent, so the result
-    # is the same for any thread count
+    # is the same for any thread count. Each thread's matrix products then run on one BLAS thread:
+    # BLAS's own threads would compete with the other worker (and spin after each call), which cost
+    # 10-20% of the whole (benchmarks/bench_speed.py); the limit is process-wide while retrieval runs.
     workers = max(1, min(RETRIEVE_THREADS, n // RESCORE_CHUNK))
     if workers == 1:
         run(by_need)
     else:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(workers) as pool:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             list(pool.map(run, [by_need[j::workers] for j in range(workers)]))
     return idx_out, sc_out
 
 
+#: rows whose shortlist is widened together (float32 scores over the whole catalogue: chunk x items)
+WIDEN_CHUNK = 256
 #: safety factor on the float32 error bound that decides which shortlisted items are re-scored (ours)
 TOLERANCE_FACTOR = 2.0
 
@@ -172,36 +207,65 @@ def float32_tolerance(queries: np.ndarray, items: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(tol), np.inf, tol)
 
 
+def _buffer(store: dict, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A view of shape ``shape`` on one thread's reusable scratch array ``name`` (grown on demand):
+    writing a matrix product or a gather into memory already touched skips the page faults of a
+    fresh allocation, which cost as much as the selection itself (benchmarks/bench_speed.py)."""
+    size = int(np.prod(shape))
+    arr = store.get(name)
+    if arr is None or arr.size < size or arr.dtype != dtype:
+        arr = store[name] = np.empty(max(size, 1), dtype)
+    return arr[:size].reshape(shape)
+
+
 def _rescore(short: np.ndarray, approx: np.ndarray, tol: np.ndarray | None, rows: np.ndarray, queries: np.ndarray,
-             emb64: np.ndarray, k: int, idx_out: np.ndarray, sc_out: np.ndarray) -> None:
-    """Exact float64 scores of each row's shortlist (exact_scores' arithmetic: the products, then
-    numpy's sum, row by row); the top ``k``, ties by item index, written into the outputs.
+             exact_src: np.ndarray, k: int, idx_out: np.ndarray, sc_out: np.ndarray, scratch: dict) -> np.ndarray:
+    """Exact float64 scores of each row's shortlist (exact_scores' arithmetic: the float64 products,
+    then numpy's sum, row by row); the top ``k``, ties by item index, written into the outputs.
 
     Only the shortlisted items whose float32 score ``approx`` is within 2 ``tol`` of the row's k-th
     float32 score are re-scored: the exact top k of the shortlist always lie among them (each exact
     score is within ``tol`` of its float32 one, so the k-th order statistics differ by at most
-    ``tol``), so the answer is the one re-scoring the whole shortlist gives."""
-    for c0 in range(0, len(rows), RESCORE_CHUNK):
-        part = short[c0:c0 + RESCORE_CHUNK]
-        if tol is not None and part.shape[1] > k:
-            f = np.where(part >= 0, approx[c0:c0 + RESCORE_CHUNK], -np.inf)
-            kth = np.partition(f, f.shape[1] - k, axis=1)[:, f.shape[1] - k]
-            need = (part >= 0) & (f >= (kth - 2 * tol[c0:c0 + RESCORE_CHUNK])[:, None])
-            width = max(1, int(need.sum(1).max()))
-            pick = np.argsort(~need, axis=1, kind="stable")[:, :width]
-            part = np.where(np.take_along_axis(need, pick, 1), np.take_along_axis(part, pick, 1), -1)
-        q = np.asarray(queries[rows[c0:c0 + RESCORE_CHUNK]], np.float64)
-        prod = emb64[np.clip(part, 0, None)]
-        prod *= q[:, None, :]
-        sc = prod.sum(-1)
-        sc = np.where(part >= 0, sc, -np.inf)
-        order = np.lexsort((np.where(part >= 0, part, np.iinfo(np.int64).max), -sc), axis=-1)[:, :k]
-        chosen = np.take_along_axis(part, order, 1)
-        chosen_sc = np.take_along_axis(sc, order, 1)
-        dest = rows[c0:c0 + RESCORE_CHUNK]
-        width = min(k, chosen.shape[1])
-        idx_out[dest, :width] = np.where(chosen[:, :width] >= 0, chosen[:, :width], -1)
-        sc_out[dest, :width] = np.where(chosen[:, :width] >= 0, chosen_sc[:, :width], -np.inf)
+    ``tol``), so the answer is the one re-scoring the whole shortlist gives. That is the exact top k
+    of the catalogue unless the window fills the shortlist (``keep`` or more items within the float32
+    error of the k-th, as with exact ties): those rows' positions are returned, for the caller to
+    re-score over the whole window. So the answer does not depend on the float32 arithmetic
+    (kernels, BLAS threads, the partition's tie order). ``exact_src`` holds the item vectors in their
+    own precision (float32 or float64); each is widened to float64 exactly."""
+    n, width_all = short.shape
+    valid = short >= 0
+    if tol is not None and width_all > k:
+        f = np.where(valid, approx, -np.inf)
+        kth = np.partition(f, width_all - k, axis=1)[:, width_all - k]
+        need = valid & (f >= (kth - 2 * tol)[:, None])
+        # the items to re-score first in each row (in shortlist order), then -1
+        pick = np.argsort(~need, axis=1, kind="stable")
+        items = np.where(np.take_along_axis(need, pick, 1), np.take_along_axis(short, pick, 1), -1)
+        counts = need.sum(1)
+        # a full shortlist wholly inside the window may have left out items as good as its members
+        unsure = np.flatnonzero(counts == width_all)
+    else:
+        items, counts = np.where(valid, short, -1), valid.sum(1)
+        unsure = np.zeros(0, np.int64)
+    width = max(1, int(counts.max(initial=1)))
+    items = items[:, :width]
+    q64 = np.asarray(queries[rows], np.float64)
+    sc = np.full((n, width), -np.inf, np.float64)
+    dim = exact_src.shape[1]
+    for c0 in range(0, n, RESCORE_CHUNK):
+        w = max(1, int(counts[c0:c0 + RESCORE_CHUNK].max(initial=1)))
+        part = items[c0:c0 + RESCORE_CHUNK, :w]
+        prod = _buffer(scratch, "rescore", (len(part), w, dim), np.float64)
+        np.multiply(exact_src[np.maximum(part, 0)], q64[c0:c0 + RESCORE_CHUNK, None, :], out=prod)
+        sc[c0:c0 + RESCORE_CHUNK, :w] = prod.sum(-1)
+    sc = np.where(items >= 0, sc, -np.inf)
+    order = np.lexsort((np.where(items >= 0, items, np.iinfo(np.int64).max), -sc), axis=-1)[:, :k]
+    chosen = np.take_along_axis(items, order, 1)
+    chosen_sc = np.take_along_axis(sc, order, 1)
+    width = min(k, chosen.shape[1])
+    idx_out[rows, :width] = np.where(chosen[:, :width] >= 0, chosen[:, :width], -1)
+    sc_out[rows, :width] = np.where(chosen[:, :width] >= 0, chosen_sc[:, :width], -np.inf)
+    return unsure
 
 
 def _fetched_shortlist(index, queries: np.ndarray, rows: np.ndarray, kk: int, keep: int, cat: np.ndarray,
@@ -275,8 +339,10 @@ class _DenseScorer:
         self._pos: np.ndarray | None = None
         self._lock = threading.Lock()  # retrieve's threads share one scorer
 
-    def shortlist(self, queries: np.ndarray, rows: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's ``keep`` best eligible items (in no order) and their float32 scores."""
+    def shortlist(self, queries: np.ndarray, rows: np.ndarray, keep: int,
+                  scratch: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's ``keep`` best eligible items (in no order) and their float32 scores; the
+        products are written into the calling thread's ``scratch``."""
         n_cat = len(self.cat)
         padded = -(-n_cat // DENSE_GROUP) * DENSE_GROUP  # whole groups: padding columns score +inf
         with self._lock:
@@ -294,7 +360,8 @@ class _DenseScorer:
         for c0 in range(0, len(rows), step):
             part = rows[c0:c0 + step]
             # negated scores straight from the product (the partition wants the smallest first)
-            sc = np.negative(np.asarray(queries[part], dtype=np.float32)) @ self._vec.T
+            sc = _buffer(scratch, "dense", (len(part), padded), np.float32)
+            np.matmul(np.negative(np.asarray(queries[part], dtype=np.float32)), self._vec.T, out=sc)
             sc[:, n_cat:] = np.inf
             counts = np.array([len(self.exclude[i]) for i in part], np.int64)
             if counts.sum():

@@ -130,3 +130,66 @@ def test_rescoring_only_the_float32_window_gives_the_full_rescoring():
         r.TOLERANCE_FACTOR = old
     np.testing.assert_array_equal(got[0], full[0])
     np.testing.assert_array_equal(got[1], full[1])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "faiss"])
+def test_more_tied_items_than_the_shortlist_holds_still_give_the_exact_answer(backend):
+    """80 identical vectors (more than k + RESCORE_MARGIN) at the top of every list: which of them a
+    float32 shortlist keeps is the kernel's accident, so those rows are scored exactly; the answer is
+    the brute-force one (ties by item index) on any kernels and thread counts."""
+    rng = np.random.default_rng(11)
+    emb = rng.standard_normal((2000, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    dup = rng.choice(2000, 80, replace=False)
+    emb[dup] = emb[dup[0]]
+    queries = emb[dup[0]].astype(np.float64) + 0.05 * rng.standard_normal((64, 16))
+    exclude = [rng.choice(2000, size=int(s), replace=False) for s in rng.integers(0, 1500, 64)]
+    got, got_sc = retrieve(queries, emb, 10, exclude, batch_size=16, backend=backend)
+    for i in range(64):
+        s = (emb.astype(np.float64) * queries[i]).sum(1)
+        s[exclude[i]] = -np.inf
+        want = np.lexsort((np.arange(2000), -s))[:10]
+        np.testing.assert_array_equal(got[i], want, err_msg=f"query {i}")
+        np.testing.assert_array_equal(got_sc[i], s[want])
+
+
+def test_other_float32_arithmetic_within_the_error_bound_gives_the_same_answer(monkeypatch):
+    """Another machine's float32 kernels (or BLAS thread count) change shortlist scores by at most
+    the proven bound: perturbing every float32 score by up to that bound, on data full of exact ties
+    and near-ties, leaves the candidates and scores equal to the brute-force exact answer."""
+    import flexrec_bench.retrieval as r
+
+    rng = np.random.default_rng(5)
+    emb = rng.standard_normal((1500, 12)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    emb[300:360] = emb[0]  # 61 identical vectors
+    emb[400:420] = np.nextafter(emb[1], np.float32(2))  # near-ties, one ulp from item 1
+    queries = np.r_[emb[[0, 1]].astype(np.float64).repeat(20, 0) + 0.02 * rng.standard_normal((40, 12)),
+                    rng.standard_normal((40, 12))]
+    exclude = [rng.choice(1500, size=int(s), replace=False) for s in rng.integers(0, 1000, 80)]
+    bound = r.float32_tolerance(queries, emb) / r.TOLERANCE_FACTOR
+    noise = np.random.default_rng(6)
+
+    def jitter(rows, values):
+        return values + bound[rows][:, None] * noise.uniform(-1, 1, values.shape)
+
+    search, shortlist = r._NumpyIndex.search, r._DenseScorer.shortlist
+
+    def noisy_search(self, q, kk):
+        dist, local = search(self, q, kk)
+        rows = np.array([np.flatnonzero((queries.astype(np.float32) == row).all(1))[0] for row in q])
+        return jitter(rows, dist.astype(np.float64)), local
+
+    def noisy_shortlist(self, q, rows, keep, scratch):
+        out, approx = shortlist(self, q, rows, keep, scratch)
+        return out, np.where(np.isfinite(approx), jitter(rows, approx), approx)
+
+    monkeypatch.setattr(r._NumpyIndex, "search", noisy_search)
+    monkeypatch.setattr(r._DenseScorer, "shortlist", noisy_shortlist)
+    got, got_sc = retrieve(queries, emb, 10, exclude, batch_size=8, backend="numpy")
+    for i in range(80):
+        s = (emb.astype(np.float64) * queries[i]).sum(1)
+        s[exclude[i]] = -np.inf
+        want = np.lexsort((np.arange(1500), -s))[:10]
+        np.testing.assert_array_equal(got[i], want, err_msg=f"query {i}")
+        np.testing.assert_array_equal(got_sc[i], s[want])
