@@ -236,7 +236,9 @@ def candidate_recall(inst: Instances, positive: float) -> dict:
         if not len(pos):
             continue
         row = inst.candidates[i]
-        got = int(np.isin(row[row >= 0], pos).sum())  # a row's candidates are distinct
+        row = row[row >= 0]
+        at = np.minimum(np.searchsorted(pos, row), len(pos) - 1)  # pos is sorted; a row's candidates are distinct
+        got = int((pos[at] == row).sum())
         total, hit, with_pos, with_hit = total + len(pos), hit + got, with_pos + 1, with_hit + (got > 0)
     return {"held_out_positives": total, "retrieved": hit, "recall": round(hit / total, 6) if total else None,
             "instances_with_a_positive": with_pos,

@@ -38,6 +38,11 @@ def test_known_reads_like_the_dict_it_replaced():
     assert kn.at_least(4.0).tolist() == [2, 9] and dict(kn.without(np.array([5]))) == {2: 5.0, 9: 4.0}
     with pytest.raises(KeyError):
         kn[3]
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # without() against the set difference, for unsorted, repeated and empty drops
+        big = Known(rng.integers(0, 40, 30), rng.random(30))
+        drop = rng.integers(0, 60, int(rng.integers(0, 20)))
+        assert dict(big.without(drop)) == {i: v for i, v in dict(big).items() if i not in set(drop.tolist())}
 
 
 def test_observed_subsample_equals_a_lexsort_ranking():

@@ -69,8 +69,13 @@ class Known(Mapping):
         return self.items[self.signals >= threshold]
 
     def without(self, items: np.ndarray) -> Known:
-        """This mapping less ``items``."""
-        keep = ~np.isin(self.items, items)
+        """This mapping less ``items`` (one sort of ``items`` and a ``searchsorted``, not ``isin``'s
+        two ``unique`` calls: the build calls it once per held-out instance)."""
+        drop = np.sort(np.asarray(items, np.int64))
+        if not len(drop):
+            return Known(self.items, self.signals, presorted=True)
+        at = np.minimum(np.searchsorted(drop, self.items), len(drop) - 1)
+        keep = drop[at] != self.items
         return Known(self.items[keep], self.signals[keep], presorted=True)
 
 

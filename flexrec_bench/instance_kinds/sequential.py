@@ -306,8 +306,11 @@ class WindowCounter:
         per_item = max(1, min(self.span, len(ts) // self.n_items))  # buckets per item
         self.width = -(-self.span // per_item)  # seconds per bucket
         self.buckets = -(-self.span // self.width)
-        self.keys = idx * self.span + (ts - self.t0)  # item-major fine key, unsorted
-        self.cells = idx * self.buckets + (ts - self.t0) // self.width
+        # in place where it can be: each fresh 12.5M-row temporary costs its page faults
+        self.idx = idx
+        self.offset = ts - self.t0
+        self.cells = self.offset // self.width
+        self.cells += idx * self.buckets
         self.before = np.r_[0, np.cumsum(np.bincount(self.cells, minlength=self.n_items * self.buckets))]
 
     def _before(self, items: np.ndarray, t: np.ndarray, selected: np.ndarray) -> np.ndarray:
@@ -334,5 +337,6 @@ class WindowCounter:
         for q in (t, lo):
             b = q[valid] // self.width
             touched[(items[valid] * self.buckets + b)[b < self.buckets]] = True
-        selected = np.sort(self.keys[touched[self.cells]])
+        rows = touched[self.cells]
+        selected = np.sort(self.idx[rows] * self.span + self.offset[rows])  # item-major fine keys of those rows
         return np.where(valid, self._before(items, t, selected) - self._before(items, lo, selected), 0)
