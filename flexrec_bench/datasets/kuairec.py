@@ -98,19 +98,25 @@ def id_categorical(values: np.ndarray) -> pd.Categorical:
     the distinct ids as strings in lexicographic order, so sorting by it sorts as strings would.
     Non-negative ids below 50 million are coded by one counting pass (O(n + max id)), others by a sort."""
     values = np.asarray(values, np.int64)
-    if len(values) and values.min() >= 0 and values.max() < 50_000_000:
+    dense = bool(len(values)) and values.min() >= 0 and values.max() < 50_000_000
+    if dense:
         present = np.bincount(values) > 0
         uniq = np.flatnonzero(present)
-        lookup = np.zeros(len(present), np.int64)
-        lookup[uniq] = np.arange(len(uniq))
-        inv = lookup[values]
     else:
         uniq, inv = np.unique(values, return_inverse=True)
     names = uniq.astype(str)
     lex = np.argsort(names, kind="stable")
-    rank = np.empty_like(lex)
+    # the codes in the narrow type pandas would store them in, gathered once per row
+    code_type = np.int16 if len(uniq) < 2 ** 15 - 1 else np.int32 if len(uniq) < 2 ** 31 - 1 else np.int64
+    rank = np.empty(len(lex), code_type)
     rank[lex] = np.arange(len(lex))
-    return pd.Categorical.from_codes(rank[inv], categories=names[lex])
+    if dense:
+        lookup = np.zeros(len(present), code_type)
+        lookup[uniq] = rank
+        codes = lookup[values]
+    else:
+        codes = rank[inv]
+    return pd.Categorical.from_codes(codes, categories=names[lex])
 
 
 def read_captions(path: Path) -> dict[str, dict]:
@@ -163,7 +169,7 @@ def read_kuairec(raw_dir: Path | None) -> RawData:
     n0 = len(big["user_id"])
     ok = np.logical_and.reduce([_present(v) for v in big.values()])
     raw.count_skip("interactions with a missing timestamp or watch ratio", n0 - int(ok.sum()))
-    in_range = np.abs(big["timestamp"]) < MAX_TIMESTAMP
+    in_range = (big["timestamp"] < MAX_TIMESTAMP) & (big["timestamp"] > -MAX_TIMESTAMP)  # NaN: False, as abs() gave
     raw.count_skip("interactions with an infinite or out-of-range timestamp", int((ok & ~in_range).sum()))
     big = _rows(big, ok & in_range)
     small_ok = np.logical_and.reduce([_present(small[c]) for c in ("user_id", "video_id", "watch_ratio")])
