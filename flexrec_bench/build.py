@@ -37,6 +37,7 @@ from .paths import embedding_cache_dir
 from .publish import fault, locked, new_tmp_dir, publish, recover
 from .paths import raw_dir as default_raw_dir
 from .instance_kinds import Instances, InstanceKind, get_instance_kind
+from .instance_kinds.base import in_sorted
 from .instance_kinds.sequential import WindowCounter
 
 MANIFEST_SCHEMA_VERSION = 3
@@ -236,9 +237,7 @@ def candidate_recall(inst: Instances, positive: float) -> dict:
         if not len(pos):
             continue
         row = inst.candidates[i]
-        row = row[row >= 0]
-        at = np.minimum(np.searchsorted(pos, row), len(pos) - 1)  # pos is sorted; a row's candidates are distinct
-        got = int((pos[at] == row).sum())
+        got = int(in_sorted(pos, row[row >= 0])[1].sum())  # pos is sorted; a row's candidates are distinct
         total, hit, with_pos, with_hit = total + len(pos), hit + got, with_pos + 1, with_hit + (got > 0)
     return {"held_out_positives": total, "retrieved": hit, "recall": round(hit / total, 6) if total else None,
             "instances_with_a_positive": with_pos,

@@ -101,6 +101,9 @@ RETRIEVE_THREADS = min(4, os.cpu_count() or 1)
 #: queries re-scored together (memory: chunk x (k + margin) x dim float64; ours: small enough to stay
 #: in cache, benchmarks/bench_speed.py measured 32 2.6x faster than 256 with the same bits)
 RESCORE_CHUNK = 32
+#: float64 products held at once by the re-scoring (ours: 4 MB, 32 rows of windows up to 42 items at dim
+#: 384; a wider window, as when many items tie, re-scores fewer rows at a time)
+RESCORE_CELLS = 1 << 19
 
 
 def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.ndarray],
@@ -134,28 +137,6 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
     # how far a float32 shortlist score may lie from the exact one (None: unknown, rescore it all)
     tol = None if backend == "faiss-gpu" else float32_tolerance(queries, cat_emb)
 
-    def widened(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every eligible item within twice the float32 error bound of each row's k-th float32
-        score (a shortlist that cannot have cut a tie or near-tie of the k-th in two)."""
-        short_parts, approx_parts = [], []
-        for c0 in range(0, len(rows), WIDEN_CHUNK):
-            part = rows[c0:c0 + WIDEN_CHUNK]
-            f = (np.asarray(queries[part], np.float32) @ np.asarray(cat_emb, np.float32).T).astype(np.float64)
-            for j, i in enumerate(part):
-                f[j, np.isin(cat, exclude[i])] = -np.inf
-            kk = min(k, f.shape[1])
-            kth = np.partition(f, f.shape[1] - kk, axis=1)[:, f.shape[1] - kk]
-            band = np.isfinite(f) & (f >= (kth - 2 * tol[part])[:, None])
-            pick = np.argsort(~band, axis=1, kind="stable")[:, :max(1, int(band.sum(1).max()))]
-            keep_it = np.take_along_axis(band, pick, 1)
-            short_parts.append(np.where(keep_it, cat[pick], -1))
-            approx_parts.append(np.where(keep_it, np.take_along_axis(f, pick, 1), -np.inf))
-        width = max(x.shape[1] for x in short_parts)
-        short = np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=-1) for x in short_parts])
-        approx = np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=-np.inf)
-                                 for x in approx_parts])
-        return short, approx
-
     def run(part: np.ndarray) -> None:  # one thread's queries, sorted by exclusion count
         scratch: dict = {}  # this thread's reusable buffers
         for start in range(0, len(part), batch_size):
@@ -167,9 +148,12 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
                 short, approx = _fetched_shortlist(index, queries, rows, kk, keep, cat, exclude, n_excl, len(emb))
             unsure = _rescore(short, approx, None if tol is None else tol[rows], rows, queries, exact_src, k,
                               idx_out, sc_out, scratch)
-            if len(unsure):  # the window filled the shortlist: widen it to the whole window, re-score all of it
-                short, approx = widened(rows[unsure])
-                _rescore(short, approx, None, rows[unsure], queries, exact_src, k, idx_out, sc_out, scratch)
+            # the window filled the shortlist: those rows shortlist the whole catalogue, and the same
+            # window then picks every item within the bound of the k-th
+            for c0 in range(0, len(unsure), WIDEN_CHUNK):
+                wide = rows[unsure[c0:c0 + WIDEN_CHUNK]]
+                short, approx = dense.shortlist(queries, wide, len(cat), scratch)
+                _rescore(short, approx, tol[wide], wide, queries, exact_src, k, idx_out, sc_out, scratch)
 
     # numpy's partition and elementwise loops run on one core and release the GIL: threads split the
     # queries (interleaved, so each gets light and heavy ones); rows are independent, so the result
@@ -189,7 +173,7 @@ def retrieve(queries: np.ndarray, emb: np.ndarray, k: int, exclude: Sequence[np.
     return idx_out, sc_out
 
 
-#: rows whose shortlist is widened together (float32 scores over the whole catalogue: chunk x items)
+#: rows whose shortlist is widened to the whole catalogue together (memory: chunk x items x 16 bytes)
 WIDEN_CHUNK = 256
 #: safety factor on the float32 error bound that decides which shortlisted items are re-scored (ours)
 TOLERANCE_FACTOR = 2.0
@@ -252,12 +236,16 @@ def _rescore(short: np.ndarray, approx: np.ndarray, tol: np.ndarray | None, rows
     q64 = np.asarray(queries[rows], np.float64)
     sc = np.full((n, width), -np.inf, np.float64)
     dim = exact_src.shape[1]
-    for c0 in range(0, n, RESCORE_CHUNK):
+    c0 = 0
+    while c0 < n:  # RESCORE_CHUNK rows at a time, fewer where a wide window would pass RESCORE_CELLS
         w = max(1, int(counts[c0:c0 + RESCORE_CHUNK].max(initial=1)))
-        part = items[c0:c0 + RESCORE_CHUNK, :w]
+        step = max(1, min(RESCORE_CHUNK, RESCORE_CELLS // (w * dim)))
+        w = max(1, int(counts[c0:c0 + step].max(initial=1)))
+        part = items[c0:c0 + step, :w]
         prod = _buffer(scratch, "rescore", (len(part), w, dim), np.float64)
-        np.multiply(exact_src[np.maximum(part, 0)], q64[c0:c0 + RESCORE_CHUNK, None, :], out=prod)
-        sc[c0:c0 + RESCORE_CHUNK, :w] = prod.sum(-1)
+        np.multiply(exact_src[np.maximum(part, 0)], q64[c0:c0 + step, None, :], out=prod)
+        sc[c0:c0 + step, :w] = prod.sum(-1)
+        c0 += step
     sc = np.where(items >= 0, sc, -np.inf)
     order = np.lexsort((np.where(items >= 0, items, np.iinfo(np.int64).max), -sc), axis=-1)[:, :k]
     chosen = np.take_along_axis(items, order, 1)

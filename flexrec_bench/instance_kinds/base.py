@@ -22,6 +22,16 @@ if TYPE_CHECKING:  # the build config and dataset spec are only type hints here
     from ..embed import Embedder
 
 
+def in_sorted(sorted_values: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``values``: its position in ``sorted_values`` (clipped to the last) and whether it
+    is there; one ``searchsorted``, no ``isin`` (which runs two ``unique`` calls)."""
+    values = np.asarray(values)
+    if not len(sorted_values):
+        return np.zeros(values.shape, np.int64), np.zeros(values.shape, bool)
+    pos = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return pos, sorted_values[pos] == values
+
+
 class Known(Mapping):
     """The held-out signals of one instance, item index -> signal, as two arrays sorted by item (a
     read-only mapping, so code that reads a dict reads it too, while the build's hot paths look items
@@ -58,10 +68,8 @@ class Known(Mapping):
         """The signal of each of ``items`` (NaN where unknown)."""
         items = np.asarray(items, np.int64)
         out = np.full(items.shape, np.nan)
-        if len(self.items):
-            pos = np.minimum(np.searchsorted(self.items, items), len(self.items) - 1)
-            hit = self.items[pos] == items
-            out[hit] = self.signals[pos[hit]]
+        pos, hit = in_sorted(self.items, items)
+        out[hit] = self.signals[pos[hit]]
         return out
 
     def at_least(self, threshold: float) -> np.ndarray:
@@ -69,13 +77,8 @@ class Known(Mapping):
         return self.items[self.signals >= threshold]
 
     def without(self, items: np.ndarray) -> Known:
-        """This mapping less ``items`` (one sort of ``items`` and a ``searchsorted``, not ``isin``'s
-        two ``unique`` calls: the build calls it once per held-out instance)."""
-        drop = np.sort(np.asarray(items, np.int64))
-        if not len(drop):
-            return Known(self.items, self.signals, presorted=True)
-        at = np.minimum(np.searchsorted(drop, self.items), len(drop) - 1)
-        keep = drop[at] != self.items
+        """This mapping less ``items`` (the build calls it once per held-out instance)."""
+        keep = ~in_sorted(np.sort(np.asarray(items, np.int64)), self.items)[1]
         return Known(self.items[keep], self.signals[keep], presorted=True)
 
 
