@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .metrics import discounts, per_instance_scores
+from .metrics import expected_random_ndcg, per_instance_scores
 
 P_THRESHOLD = 1e-4       #: chi-square p-value below which position predicts the best candidate
 NDCG_MARGIN = 0.03       #: largest |NDCG@10(order) - NDCG@10(random)| tolerated
@@ -84,7 +84,7 @@ def _pooled(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.
     return np.array(obs), np.array(exp)
 
 
-def _rank_by(values: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def rank_by(values: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Candidate positions by descending ``values`` (ties in random order), -1 on padding."""
     keys = np.where(mask, values, -np.inf)
     order = np.lexsort((rng.random(keys.shape), -keys), axis=1)
@@ -130,11 +130,7 @@ def audit_arrays(relevance: np.ndarray, mask: np.ndarray, seed: int = 0,
     name = f"ndcg@{AUDIT_K}"
     s_pres = per_instance_scores(presented, rel, rel > 0, (name,))[name]
     s_rev = per_instance_scores(reverse, rel, rel > 0, (name,))[name]
-    disc = discounts(k)
-    cut = np.minimum(AUDIT_K, nv)
-    disc_sum = np.array([disc[:c].sum() for c in cut])
-    ideal = np.sort(rel, axis=1)[:, ::-1][:, :AUDIT_K] @ disc[:min(AUDIT_K, k)]
-    s_rand = rel.sum(1) / nv * disc_sum / ideal
+    s_rand = expected_random_ndcg(rel, nv, AUDIT_K)
     res.ndcg_presented, res.ndcg_reversed, res.ndcg_random = (float(s_pres.mean()), float(s_rev.mean()),
                                                               float(s_rand.mean()))
     if p < P_THRESHOLD:
@@ -148,10 +144,10 @@ def audit_arrays(relevance: np.ndarray, mask: np.ndarray, seed: int = 0,
                                f"{float(s_rand.mean()):.3f} (gap {gap:+.3f}, "
                                f"{f'{abs(gap) / se:.1f} s.e.' if se > 0 else 'no spread'})")
     m_info = mask[info]
-    oracle = float(per_instance_scores(_rank_by(rel, m_info, rng), rel, rel > 0, (name,))[name].mean())
+    oracle = float(per_instance_scores(rank_by(rel, m_info, rng), rel, rel > 0, (name,))[name].mean())
     for col, values in sorted((columns or {}).items()):
         v = np.nan_to_num(np.asarray(values, np.float64)[info], nan=0.0, posinf=0.0, neginf=0.0)
-        best = max(float(per_instance_scores(_rank_by(sign * v, m_info, rng), rel, rel > 0, (name,))[name].mean())
+        best = max(float(per_instance_scores(rank_by(sign * v, m_info, rng), rel, rel > 0, (name,))[name].mean())
                    for sign in (1.0, -1.0))
         res.ndcg_by_column[col] = best
         if best >= COLUMN_SOLVES * oracle:
@@ -180,26 +176,53 @@ def audit_table(table, seed: int = 0, columns: tuple[str, ...] = ()) -> SplitAud
     return audit_arrays(rel, mask, seed, cols)
 
 
-def summarize_audit(results: dict[str, dict[str, SplitAudit]]) -> dict:
-    """The manifest's ``audit`` entry: the verdict, the rule, and every split's figures."""
+def summarize_audit(results: dict[str, dict[str, SplitAudit]], formula: dict[str, dict] | None = None) -> dict:
+    """The manifest's ``audit`` entry: the verdict, the rule, every split's figures, and each need's
+    formula audit (flexrec_bench.formula_audit; a need solvable from what the ranker is shown is
+    listed, not flagged as a leak)."""
+    from .formula_audit import SOLVABLE
+
     flagged = [f"{need}/{split}" for need, by in results.items() for split, a in by.items() if a.leak]
+    formula = formula or {}
     return {"leak_free": not flagged, "flagged": flagged, "rule": RULE,
-            "needs": {need: {split: asdict(a) for split, a in by.items()} for need, by in results.items()}}
+            "solvable_from_shown": [n for n, f in formula.items() if f.get("solvable")],
+            "formula_rule": f"a need is solvable from what the ranker is shown when a ranker fitted on the train split "
+                            f"from shown features reaches {SOLVABLE:g} of the oracle's NDCG@{AUDIT_K} on test "
+                            f"(not a leak of order)",
+            "needs": {need: {split: asdict(a) for split, a in by.items()} for need, by in results.items()},
+            "formula": formula}
 
 
 def audit_build(data_dir, dataset: str, seed: int = 0) -> dict:
-    """Audit every need and split of a built dataset (what ``flexrec-bench audit`` runs)."""
+    """Audit every need and split of a built dataset (what ``flexrec-bench audit`` runs), with each
+    need's formula audit."""
+    from .formula_audit import formula_audit, shown_inputs
+    from .labeling import make_need
     from .splits import SPLITS, load_manifest, load_split
 
     manifest = load_manifest(data_dir, dataset)
     out: dict[str, dict[str, SplitAudit]] = {}
+    formula: dict[str, dict] = {}
     for need in manifest["needs"]:
         out[need] = {}
+        loaded = {}
         for split in SPLITS:
-            s = load_split(data_dir, dataset, need, split)
+            s = loaded[split] = load_split(data_dir, dataset, need, split)
             cols = {c: s.candidate_column(c) for c in s.ranker_columns}
             out[need][split] = audit_arrays(s.relevance, s.mask, seed, cols)
-    return summarize_audit(out)
+        items = loaded["train"].items
+        topics = dict(zip(items["item_id"], map(frozenset, items["topics"]))) if "topics" in items else {}
+        counts = dict(zip(items["item_id"], items["train_count"])) if "train_count" in items else {}
+        shown = [c for c in loaded["train"].ranker_columns if c != "retrieval_scores"]
+        inputs = {split: shown_inputs(loaded[split].frame, shown, topics, counts) for split in ("train", "test")}
+        spec = manifest["needs"][need]
+        try:
+            obj = make_need(need, spec.get("config") or {})
+        except Exception:  # a need this install does not know (a plugin's): the ceiling without its formula
+            obj = None
+        formula[need] = formula_audit(inputs["train"], inputs["test"], obj, loaded["train"].signal_kind,
+                                      seed=seed)
+    return summarize_audit(out, formula)
 
 
 def format_audit(summary: dict) -> str:
@@ -218,4 +241,31 @@ def format_audit(summary: dict) -> str:
                          f"{f(a['ndcg_reversed']):>8} {f(a['ndcg_random']):>7}  {best:>22}  "
                          f"{'LEAK: ' + '; '.join(a['reasons']) if a['leak'] else 'ok'}")
     lines.append("leak-free" if summary["leak_free"] else f"LEAKS in {', '.join(summary['flagged'])}")
+    lines += format_formula(summary.get("formula") or {})
     return "\n".join(lines)
+
+
+def format_formula(formula: dict[str, dict]) -> list[str]:
+    """The formula audit's table: NDCG@10 on test of random, popularity, the retrieval score, the
+    shown columns, the fitted rankers (the ceiling is the better) and the oracle."""
+    if not formula:
+        return []
+    from .formula_audit import SOLVABLE
+
+    lines = ["", f"formula audit (rankers fitted on train from what a ranker is shown, NDCG@{AUDIT_K} on test; "
+                 f"solvable at {SOLVABLE:g} of the oracle):",
+             f"{'need':<9} {'tested':>6} {'random':>7} {'popular':>7} {'retr.':>7} {'linear':>7} {'boosted':>7} "
+             f"{'oracle':>7} {'ceiling':>8}  label formula on shown inputs"]
+    for need, f in formula.items():
+        sc = f.get("scores")
+        if not sc:
+            lines.append(f"{need:<9} {f.get('instances', 0):>6}  - ({f.get('why', 'not run')})")
+            continue
+        lf = f.get("label_formula") or {}
+        lab = (f"reproduces {lf['match']:.3f} of instances, NDCG@{AUDIT_K} {lf.get(f'ndcg@{AUDIT_K}', float('nan')):.3f}"
+               if lf.get("evaluated") else "not a formula of shown inputs" if lf else "-")
+        lines.append(f"{need:<9} {f['instances']:>6} {sc['random']:>7.3f} {sc['popularity']:>7.3f} "
+                     f"{sc['retrieval_scores']:>7.3f} {sc['linear']:>7.3f} {sc['boosted']:>7.3f} {sc['oracle']:>7.3f} "
+                     f"{f['formula_ceiling']:>8.3f}  {lab}"
+                     + ("  SOLVABLE from what the ranker is shown" if f["solvable"] else ""))
+    return lines

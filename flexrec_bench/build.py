@@ -109,7 +109,10 @@ def _build(cfg: BuildConfig, progress: bool, device: str | None, background: Thr
     needs: list[Need] = [make_need(n, cfg.need_options.get(n, {})) for n in cfg.needs]
     for need in needs:
         if spec.signal_kind not in need.signal_kinds:
-            raise FlexRecError(f"need {need.name!r} cannot label {spec.name} (signal {spec.signal_kind}); "
+            reading = cfg.need_options.get(need.name, {}).get("relevance")
+            why = (f" (--need-option {need.name}.relevance={reading} reads a held-out user signal, which {spec.name} "
+                   f"has none of; allowed: paper, heldout)" if reading else "")
+            raise FlexRecError(f"need {need.name!r} cannot label {spec.name} (signal {spec.signal_kind}){why}; "
                                f"{spec.name} supports: {', '.join(spec.default_needs)}")
     timer = _Timer()
     with timer.stage("read"):
@@ -149,26 +152,30 @@ def _build(cfg: BuildConfig, progress: bool, device: str | None, background: Thr
             counter = task.window_counts(inter, item_index)
             counts: dict[str, dict[str, int]] = {}
             audits: dict[str, dict[str, SplitAudit]] = {}
+            formulas: dict[str, dict] = {}
             labels = hashlib.sha256()
             with timer.stage("label+write"):
                 contexts = {split: _label_context(inst, spec, item_topics, counter) for split, inst in splits.items()}
                 ids = items["item_id"].to_numpy()
+                train_counts = _train_counts(items, inter)
                 for need in tqdm(needs, desc="label needs", disable=not progress):
                     counts[need.name], audits[need.name] = {}, {}
+                    tables = {}
                     for split, inst in splits.items():
-                        table = _label_table(need, inst, contexts[split], ids)
+                        table = tables[split] = _label_table(need, inst, contexts[split], ids)
                         write_parquet_atomic(tmp / need.name / f"{split}.parquet", table)
                         counts[need.name][split] = table.num_rows
                         labels.update(f"{need.name}/{split}\n".encode())
                         labels.update(label_digest(table).encode())
                         audits[need.name][split] = audit_table(table, cfg.seed,
                                                                ("retrieval_scores", *shown_columns(table)))
-                write_parquet_atomic(tmp / "items.parquet", _items_table(items, inter))
+                    formulas[need.name] = _formula_audit(need, tables, ids, item_topics, train_counts, spec, cfg.seed)
+                write_parquet_atomic(tmp / "items.parquet", _items_table(items, train_counts))
                 written.result()
                 with writing(final):
                     np.save(tmp / "embeddings.npy", emb, allow_pickle=False)
                 manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, provenance,
-                                     emb.shape[1], labels.hexdigest(), summarize_audit(audits), quality,
+                                     emb.shape[1], labels.hexdigest(), summarize_audit(audits, formulas), quality,
                                      source_hashes.result())
                 write_json_atomic(tmp / "manifest.json", manifest)
             fault("build:written")
@@ -303,13 +310,29 @@ def _label_table(need: Need, inst: Instances, ctx: LabelContext, ids: np.ndarray
     })
 
 
-def _items_table(items: pd.DataFrame, inter: pd.DataFrame) -> pa.Table:
+def _formula_audit(need: Need, tables: dict[str, pa.Table], ids: np.ndarray, item_topics, train_counts: np.ndarray,
+                   spec: DatasetSpec, seed: int) -> dict:
+    """The need's formula audit (flexrec_bench.formula_audit) on the tables just labelled."""
+    from .formula_audit import formula_audit, shown_inputs
+
+    if not {"train", "test"} <= set(tables):
+        return {"formula_ceiling": None, "solvable": False, "why": "the build has no train and test split"}
+    topics = dict(zip(ids.tolist(), item_topics))
+    popularity = dict(zip(ids.tolist(), train_counts.tolist()))
+    inputs = {split: shown_inputs(tables[split].select(["candidates", "retrieval_scores", "relevance", "relevant",
+                                                        "history", *shown_columns(tables[split])]).to_pydict(),
+                                  shown_columns(tables[split]), topics, popularity)
+              for split in ("train", "test")}
+    return formula_audit(inputs["train"], inputs["test"], need, spec.signal_kind, spec.topic_name, seed)
+
+
+def _items_table(items: pd.DataFrame, train_counts: np.ndarray) -> pa.Table:
     return pa.table({
         "item_id": pa.array(items["item_id"].tolist(), pa.string()),
         "title": pa.array(items["title"].tolist(), pa.string()),
         "text": pa.array(items["text"].tolist(), pa.string()),
         "topics": pa.array([list(t) for t in items["topics"]], pa.list_(pa.string())),
-        "train_count": pa.array(_train_counts(items, inter), pa.int64()),
+        "train_count": pa.array(train_counts, pa.int64()),
     })
 
 
@@ -386,7 +409,7 @@ def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, 
         "skipped": dict(sorted(raw.skipped.items())),
         "candidate_quality": quality,
         "audit": audit,
-        "needs": {n.name: {"instruction": n.instruction, "label_source": n.label_source, "config": n.config(),
+        "needs": {n.name: {"instruction": n.instruction, "label_source": n.describe(), "config": n.config(),
                            "prompt": n.prompt_spec(spec.topic_name)}
                   for n in needs},
     }

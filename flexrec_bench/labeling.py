@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
 import numpy as np
@@ -65,8 +65,33 @@ class Need(ABC):
         return {}
 
     def config(self) -> dict:
-        return asdict(self) if hasattr(self, "__dataclass_fields__") else {}
+        """The need's resolved parameters (the manifest's ``needs.<need>.config`` and a fingerprint
+        input). A field declared with ``metadata={OMIT_DEFAULT: True}`` (a reading added after builds
+        were registered) appears only when set to another value than its default, so that adding it
+        moves no existing build's fingerprint."""
+        if not hasattr(self, "__dataclass_fields__"):
+            return {}
+        out = asdict(self)
+        for f in fields(self):
+            if f.metadata.get(OMIT_DEFAULT) and out.get(f.name) == f.default:
+                out.pop(f.name)
+        return out
 
+    def describe(self) -> str:
+        """Where this configured need's label comes from (the manifest's ``label_source``): the class's
+        ``label_source`` unless an option changes the reading."""
+        return self.label_source
+
+    def reads_only_shown(self) -> bool:
+        """Whether :meth:`label` reads nothing a ranker is not shown: the retrieval similarity
+        (``retrieval_scores``), the topics of the history and candidates, and the columns the
+        prompt shows. Such a need's label is a *formula* of what the ranker receives, and the audit
+        evaluates it on the shipped inputs (flexrec_bench.formula_audit). False by default."""
+        return False
+
+
+#: dataclass field metadata key: leave the field out of :meth:`Need.config` while it holds its default
+OMIT_DEFAULT = "omit_default"
 
 NEEDS: Registry[type[Need]] = Registry("need", entry_point_group="flexrec_bench.needs")
 #: the needs shipped with flexrec-bench, by name (found from a plain source checkout as well as through

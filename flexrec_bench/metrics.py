@@ -29,6 +29,19 @@ def discounts(k: int) -> np.ndarray:
     return 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
 
 
+def expected_random_ndcg(relevance: np.ndarray, nvalid: np.ndarray, k: int) -> np.ndarray:
+    """Per instance, the exact expectation of NDCG@k under a uniformly random ranking of its
+    ``nvalid`` candidates: mean(rel) * sum_{r<=min(k, nvalid)} 1/log2(r+1) / IDCG@k (NaN where the
+    ideal DCG is 0)."""
+    disc = discounts(relevance.shape[1])
+    cut = np.minimum(k, nvalid)
+    disc_sum = np.cumsum(disc)[np.maximum(cut - 1, 0)]
+    ideal = np.sort(relevance, axis=1)[:, ::-1][:, :k] @ disc[:min(k, relevance.shape[1])]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ideal > 0, relevance.sum(1) / np.maximum(nvalid, 1) * disc_sum / np.where(ideal > 0, ideal, 1.0),
+                        np.nan)
+
+
 def per_instance_scores(order: np.ndarray, relevance: np.ndarray, relevant: np.ndarray,
                         metrics: tuple[str, ...] = DEFAULT_METRICS) -> dict[str, np.ndarray]:
     """Score rankings. ``order``: (n, K) candidate positions, best first, -1 for padding slots.

@@ -8,6 +8,9 @@ import numpy as np
 from flexrec_bench.signals import POSITIVE_SIGNAL
 from flexrec_bench.labeling import LabelContext, Labels, Need
 
+#: how niche and trend read their relevance term (``--need-option niche.relevance=heldout``)
+RELEVANCE_READINGS = ("paper", "heldout")
+
 
 @dataclass
 class InterestNeed(Need):
@@ -46,3 +49,20 @@ class InterestNeed(Need):
             raise ValueError(f"interest cannot label signal kind {ctx.signal_kind!r}")
         rel = np.where(observed, rel, 0.0).astype(np.float32)
         return Labels(rel, relevant, observed)
+
+
+def check_reading(need: str, relevance: str) -> None:
+    """Refuse an unknown ``relevance=`` reading, naming the need, the option and the allowed values."""
+    if relevance not in RELEVANCE_READINGS:
+        raise ValueError(f"{need} relevance must be one of {', '.join(RELEVANCE_READINGS)} "
+                         f"(--need-option {need}.relevance=...), got {relevance!r}")
+
+
+def heldout_gain(ctx: LabelContext) -> Labels:
+    """The held-out reading's relevance term (ours, ``relevance=heldout``): what the user did after the
+    query time, exactly as the interest need labels it (its gain, its positives, unrated candidates 0
+    and unobserved)."""
+    if ctx.signal_kind not in InterestNeed.signal_kinds:
+        raise ValueError(f"relevance=heldout needs a held-out user signal ({', '.join(InterestNeed.signal_kinds)}), "
+                         f"not {ctx.signal_kind!r}")
+    return InterestNeed().label(ctx)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
-from flexrec_bench.labeling import LabelContext, Labels, Need, minmax
+from flexrec_bench.labeling import OMIT_DEFAULT, LabelContext, Labels, Need, minmax
+
+from .interest import check_reading, heldout_gain
 
 #: what ``rule`` may be: when a candidate counts as niche (its topics against the history's)
 NICHE_RULES = ("some_unseen", "none_seen", "share_unseen")
@@ -36,6 +38,12 @@ class NicheNeed(Need):
 
     The earlier default (the paper's literal rule with a min-max base) is
     ``rule=none_seen, base=minmax, bonus=2, relevant=above_bound``.
+
+    ``relevance="heldout"`` (ours, beside the paper's reading): the base is what the user did after
+    the query time, the interest need's gain (unrated candidates 0, unobserved), instead of the
+    similarity the ranker is shown; the bonus keeps its role: rel = gain * (1 + bonus * niche) /
+    (1 + bonus); relevant: the user's held-out positives that are niche. Under the paper's reading
+    the label is a formula of what a ranker receives (the retrieval score and the shown topics).
     """
 
     name: ClassVar[str] = "niche"
@@ -50,8 +58,14 @@ class NicheNeed(Need):
     rule: str = "some_unseen"
     base: str = "cosine"
     relevant: str = "niche"
+    #: "paper": base relevance from the retrieval similarity; "heldout": from the user's later signal (ours)
+    relevance: str = field(default="paper", metadata={OMIT_DEFAULT: True})
+
+    heldout_label_source: ClassVar[str] = ("held-out (ours): the user's later signal (interest gain, unrated 0) x a "
+                                           "bonus for candidates with a topic the history does not show")
 
     def __post_init__(self) -> None:
+        check_reading("niche", self.relevance)
         for name, allowed in (("rule", NICHE_RULES), ("base", NICHE_BASES), ("relevant", NICHE_RELEVANT)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"niche {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -74,10 +88,20 @@ class NicheNeed(Need):
                     out[i, j] = unseen / len(t)
         return out
 
+    def describe(self) -> str:
+        return self.heldout_label_source if self.relevance == "heldout" else self.label_source
+
+    def reads_only_shown(self) -> bool:
+        return self.relevance == "paper"
+
     def label(self, ctx: LabelContext) -> Labels:
+        niche = self.niche_degree(ctx)
+        if self.relevance == "heldout":
+            held = heldout_gain(ctx)
+            rel = np.where(ctx.mask, held.relevance * (1.0 + self.bonus * niche) / (1.0 + self.bonus), 0.0)
+            return Labels(rel, held.relevant & (niche > 0), held.observed)
         sim = ctx.similarity.astype(np.float64)
         base = minmax(sim, ctx.mask) if self.base == "minmax" else np.clip(sim, 0.0, None)
-        niche = self.niche_degree(ctx)
         rel = np.where(ctx.mask, base * (1.0 + self.bonus * niche) / (1.0 + self.bonus), 0.0)
         if self.relevant == "niche":
             relevant = ctx.mask & (niche > 0) & (base > 0)

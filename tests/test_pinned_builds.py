@@ -58,7 +58,7 @@ def test_a_build_that_computes_its_embeddings_says_so(tmp_path):
     r = runner.invoke(app, ["build-data", "--dataset", "ml-1m", "--raw-dir", str(raw), "--out", str(tmp_path / "o"),
                             "--embeddings", "local", *small])
     assert r.exit_code == 0, r.output
-    assert r.output.rstrip().splitlines()[-2].strip() == ("embeddings computed on this machine: the fingerprint is "
+    assert r.output.rstrip().splitlines()[-3].strip() == ("embeddings computed on this machine: the fingerprint is "
                                                          "machine-specific")
     m = json.loads((tmp_path / "o" / "ml-1m" / "manifest.json").read_text())
     assert m["embedder"]["machine_specific"] and m["embedder"]["note"].startswith("embeddings computed on this machine")

@@ -152,6 +152,18 @@ def build_data_cmd(cfg: BuildConfig, device: str = "auto", quiet: bool = False) 
     typer.echo(f"  {emb['note']}" + (f" ({emb['artifact']['file']})" if emb["artifact"] and not emb["machine_specific"]
                                      else ""))
     typer.echo(_registered_line(dataset, m["fingerprint"]))
+    typer.echo(_ceiling_line(m))
+
+
+def _ceiling_line(manifest: dict) -> str:
+    """The build's last line: each need's formula ceiling (NDCG@10 on test of the best ranker of
+    shown inputs, flexrec_bench.formula_audit) and the candidate recall that caps every metric."""
+    from ..formula_audit import solvable_line
+
+    recall = (manifest.get("candidate_quality") or {}).get("test", {}).get("recall")
+    formula = (manifest.get("audit") or {}).get("formula") or {}
+    return (f"  formula ceiling NDCG@10 (test): {solvable_line(formula) or '-'}; candidate recall (test): "
+            f"{'-' if recall is None else f'{recall:.3f}'} of held-out positives among the candidates")
 
 
 def _registered_line(dataset: str, fingerprint: str) -> str:
@@ -173,7 +185,9 @@ def audit_cmd(
     data: DataOpt = Path("data"),
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the full audit as JSON here")] = None,
 ) -> None:
-    """Leak audit: does the presented candidate order predict the labels? Exits 1 if it does."""
+    """Leak audit: does the presented candidate order predict the labels? Exits 1 if it does. Also
+    each need's formula ceiling: how far rankers fitted on what a ranker is shown get (a need they
+    solve is reported as solvable from what the ranker is shown, not as a leak)."""
     from ..audit import audit_build, format_audit
     from ..io import write_json_atomic
 
