@@ -135,7 +135,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
         try:
             write_parquet_atomic(tmp / "rankings.parquet", table)
             res = ResultsFile(
-                model=ModelInfo(**ranker.info(), variant=cfg.variant, display_name=cfg.name),
+                model=ModelInfo(**ranker.info(), variant=cfg.variant, display_name=cfg.name,
+                                reads=ranker.inputs_read(split)),
                 dataset=DatasetInfo(name=cfg.dataset, fingerprint=split.fingerprint, split=cfg.split, need=cfg.need,
                                     instances=len(split)),
                 metrics=report.metrics,

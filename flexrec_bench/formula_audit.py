@@ -22,7 +22,7 @@ tried: the two fitted ones, popularity and each shipped column.) A need whose ce
 oracle's is *solvable from what the ranker is shown*: not a leak of order (the build is not
 flagged), but a leaderboard on it rewards whoever types the formula.
 
-When a need declares that its label reads only shown inputs (:meth:`Need.reads_only_shown`), the
+When a need declares that its label reads only shown inputs (:meth:`Need.label_inputs`), the
 audit also evaluates the label rule itself on the shipped inputs and reports the share of instances
 it reproduces exactly (``label_formula.match``).
 
@@ -210,7 +210,8 @@ def formula_audit(train: ShownInputs, test: ShownInputs, need: Need | None = Non
 def label_formula(need: Need, inp: ShownInputs, signal_kind: str, topic_name: str,
                   rng: np.random.Generator) -> dict:
     """The need's own label rule evaluated on the shown inputs, when it reads nothing else."""
-    res: dict = {"declared": need.describe(), "evaluated": need.reads_only_shown()}
+    res: dict = {"declared": need.describe(), "inputs": list(need.label_inputs()),
+                 "evaluated": bool(need.label_inputs())}
     if not res["evaluated"]:
         res["why"] = "the label reads what the user did after the query time, which no ranker is shown"
         return res

@@ -82,12 +82,14 @@ class Need(ABC):
         ``label_source`` unless an option changes the reading."""
         return self.label_source
 
-    def reads_only_shown(self) -> bool:
-        """Whether :meth:`label` reads nothing a ranker is not shown: the retrieval similarity
-        (``retrieval_scores``), the topics of the history and candidates, and the columns the
-        prompt shows. Such a need's label is a *formula* of what the ranker receives, and the audit
-        evaluates it on the shipped inputs (flexrec_bench.formula_audit). False by default."""
-        return False
+    def label_inputs(self) -> tuple[str, ...]:
+        """The shown inputs :meth:`label` reads, when it reads nothing a ranker is not shown (the
+        retrieval similarity ``retrieval_scores``, ``topics`` of the history and candidates, the
+        columns the prompt shows such as ``recent_count``); empty when it reads anything else (the
+        user's later signal). A need with inputs here has a label that is a *formula* of what the
+        ranker receives: the audit evaluates it on the shipped inputs (flexrec_bench.formula_audit)
+        and the board marks entries that read them."""
+        return ()
 
 
 #: dataclass field metadata key: leave the field out of :meth:`Need.config` while it holds its default

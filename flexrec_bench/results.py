@@ -35,6 +35,10 @@ class ModelInfo(_Strict):
                                                           "(the same model with other options is another entry)")
     display_name: str | None = Field(default=None, description="name shown on the leaderboard (eval --name)")
     config: dict = Field(default_factory=dict, description="resolved ranker configuration (secrets redacted)")
+    reads: list[str] | None = Field(default=None, description=(
+        "the per-candidate inputs the ranker reads (Ranker.reads): text, history, retrieval_scores, train_count, "
+        "train_interactions, item_embeddings, labels, and the need's shown columns such as recent_count; the board "
+        "marks an entry that reads a label's inputs (null: not declared, results written before it was recorded)"))
 
     @field_validator("config")
     @classmethod

@@ -25,7 +25,7 @@ from flexrec_bench.digests import instance_digests, label_digest
 from flexrec_bench.errors import DataError, FlexRecError
 from flexrec_bench.io import sha256_file, write_json_atomic
 
-from .schema import Leaderboard, RegisteredBuild
+from .schema import Leaderboard, NeedReference, RegisteredBuild
 
 #: the splits whose instances are digested one by one (entries are accepted on these only)
 REGISTERED_SPLITS = ("test",)
@@ -60,6 +60,20 @@ def record(data_dir: str | Path, dataset: str) -> dict:
             shared["needs"][need] = {"instance": d["instance"], "relevance_sum": d["relevance_sum"]}
     return {"dataset": dataset, "fingerprint": manifest["fingerprint"], "inputs": _inputs(manifest),
             "split_digests": splits, "instances": instances}
+
+
+def references(manifest: dict) -> dict[str, NeedReference]:
+    """Each need's reference rows from a build's manifest: the formula audit's ceiling and oracle,
+    the label's shown inputs, and the test split's candidate recall."""
+    recall = (manifest.get("candidate_quality") or {}).get("test", {}).get("recall")
+    out = {}
+    for need, f in ((manifest.get("audit") or {}).get("formula") or {}).items():
+        scores = f.get("scores") or {}
+        out[need] = NeedReference(formula_ceiling=f.get("formula_ceiling"), ceiling_model=f.get("ceiling_model"),
+                                  oracle=scores.get("oracle"), solvable=bool(f.get("solvable")),
+                                  label_inputs=(f.get("label_formula") or {}).get("inputs") or [],
+                                  candidate_recall=recall)
+    return out
 
 
 def digests_path(reg: RegisteredBuild, board_dir: str | Path) -> Path:
@@ -97,7 +111,7 @@ def register(data_dir: str | Path, dataset: str, board_path: str | Path, command
     board = load(board_path)
     old = board.registered_builds.get(dataset)
     reg = RegisteredBuild(fingerprint=rec["fingerprint"], digests=rel, digests_sha256=sha256_file(path),
-                          command=command)
+                          command=command, references=references(load_manifest(data_dir, dataset)))
     board.registered_builds[dataset] = reg
     write_json_atomic(Path(board_path), json.loads(board.model_dump_json()))
     if old is not None and old.digests != rel:

@@ -75,7 +75,17 @@ def significance(entries: list[Entry]) -> dict[int, str]:
     return out
 
 
-def _rows(entries: list[Entry]) -> list[dict]:
+#: a label input -> the ``reads`` values through which a ranker sees it (topics are in the item texts)
+SEEN_THROUGH = {"topics": ("text", "topics")}
+
+
+def reads_label_inputs(reads: list[str] | None, label_inputs: list[str]) -> list[str]:
+    """The label's inputs an entry reads (empty when it declares none of them, or declares nothing)."""
+    got = set(reads or ())
+    return [i for i in label_inputs if got & set(SEEN_THROUGH.get(i, (i,)))]
+
+
+def _rows(entries: list[Entry], label_inputs: list[str] = ()) -> list[dict]:
     def sort_key(e: Entry) -> float:
         v = e.results.metrics.get(PRIMARY_METRIC) or next(iter(e.results.metrics.values()), None)
         return -(v.mean if v is not None and v.mean is not None else -1.0)
@@ -93,7 +103,9 @@ def _rows(entries: list[Entry]) -> list[dict]:
                  f"{p.missing_items} padded") if p else ""
         rows.append({"name": e.label(), "cells": cells, "provenance": _provenance(e), "parse": parse,
                      "config": json.dumps(e.results.model.config, sort_keys=True), "mark": marks.get(i, "n/a"),
-                     "beyond": [e.results.beyond.get(m) for m in BEYOND]})
+                     "beyond": [e.results.beyond.get(m) for m in BEYOND],
+                     "reads": ", ".join(e.results.model.reads) if e.results.model.reads is not None else "not declared",
+                     "reads_label": reads_label_inputs(e.results.model.reads, list(label_inputs))})
     return rows
 
 
@@ -144,8 +156,14 @@ def tabs(board: Leaderboard, paper_results: PaperResults) -> list[dict]:
             paper.setdefault((PAPER_DATASETS[r["dataset"]], r["need"]), []).append(r)
     out = []
     for n, key in enumerate(sorted(set(groups) | set(paper))):
-        sections = [{"id": f"t{n}-{split}", "split": split, "fingerprint": es[0].results.dataset.fingerprint,
-                     "rows": _rows(es), "chart": _chart(es)} for split, es in sorted(groups.get(key, {}).items())]
+        sections = []
+        for split, es in sorted(groups.get(key, {}).items()):
+            fp = es[0].results.dataset.fingerprint
+            reg = board.registered_builds.get(key[0])
+            ref = reg.references.get(key[1]) if reg is not None and reg.fingerprint == fp and split == "test" else None
+            sections.append({"id": f"t{n}-{split}", "split": split, "fingerprint": fp, "reference": ref,
+                             "rows": _rows(es, ref.label_inputs if ref else []), "chart": _chart(es),
+                             "primary_index": METRICS.index(PRIMARY_METRIC)})
         comparable = [{"method": e.label(), "split": e.results.dataset.split,
                        "values": {m: v.mean for m, v in e.results.metrics_over_all.items() if v.mean is not None}}
                       for split, es in sorted(groups.get(key, {}).items()) for e in es]

@@ -79,6 +79,21 @@ class ReportedCritic(_Strict):
     value: float
 
 
+class NeedReference(_Strict):
+    """What the registered build's audit says of one need: reference rows on the page, not rankers."""
+
+    formula_ceiling: float | None = Field(description=(
+        "NDCG@10 on test of the best ranker of what a ranker is shown, fitted on train (flexrec_bench.formula_audit)"))
+    ceiling_model: str | None = Field(default=None, description="which shown-input ranker reached the ceiling")
+    oracle: float | None = Field(default=None, description="NDCG@10 on test of the labels themselves")
+    solvable: bool = Field(description="the ceiling reaches the audit's share of the oracle: solvable from what the "
+                                       "ranker is shown")
+    label_inputs: list[str] = Field(default_factory=list, description=(
+        "the shown inputs the label is a formula of (empty: the label reads what no ranker is shown)"))
+    candidate_recall: float | None = Field(default=None, description=(
+        "share of the test instances' held-out positives among their candidates (caps every interest metric)"))
+
+
 class RegisteredBuild(_Strict):
     """The build of one dataset that every entry must be scored on (a reviewed edit, never a submit)."""
 
@@ -87,6 +102,9 @@ class RegisteredBuild(_Strict):
                                      "(python -m leaderboard.builds register writes it)")
     digests_sha256: str = Field(description="sha256 of that file (a hand edit of the digests is refused)")
     command: str = Field(description="the command that makes this build on any machine")
+    references: dict[str, NeedReference] = Field(default_factory=dict, description=(
+        "need -> the build's formula ceiling, oracle and candidate recall (from its manifest's audit), shown as "
+        "reference rows"))
 
 
 class Leaderboard(_Strict):

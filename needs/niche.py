@@ -91,8 +91,8 @@ class NicheNeed(Need):
     def describe(self) -> str:
         return self.heldout_label_source if self.relevance == "heldout" else self.label_source
 
-    def reads_only_shown(self) -> bool:
-        return self.relevance == "paper"
+    def label_inputs(self) -> tuple[str, ...]:
+        return ("retrieval_scores", "topics") if self.relevance == "paper" else ()
 
     def label(self, ctx: LabelContext) -> Labels:
         niche = self.niche_degree(ctx)

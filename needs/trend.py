@@ -55,8 +55,8 @@ class TrendNeed(Need):
     def describe(self) -> str:
         return self.heldout_label_source if self.relevance == "heldout" else self.label_source
 
-    def reads_only_shown(self) -> bool:
-        return self.relevance == "paper"
+    def label_inputs(self) -> tuple[str, ...]:
+        return ("retrieval_scores", "recent_count") if self.relevance == "paper" else ()
 
     def label(self, ctx: LabelContext) -> Labels:
         counts = ctx.window_counts(self.window_seconds).astype(np.float64)

@@ -120,3 +120,26 @@ def test_the_reading_option_leaves_the_default_config_and_refuses_bad_values(tmp
     assert last.strip().startswith("formula ceiling NDCG@10 (test): interest") and "candidate recall (test):" in last
     m = json.loads((tmp_path / "o" / "ml-1m" / "manifest.json").read_text())
     assert set(m["audit"]["formula"]) == {"interest", "niche", "trend"}
+
+
+def test_results_declare_what_a_ranker_reads_and_the_page_shows_the_ceiling(ml100k, tmp_path):
+    from flexrec_bench.eval_config import EvalConfig
+    from flexrec_bench.evaluator import run_eval
+    from leaderboard.render import render
+    from leaderboard.submit import DEFAULT_PATH, load
+
+    reads = {}
+    for model in ("popularity", "star", "random"):
+        res, _, _ = run_eval(EvalConfig(model=model, data=str(ml100k), need="trend", out=str(tmp_path / "r"),
+                                        bootstrap=0), progress=False)
+        reads[model] = res.model.reads
+    assert reads == {"popularity": ["train_count"], "random": [],
+                     "star": ["history", "item_embeddings", "retrieval_scores", "train_interactions"]}
+    board = load(DEFAULT_PATH)
+    refs = board.registered_builds["ml-100k"].references
+    assert refs["trend"].solvable and refs["trend"].label_inputs == ["retrieval_scores", "recent_count"]
+    assert not refs["interest"].solvable and refs["interest"].label_inputs == []
+    html = render(board, tmp_path / "site").read_text()
+    assert html.count('class="reference-row"') == 3  # one formula-ceiling row per (ml-100k, need)
+    assert "This need is solvable from what the ranker is shown" in html
+    assert "reads the label's inputs: retrieval_scores" in html and "candidate recall 0.020" in html

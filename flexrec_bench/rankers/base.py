@@ -20,6 +20,11 @@ class Ranker(ABC):
     produces_text: ClassVar[bool] = False
     #: offline and seeded: the same split and seed give the same rankings (submit reruns it)
     deterministic: ClassVar[bool] = False
+    #: the per-candidate inputs the ranker reads (results.json's ``model.reads``, shown on the board):
+    #: ``text`` (item texts, the need line), ``history``, ``retrieval_scores``, ``train_count``
+    #: (training popularity), ``train_interactions``, ``item_embeddings``, ``labels`` (the oracle),
+    #: and ``shown``: whatever per-candidate columns the need's prompt shows (``recent_count``)
+    reads: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, arg: str | None = None, seed: int = 0, **options):
         if self.needs_arg and not arg:
@@ -37,6 +42,11 @@ class Ranker(ABC):
 
     @abstractmethod
     def rank(self, split) -> RankResult: ...
+
+    def inputs_read(self, split) -> list[str]:
+        """:attr:`reads` for this split, ``shown`` resolved to the need's shown columns."""
+        shown = [c for c in split.ranker_columns if c != "retrieval_scores"]
+        return sorted({c for r in self.reads for c in (shown if r == "shown" else [r])})
 
     def info(self) -> dict:
         """Model id, revision and resolved configuration, for the results file."""

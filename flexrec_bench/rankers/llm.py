@@ -19,6 +19,7 @@ class LLMRanker(Ranker):
     shows_progress = True
 
     produces_text = True
+    reads = ("history", "shown", "text")
 
     def __init__(self, arg=None, seed: int = 0, batch_size: int = 8, max_new_tokens: int | None = None,
                  max_prompt_tokens: int = 3072, max_item_chars: int = 240, reasoning: bool = False,

@@ -22,6 +22,7 @@ class PopularityRanker(Ranker):
 
     kind = "popularity"
     deterministic = True
+    reads = ("train_count",)
 
     def rank(self, split) -> RankResult:
         counts = split.items["train_count"]
@@ -36,6 +37,7 @@ class OracleRanker(Ranker):
 
     kind = "oracle"
     deterministic = True
+    reads = ("labels",)
 
     def rank(self, split) -> RankResult:
         return RankResult(scores_to_order(split.relevance, split.mask, self.seed))

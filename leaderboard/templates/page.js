@@ -11,6 +11,7 @@ function sortTable(th) {
   const key = r => { const c = r.children[idx]; return num ? parseFloat(c.dataset.value) : (c.dataset.value || c.textContent).trim(); };
   pairs.sort((a, b) => { const x = key(a[0]), y = key(b[0]); const c = x < y ? -1 : x > y ? 1 : 0; return asc ? c : -c; });
   pairs.forEach(([r, d]) => { body.appendChild(r); body.appendChild(d); });
+  body.querySelectorAll('tr.reference-row').forEach(r => body.appendChild(r));  // references stay last
 }
 function showTab(id) {
   document.querySelectorAll('.panel').forEach(p => p.classList.toggle('active', p.id === id));
