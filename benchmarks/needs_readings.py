@@ -27,7 +27,10 @@ from _util import OUT, save
 
 NEEDS = ("interest", "niche", "trend")
 RANKERS = ("random", "popularity", "star")
-READINGS = {"paper": {}, "heldout": {"niche": {"relevance": "heldout"}, "trend": {"relevance": "heldout"}}}
+READINGS = {"paper": {}, "heldout": {"niche": {"relevance": "heldout"}, "trend": {"relevance": "heldout"}},
+            # with exponential gains a bonus of 1 never lifts a niche 4-star over a non-niche 5-star
+            # ((2^4-1)/31 = 0.48 < 0.5): a bonus of 2 lets the need reorder across rating levels
+            "heldout-bonus2": {"niche": {"relevance": "heldout", "bonus": 2.0}, "trend": {"relevance": "heldout"}}}
 CONVENTION_METRICS = ("ndcg@5", "ndcg@10", "ndcg@30", "precision@5", "mrr@5")
 
 
