@@ -32,6 +32,23 @@ def test_gini_and_holm_by_hand():
     assert paired_test(a, b, "t") < 1e-4 and paired_test(a, b, "wilcoxon") == pytest.approx(0.03125)  # 2 / 2^6
 
 
+def test_a_zero_mean_difference_of_mostly_tied_rankers_is_not_significant():
+    """Two rankers tie on 900 of 1,000 instances; of the rest, 90 favour B by 0.001 and 10 favour A by
+    0.009: the mean difference is 0. Wilcoxon with zero_method="wilcox" drops the ties and finds p ~ 3e-9."""
+    from flexrec_bench.compare import DEFAULT_TEST, MetricComparison, PairComparison, format_table
+
+    a = np.random.default_rng(0).random(1000)
+    d = np.zeros(1000)
+    d[:90], d[90:100] = 0.001, -0.009
+    assert abs(d.mean()) < 1e-12 and DEFAULT_TEST == "t"
+    p = paired_test(a, a + d, DEFAULT_TEST)
+    assert p > 0.99
+    assert paired_test(a, a + d, "wilcoxon") > 1e-6  # ties kept (zsplit): far weaker than the 3e-9 that dropped them
+    row = MetricComparison("ndcg@30", 1000, float(a.mean()), float((a + d).mean()), float(d.mean()), (-1e-3, 1e-3), p, p)
+    table = format_table([PairComparison("popularity", "star", 1000, DEFAULT_TEST, [row])])
+    assert table.splitlines()[0].startswith("A popularity  vs  B star") and " *" not in table.split("\n* p")[0]
+
+
 def test_beyond_accuracy_by_hand(ml100k):
     split = load_split(ml100k, "ml-100k", "interest", "test").head(2)
     order = np.tile(np.arange(split.k), (2, 1))  # both lists: candidates in presented order
@@ -83,7 +100,9 @@ def test_results_files_carry_beyond_metrics_and_compare_prints_p_values(ml100k, 
         paths.append(str(path))
     r = runner.invoke(app, ["compare", *paths, "--data", str(ml100k), "--bootstrap", "200"])
     assert r.exit_code == 0, r.output
-    assert "star  vs  random" in r.output and "p (Holm)" in r.output and "ndcg@10" in r.output
+    # the header names A and B in the order given, and the default test is the paired t-test
+    assert "A random  vs  B star" in r.output and "paired t" in r.output and "p (Holm)" in r.output
+    assert "ndcg@10" in r.output
     r = runner.invoke(app, ["compare", *paths, "--data", str(ml100k), "--bootstrap", "200", "--json", "--test", "t"])
     pair = json.loads(r.output)[0]
     row = next(m for m in pair["metrics"] if m["metric"] == "ndcg@10")

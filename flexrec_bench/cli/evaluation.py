@@ -64,7 +64,8 @@ def compare_cmd(
     data: Annotated[Path, typer.Option(help="the --out of build-data (labels are re-read from here)")] = Path("data"),
     metrics: Annotated[Optional[str], typer.Option(help="comma-separated metrics (default: the runs' shared "
                                                         "metrics and the per-list beyond-accuracy ones)")] = None,
-    test: Annotated[str, typer.Option(help="paired test: wilcoxon (signed-rank) or t")] = "wilcoxon",
+    test: Annotated[str, typer.Option(help="paired test: t (of the mean difference, the default) or wilcoxon "
+                                           "(signed-rank; exact ties kept, zero_method=zsplit)")] = "t",
     bootstrap: Annotated[int, typer.Option(help="paired-bootstrap resamples for the CI of the difference")] = 1000,
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of the table")] = False,
