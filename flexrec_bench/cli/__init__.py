@@ -62,4 +62,4 @@ def main() -> None:
 
 
 # the command groups register themselves on ``app``
-from . import data, evaluation, train, reproduction, board  # noqa: E402,F401,I001
+from . import data, evaluation, train, reproduction, board, models  # noqa: E402,F401,I001
