@@ -125,6 +125,9 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
         ranker = make_ranker(cfg.model, seed=cfg.seed, **opts)
     out_dir = results_dir(cfg)
     _refuse_other_build(out_dir / "results.json", split.fingerprint)
+    partial = out_dir.parent / f".{out_dir.name}.partial.jsonl"
+    if hasattr(ranker, "resume_path"):  # an LLM ranker keeps finished batches beside the results: a killed run resumes
+        ranker.resume_path = partial
     result = ranker.rank(split)
     report = evaluate(result, split, cfg.metrics, cfg.bootstrap, cfg.seed, beyond=True)
     table = rankings_table(split, result)
@@ -152,6 +155,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
             )
             write_json_atomic(tmp / "results.json", res.model_dump(mode="json"))
             publish(tmp, out_dir)
+            partial.unlink(missing_ok=True)  # the published results are whole: the side file has served
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -100,18 +100,22 @@ def parse_ranking(text: str, candidate_ids: Sequence[str]) -> ParsedRanking:
 
 def to_permutation(parsed: ParsedRanking, k: int, rng: np.random.Generator, stats: ParseStats | None = None) -> list[int]:
     """The parsed positions followed by the missing candidates in a seeded random order (paper
-    appendix F), counting the repairs in ``stats``."""
+    appendix F), counting the repairs, and echoes of the presented order, in ``stats``."""
     named = set(parsed.positions)
     rest = [j for j in range(k) if j not in named]
+    rng.shuffle(rest)
+    perm = list(parsed.positions) + rest
     if stats is not None:
+        written = list(parsed.positions)
         stats.instances += 1
         stats.invalid_ids += len(parsed.invalid)
         stats.duplicates += parsed.duplicates
         stats.missing_items += len(rest)
-        stats.unparseable += not parsed.positions
+        stats.unparseable += not written
         stats.complete += parsed.complete
-    rng.shuffle(rest)
-    return list(parsed.positions) + rest
+        stats.echoed += len(written) >= min(2, k) and written == list(range(len(written)))
+        stats.first_shown_first += bool(perm) and perm[0] == 0
+    return perm
 
 
 def rank_text(text: str, k: int, rng: np.random.Generator, stats: ParseStats | None = None) -> list[int]:

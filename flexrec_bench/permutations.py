@@ -37,6 +37,23 @@ class ParseStats(BaseModel):
     duplicates: int = Field(default=0, ge=0, description="repeated ids (later occurrences dropped)")
     missing_items: int = Field(default=0, ge=0, description="candidates absent from the output, padded in seeded random order")
     complete: int = Field(default=0, ge=0, description="outputs that were already a full permutation")
+    echoed: int = Field(default=0, ge=0, description=(
+        "outputs that repeat the presented order: the ids written are the first ones shown, in the order shown "
+        "(at least 2 of them, or the whole list), i.e. C1, C2, C3, ... as the prompt listed them"))
+    first_shown_first: int = Field(default=0, ge=0, description=(
+        "rankings whose first item is the candidate shown first (a ranker blind to position: 1/K of them)"))
+
+    @property
+    def echo_share(self) -> float | None:
+        return self.echoed / self.instances if self.instances else None
+
+    def warnings(self) -> list[str]:
+        """Lines a person should read before trusting the metrics."""
+        out = []
+        if self.instances and self.echoed * 2 > self.instances:
+            out.append(f"warning: {self.echoed} of {self.instances} rankings repeat the presented order (C1, C2, ...): "
+                       f"the model mostly echoes the prompt; its metrics measure the presented order, not a ranking")
+        return out
 
     def add(self, other: ParseStats) -> None:
         for f in type(self).model_fields:

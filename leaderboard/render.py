@@ -100,8 +100,11 @@ def _rows(entries: list[Entry], label_inputs: list[str] = ()) -> list[dict]:
             cells.append({"mean": v.mean, "lo": v.ci95[0], "hi": v.ci95[1]} if _defined(v) else None)
         p = e.results.parse
         parse = (f"; parse: {p.unparseable} unparseable, {p.invalid_ids} invalid ids, {p.duplicates} duplicates, "
-                 f"{p.missing_items} padded") if p else ""
+                 f"{p.missing_items} padded; {p.echoed} of {p.instances} repeat the presented order, "
+                 f"{p.first_shown_first} rank the first-shown candidate first") if p else ""
         rows.append({"name": e.label(), "cells": cells, "provenance": _provenance(e), "parse": parse,
+                     "echo": (f"echoes the prompt: {p.echoed} of {p.instances} rankings are the presented order"
+                              if p is not None and p.warnings() else ""),
                      "config": json.dumps(e.results.model.config, sort_keys=True), "mark": marks.get(i, "n/a"),
                      "beyond": [e.results.beyond.get(m) for m in BEYOND],
                      "reads": ", ".join(e.results.model.reads) if e.results.model.reads is not None else "not declared",

@@ -20,7 +20,12 @@ from ._fields import Extra, config_command
                                       "bert4rec:<ckpt>)",
                              "metrics": " (comma-separated name@k)",
                              "options": " (key=value, repeatable, e.g. batch_size=4, base_url=...; options that change "
-                                        "the output make a variant: its own results folder and leaderboard entry)"},
+                                        "the output make a variant: its own results folder and leaderboard entry). "
+                                        "hf: batch_size (8), max_new_tokens (5 per candidate + 32), max_prompt_tokens "
+                                        "(3072), max_item_chars (240), reasoning (false), dtype (auto), device (auto), "
+                                        "revision, trust_remote_code (false), sample (false), temperature (1.0), "
+                                        "threads (torch's), stop_at_k (true: stop once all K ids are named); "
+                                        "docs/usage.md lists every ranker's options"},
                 extra={"quiet": Extra(bool, False, "no progress bars")})
 def eval_cmd(cfg: EvalConfig, quiet: bool = False) -> None:
     """Rank a built split with one model and score it with the one evaluator."""
@@ -34,7 +39,11 @@ def eval_cmd(cfg: EvalConfig, quiet: bool = False) -> None:
     if res.parse:
         p = res.parse
         typer.echo(f"parse: {p.unparseable} unparseable, {p.invalid_ids} invalid ids, {p.duplicates} duplicates, "
-                   f"{p.missing_items} missing items padded, {p.complete}/{p.instances} complete")
+                   f"{p.missing_items} missing items padded, {p.complete}/{p.instances} complete; "
+                   f"{p.echoed}/{p.instances} repeat the presented order, {p.first_shown_first}/{p.instances} rank the "
+                   f"first-shown candidate first")
+        for line in p.warnings():
+            typer.echo(line, err=True)
     typer.echo(f"wrote {path}")
 
 

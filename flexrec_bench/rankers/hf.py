@@ -1,7 +1,14 @@
 """``hf:<name-or-path>``: any Hugging Face causal LM through transformers, greedy by default.
 A directory with ``adapter_config.json`` (a LoRA checkpoint) is loaded through peft. Prompts are
 batched longest first (similar lengths share a batch, so little padding); ``dtype=auto`` is
-bfloat16 on a CUDA device that supports it and float32 elsewhere."""
+bfloat16 on a CUDA device that supports it and float32 elsewhere.
+
+Options (``-o key=value``; docs/usage.md): ``batch_size`` (8), ``max_new_tokens`` (5 per candidate +
+32), ``max_prompt_tokens`` (3072), ``max_item_chars`` (240), ``reasoning`` (false), ``dtype`` (auto),
+``device`` (auto), ``revision``, ``trust_remote_code`` (false), ``sample`` (false), ``temperature``
+(1.0), ``threads`` (torch's intra-op threads on CPU; default: torch's own), ``stop_at_k`` (true: a
+sequence stops once it has named all K candidates or closed its answer; a model that never writes
+its end-of-turn token would otherwise run to the token cap)."""
 
 from __future__ import annotations
 
@@ -62,12 +69,16 @@ class HFRanker(LLMRanker):
 
     def __init__(self, arg=None, seed: int = 0, device: str | None = None, dtype: str = "auto",
                  revision: str | None = None, trust_remote_code: bool = False, sample: bool = False,
-                 temperature: float = 1.0, **options):
+                 temperature: float = 1.0, threads: int | None = None, stop_at_k: bool = True, **options):
         super().__init__(arg, seed, **options)
         self.device, self.dtype, self.revision = device, dtype, revision
         from ..options import check_range
 
         check_range("temperature", float(temperature), "-o", 0.0, 10.0)
+        if threads is not None:
+            check_range("threads", int(threads), "-o", 1, 1024)
+        self.threads = None if threads is None else int(threads)
+        self.stop_at_k = bool(stop_at_k)
         self.trust_remote_code = bool(trust_remote_code)
         self.sample, self.temperature = bool(sample), float(temperature)
         self._model = self._tok = None
@@ -89,6 +100,15 @@ class HFRanker(LLMRanker):
         path = Path(self.arg)
         from ..device import resolve_device
 
+        if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+            ggufs = sorted(path.glob("*.gguf"))
+            hint = (f"it holds a GGUF file: convert it once with `flexrec-bench models install {ggufs[0]}`" if ggufs
+                    else "expected a folder that save_pretrained wrote (config.json, weights, tokenizer)")
+            raise FlexRecError(f"hf:{self.arg}: not a Hugging Face model folder (no config.json); {hint}")
+        if self.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.threads)
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         kw = dict(revision=self.revision, trust_remote_code=self.trust_remote_code)
@@ -106,8 +126,8 @@ class HFRanker(LLMRanker):
             else:
                 self._model = transformers.AutoModelForCausalLM.from_pretrained(self.arg, dtype=dtype, **kw)
             self._tok = transformers.AutoTokenizer.from_pretrained(self.arg, **kw)
-        except OSError as exc:
-            if getattr(self, "_hub_down", False):
+        except (OSError, ValueError, KeyError) as exc:
+            if isinstance(exc, OSError) and getattr(self, "_hub_down", False):
                 raise FlexRecError(f"hf:{self.arg}: the Hugging Face hub cannot be reached and the model is not in the "
                                    f"local cache; pass a local path (flexrec-bench make-tiny-model DIR makes one), or "
                                    f"set HF_HUB_OFFLINE=1 to use models already cached") from None
@@ -146,13 +166,54 @@ class HFRanker(LLMRanker):
             gen_kw.update(do_sample=True, temperature=self.temperature)
         else:
             gen_kw.update(do_sample=False)
+        ks = self.batch_sizes_k or [None] * len(batch)
+        if self.stop_at_k and all(k is not None for k in ks):
+            from transformers import StoppingCriteriaList
+
+            gen_kw["stopping_criteria"] = StoppingCriteriaList([AnswerComplete(self._tok, ks, enc["input_ids"].shape[1])])
         with torch.no_grad():
             out = self._model.generate(**enc, **gen_kw)
         return self._tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def info(self) -> dict:
+        from ..models import read_record
+
         d = super().info()
         path = Path(self.arg)
         d["revision"] = self.revision or (local_fingerprint(path) if path.is_dir() else None)
-        d["config"].update(dtype=self.dtype, sample=self.sample, temperature=self.temperature)
+        d["config"].update(dtype=self.dtype, sample=self.sample, temperature=self.temperature,
+                           stop_at_k=self.stop_at_k)
+        rec = read_record(path) if path.is_dir() else None
+        if rec is not None:  # installed by `flexrec-bench models install`: where the weights come from
+            d["config"]["model_card"] = {k: rec.get(k) for k in ("name", "origin", "license", "quantization",
+                                                                 "parameters", "chat_template_sha256")}
+            d["config"]["model_card"]["source_sha256"] = rec["source"].get("sha256")
+        d["config"]["training"] = "post-trained (LoRA)" if (path / "adapter_config.json").is_file() else "zero-shot"
         return d
+
+
+class AnswerComplete:
+    """A stopping criterion per sequence: stop once the new text names K distinct candidate ids
+    (C1..CK) or closes ``</answer>``. Checked every ``every`` tokens (decoding is cheap next to a
+    forward pass, but not free)."""
+
+    def __init__(self, tokenizer, ks: list[int], prompt_len: int, every: int = 4):
+        self.tok, self.ks, self.start, self.every = tokenizer, ks, prompt_len, every
+        self.done = None
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        from ..parsing import _ID
+
+        n = input_ids.shape[1] - self.start
+        if self.done is None:
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if n % self.every == 0:
+            texts = self.tok.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
+            for b, (text, k) in enumerate(zip(texts, self.ks)):
+                if self.done[b]:
+                    continue
+                ids = {int(m.group(1)) for m in _ID.finditer(text)}
+                self.done[b] = "</answer>" in text.lower() or len({i for i in ids if 1 <= i <= k}) >= k
+        return self.done.clone()

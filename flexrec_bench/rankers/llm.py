@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
 from dataclasses import asdict
 
@@ -37,6 +38,10 @@ class LLMRanker(Ranker):
         self.prompt = PromptConfig(max_prompt_tokens=int(max_prompt_tokens), max_item_chars=int(max_item_chars),
                                    reasoning=bool(reasoning))
         self.progress = progress
+        #: the candidate counts of the batch being generated (a ranker may stop a sequence once it named them all)
+        self.batch_sizes_k: list[int] | None = None
+        #: a side file of finished outputs, so a killed run resumes (set by the evaluator; never published)
+        self.resume_path = None
 
     def new_tokens(self, k: int) -> int:
         """Default answer budget: prompts.answer_tokens (about 5 tokens per id, plus 256 for reasoning)."""
@@ -69,14 +74,70 @@ class LLMRanker(Ranker):
         stats = ParseStats()
         nvalid = split.mask.sum(1)
         msgs = [split_messages(split, i, self.prompt, counter) for i in range(n)]
+        ids = split.instance_ids
+        side = _SideFile(self.resume_path, {"model": self.name, "config": self.info()["config"],
+                                            "fingerprint": split.fingerprint, "need": split.need,
+                                            "split": split.split}) if self.resume_path else None
+        done = side.load() if side else {}
         bar = tqdm(total=n, desc=f"rank ({self.name})", disable=not self.progress)
-        for idx in self.schedule(msgs):
+        bar.update(sum(1 for i in ids if i in done))
+        todo = [i for i in range(n) if ids[i] not in done]
+        for idx in self.schedule([msgs[i] for i in todo]):
+            idx = [todo[j] for j in idx]
+            self.batch_sizes_k = [int(nvalid[i]) for i in idx]
             texts = self.generate([msgs[i] for i in idx], self.new_tokens(int(nvalid[idx].max())))
-            for i, text in zip(idx, texts):
-                rng = np.random.default_rng([self.seed, 13, i])  # keyed by instance: any schedule, same padding
-                perm = rank_text(text, int(nvalid[i]), rng, stats)
-                order[i, : len(perm)] = perm
-                outputs[i] = text
+            if side:
+                side.append({ids[i]: t for i, t in zip(idx, texts)})
+            done.update({ids[i]: t for i, t in zip(idx, texts)})
             bar.update(len(idx))
+        self.batch_sizes_k = None
         bar.close()
+        for i in range(n):
+            rng = np.random.default_rng([self.seed, 13, i])  # keyed by instance: any schedule, same padding
+            perm = rank_text(done[ids[i]], int(nvalid[i]), rng, stats)
+            order[i, : len(perm)] = perm
+            outputs[i] = done[ids[i]]
         return RankResult(order, outputs, stats)
+
+
+class _SideFile:
+    """Finished outputs of an unfinished run, one JSON line per batch after a header naming the run
+    (model, resolved options, build, need, split). A header that names another run means the file is
+    stale: it is started anew. Only whole lines count (a kill mid-write loses at most that batch)."""
+
+    def __init__(self, path, header: dict):
+        from pathlib import Path
+
+        self.path, self.header = Path(path), json.loads(json.dumps(header, sort_keys=True, default=str))
+
+    def load(self) -> dict[str, str]:
+        done: dict[str, str] = {}
+        if self.path.is_file():
+            lines = self.path.read_text(encoding="utf-8").split("\n")
+            try:
+                same = json.loads(lines[0]) == self.header
+            except json.JSONDecodeError:
+                same = False
+            if same:
+                good = []
+                for line in lines[1:]:
+                    if not line:
+                        continue
+                    try:
+                        done.update(json.loads(line))
+                    except json.JSONDecodeError:
+                        # a line cut by a kill: keep what came before it, so later appends stay readable
+                        from ..io import write_text_atomic
+
+                        write_text_atomic(self.path, "\n".join([lines[0], *good]) + "\n")
+                        break
+                    good.append(line)
+                return done
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.header, sort_keys=True) + "\n", encoding="utf-8")
+        return done
+
+    def append(self, outputs: dict[str, str]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(outputs) + "\n")
+            f.flush()
