@@ -8,7 +8,8 @@ Options (``-o key=value``; docs/usage.md): ``batch_size`` (8), ``max_new_tokens`
 ``device`` (auto), ``revision``, ``trust_remote_code`` (false), ``sample`` (false), ``temperature``
 (1.0), ``threads`` (torch's intra-op threads on CPU; default: torch's own), ``stop_at_k`` (true: a
 sequence stops once it has named all K candidates or closed its answer; a model that never writes
-its end-of-turn token would otherwise run to the token cap)."""
+its end-of-turn token would otherwise run to the token cap), ``constrained`` (false: ours, every
+answer a permutation by construction, flexrec_bench.constrained)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def resolve_dtype(dtype: str, device: str):
 
 class HFRanker(LLMRanker):
     kind = "hf"
+    has_logits = True
 
     def __init__(self, arg=None, seed: int = 0, device: str | None = None, dtype: str = "auto",
                  revision: str | None = None, trust_remote_code: bool = False, sample: bool = False,
@@ -167,13 +169,30 @@ class HFRanker(LLMRanker):
         else:
             gen_kw.update(do_sample=False)
         ks = self.batch_sizes_k or [None] * len(batch)
-        if self.stop_at_k and all(k is not None for k in ks):
+        if self.constrained:
+            from transformers import LogitsProcessorList
+
+            from ..constrained import ConstrainedLogits
+
+            if any(k is None for k in ks):
+                raise FlexRecError("constrained decoding needs each prompt's candidate count")
+            gen_kw["logits_processor"] = LogitsProcessorList([ConstrainedLogits(
+                [self._grammar(k) for k in ks], enc["input_ids"].shape[1])])
+        elif self.stop_at_k and all(k is not None for k in ks):
             from transformers import StoppingCriteriaList
 
             gen_kw["stopping_criteria"] = StoppingCriteriaList([AnswerComplete(self._tok, ks, enc["input_ids"].shape[1])])
         with torch.no_grad():
             out = self._model.generate(**enc, **gen_kw)
         return self._tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def _grammar(self, k: int):
+        from ..constrained import AnswerGrammar
+
+        cache = self.__dict__.setdefault("_grammars", {})
+        if k not in cache:
+            cache[k] = AnswerGrammar.build(self._tok, k)
+        return cache[k]
 
     def info(self) -> dict:
         from ..models import read_record

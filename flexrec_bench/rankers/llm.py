@@ -21,13 +21,22 @@ class LLMRanker(Ranker):
 
     produces_text = True
     reads = ("history", "shown", "text")
+    #: whether the ranker reads the model's logits (what constrained decoding and first-token scoring need)
+    has_logits = False
 
     def __init__(self, arg=None, seed: int = 0, batch_size: int = 8, max_new_tokens: int | None = None,
                  max_prompt_tokens: int = 3072, max_item_chars: int = 240, reasoning: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, constrained: bool = False):
+        from ..errors import ConfigError
         from ..options import check_range
 
         super().__init__(arg, seed)
+        if constrained and not self.has_logits:
+            raise ConfigError(f"-o constrained=true needs a ranker that reads the model's logits (hf); {self.kind} "
+                              f"does not: leave it out (nothing was sent)")
+        if constrained and reasoning:
+            raise ConfigError("-o constrained=true writes the answer directly: it cannot be combined with reasoning=true")
+        self.constrained = bool(constrained)
         check_range("batch_size", int(batch_size), "-o", 1, 4096)
         if max_new_tokens is not None:
             check_range("max_new_tokens", int(max_new_tokens), "-o", 1, 65_536)
@@ -57,7 +66,8 @@ class LLMRanker(Ranker):
 
     def info(self) -> dict:
         d = super().info()
-        d["config"].update(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, prompt=asdict(self.prompt))
+        d["config"].update(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, prompt=asdict(self.prompt),
+                           constrained=self.constrained)
         return d
 
     def schedule(self, messages: list[list[dict[str, str]]]) -> list[list[int]]:
