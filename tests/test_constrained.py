@@ -90,3 +90,53 @@ def test_ids_that_tokenise_alike_are_refused():
 
     with pytest.raises(FlexRecError, match=r"C2 and C1 tokenise the same"):
         AnswerGrammar.build(Same(), 2)
+
+
+@pytest.mark.slow
+def test_grpo_trains_on_constrained_rollouts_with_their_renormalised_logprobs(ml100k, tiny_model, tmp_path):
+    """One GRPO step with constrained_decoding: every rollout is a complete permutation, and the
+    trainer's log-probs are the constrained distribution's."""
+    import json
+
+    from training.config import TrainConfig
+    from training.local import _build_trainer_class, train_local
+
+    cfg = TrainConfig(model=str(tiny_model), data=str(ml100k), output_dir=str(tmp_path / "run"), train_limit=4,
+                      eval_limit=1, eval_steps=1, constrained_decoding=True, save_final=False,
+                      trl=dict(max_steps=1, num_generations=4, per_device_train_batch_size=4, learning_rate=1e-3,
+                               use_cpu=True, max_completion_length=5 * 30 + 32))
+    seen = {}
+    trainer_class = _build_trainer_class()
+    original = trainer_class._generate_and_score_completions
+
+    def spy(self, inputs):
+        out = original(self, inputs)
+        tok = self.processing_class
+        seen.setdefault("texts", []).extend(tok.batch_decode(out["completion_ids"], skip_special_tokens=True))
+        ids = out["prompt_ids"][0][out["prompt_mask"][0].bool()].tolist() + out["completion_ids"][0].tolist()
+        n = out["completion_ids"].shape[1]
+        full = torch.tensor([ids])
+        lp, _, _ = self._get_per_token_logps_and_entropies(self.model, full, torch.ones_like(full), n)
+        with torch.no_grad():
+            logits = self.model(full).logits[0, -n - 1:-1]
+        comp = out["completion_ids"][0].tolist()
+        g = self._grammar(out["prompt_ids"][0][out["prompt_mask"][0].bool()].tolist())
+        m = int(out["completion_mask"][0].sum())
+        seen["match"] = torch.allclose(lp[0, :m], constrained_logprobs(logits, comp, g)[:m], atol=1e-4)
+        return out
+
+    import training.local as local
+
+    trainer_class._generate_and_score_completions = spy
+    builder = local._build_trainer_class
+    local._build_trainer_class = lambda: trainer_class
+    try:
+        train_local(cfg, progress=False)
+    finally:
+        local._build_trainer_class = builder
+    assert seen["match"] and len(seen["texts"]) >= 4
+    for text in seen["texts"]:  # every rollout names all 30 candidates once
+        assert parse_ranking(text, [short_id(j) for j in range(30)]).complete, text
+    rows = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "eval" and r["val/interest/format_ok"] == 1.0 for r in rows)
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["flexrec"]["constrained_decoding"]

@@ -68,6 +68,7 @@ class TrainConfig:
     max_prompt_tokens: int = 3072
     reasoning: bool = False                 #: ask for a <think> block before the permutation (the paper's optional reasoning)
     format_reward_weight: float = 0.1       #: Rec-R1 format reward weight
+    constrained_decoding: bool = False      #: ours: rollouts (and validation) may write only permutations; the policy gradient uses the constrained distribution's log-probs (renormalised over the allowed tokens; flexrec_bench.constrained). Off: the paper's protocol
     sft_warmup_steps: int = 0               #: supervised warm-up before RL (Rec-R1: 25)
     sft_warmup_target: str = "ideal"        #: ideal (the oracle list, Rec-R1's warm-up) or random (a random permutation: the answer format only, no ranking signal; ours)
     lora: bool = False                      #: LoRA instead of full-parameter updates
@@ -104,6 +105,9 @@ class TrainConfig:
         _choice("sft_warmup_target", self.sft_warmup_target, SFT_TARGETS)
         if not self.model:
             raise FlexRecError("--model is required (a Hugging Face name or a local path)")
+        if self.constrained_decoding and self.reasoning:
+            raise ConfigError("constrained_decoding=true writes the answer directly: it cannot be combined with "
+                              "reasoning=true")
         lo, hi = self.uncertainty_clip
         if not (self.uncertainty_eps > 0 and 0 < lo <= 1 <= hi):
             raise ConfigError(f"uncertainty_eps must be > 0 and uncertainty_clip (lo, hi) must hold 1 with lo > 0, got "

@@ -27,6 +27,10 @@ from .config import TrainConfig, completion_budget, max_candidates, reward_signa
 from .env import RankingEnv, reward_filler
 
 
+#: a candidate as a prompt lists it ("[C12] ..."): the grammar of a rollout names exactly these
+_CANDIDATE_MARK = __import__("re").compile(r"^\[C(\d+)\]", __import__("re").M)
+
+
 def _build_trainer_class():
     trl = require("trl", "train", "local training")
     from .advantages import token_offsets
@@ -34,18 +38,90 @@ def _build_trainer_class():
     class RankingGRPOTrainer(trl.GRPOTrainer):
         """GRPO with per-token advantages from the ranking environment."""
 
-        def __init__(self, *args, ranking_env: RankingEnv, **kwargs):
+        def __init__(self, *args, ranking_env: RankingEnv, constrained: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
             self.ranking_env = ranking_env
+            self.constrained = constrained
             self._rank_index = None
 
         def _get_per_token_logps_and_entropies(self, *args, **kwargs):
-            out = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            if self.constrained:
+                out = self._constrained_logps(*args, **kwargs)
+            else:
+                out = super()._get_per_token_logps_and_entropies(*args, **kwargs)
             if self._rank_index is None:
                 return out
             from .advantages import rank_level_logps
 
             return (rank_level_logps(out[0], self._rank_index), *out[1:])
+
+        # -- constrained decoding (ours): rollouts that can only be permutations ---------------------
+        def _grammar(self, prompt_ids):
+            """The answer grammar of a prompt: its candidate count is the number of ids it lists."""
+            from flexrec_bench.constrained import AnswerGrammar
+
+            text = self.processing_class.decode(prompt_ids, skip_special_tokens=True)
+            k = len(set(_CANDIDATE_MARK.findall(text)))
+            cache = self.__dict__.setdefault("_grammars", {})
+            if k not in cache:
+                cache[k] = AnswerGrammar.build(self.processing_class, max(k, 1))
+            return cache[k]
+
+        def _generate_single_turn(self, prompt_ids, *args, **kwargs):
+            """TRL's generation, with the grammar's logits processor on the model's ``generate``."""
+            if not self.constrained:
+                return super()._generate_single_turn(prompt_ids, *args, **kwargs)
+            from transformers import LogitsProcessorList
+
+            from flexrec_bench.constrained import ConstrainedLogits
+
+            target = self.accelerator.unwrap_model(self.model_wrapped)
+            had = "generate" in target.__dict__
+            original = target.generate
+
+            def generate(*a, **kw):
+                ids = kw["input_ids"]
+                grammars = [self._grammar(row[mask.bool()].tolist()) for row, mask in zip(ids, kw["attention_mask"])]
+                kw["logits_processor"] = LogitsProcessorList([ConstrainedLogits(grammars, ids.shape[1])])
+                return original(*a, **kw)
+
+            target.generate = generate
+            try:
+                return super()._generate_single_turn(prompt_ids, *args, **kwargs)
+            finally:
+                if had:
+                    target.generate = original
+                else:
+                    del target.generate
+
+        def _constrained_logps(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                               compute_entropy=False, compute_aux_loss=False, **_):
+            """Per-token log-probs (and entropies) of the completions under the constrained
+            distribution: the model's logits renormalised over the tokens the grammar allowed at
+            each position (flexrec_bench.constrained.constrained_logprobs). Positions after the
+            answer ended score 0 (the completion mask drops them)."""
+            import torch
+
+            from flexrec_bench.constrained import allowed_masks
+
+            batch_size = batch_size or input_ids.size(0)
+            logps, entropies = [], []
+            for start in range(0, input_ids.size(0), batch_size):
+                ids, att = input_ids[start:start + batch_size], attention_mask[start:start + batch_size]
+                with self.accelerator.autocast():
+                    logits = model(input_ids=ids, attention_mask=att).logits[:, -logits_to_keep - 1:-1, :].float()
+                comp = ids[:, -logits_to_keep:]
+                masks = torch.stack([allowed_masks(self._grammar(row[:-logits_to_keep][a[:-logits_to_keep].bool()]
+                                                                 .tolist()), c.tolist(), logits.shape[-1])
+                                     for row, a, c in zip(ids, att, comp)]).to(logits.device)
+                masked = logits.masked_fill(~masks, float("-inf"))
+                lp = torch.log_softmax(masked, dim=-1)
+                tok_lp = lp.gather(-1, comp[..., None])[..., 0]
+                logps.append(torch.where(torch.isfinite(tok_lp), tok_lp, torch.zeros_like(tok_lp)))
+                if compute_entropy:
+                    p = lp.exp()
+                    entropies.append(-(p * torch.where(masks, lp, torch.zeros_like(lp))).sum(-1))
+            return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
         def _compute_loss(self, model, inputs):
             self._rank_index = inputs.get("rank_index") if self.ranking_env.algo == "rank-grpo" else None
@@ -171,7 +247,8 @@ class _JsonlAndEval:
             ranker = HFRanker.from_loaded(model, tok, name=f"validation at step {step}, {need}", batch_size=8,
                                           progress=self.progress, seed=self.cfg.rl("seed"),
                                           max_new_tokens=self.trainer.args.max_completion_length,
-                                          reasoning=self.cfg.reasoning, max_prompt_tokens=self.cfg.max_prompt_tokens)
+                                          reasoning=self.cfg.reasoning, max_prompt_tokens=self.cfg.max_prompt_tokens,
+                                          constrained=self.cfg.constrained_decoding)
             res = ranker.rank(split)
             rep = evaluate(res, split, ("ndcg@5", "ndcg@10"), bootstrap=0)
             row[f"val/{need}/ndcg@5"] = rep.metrics["ndcg@5"].mean
@@ -274,6 +351,7 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
     helper = _JsonlAndEval(cfg, log_path, val, progress)
     trainer = _build_trainer_class()(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_ds,
                                      processing_class=tok, peft_config=peft_config, ranking_env=env,
+                                     constrained=cfg.constrained_decoding,
                                      callbacks=[_make_callback(helper)])
     helper.trainer = trainer
     write_json_atomic(out / "train_config.json", {"flexrec": asdict(cfg), "trl": json.loads(args.to_json_string()),
