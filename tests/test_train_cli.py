@@ -233,3 +233,22 @@ def test_an_interrupted_run_leaves_a_checkpoint_that_resumes(ml100k, tiny_model,
     monkeypatch.setattr(trl.GRPOTrainer, "training_step", real)
     train_local(cfg, progress=False, resume=True)
     assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
+
+
+def test_dry_run_says_what_auto_resolved_to_and_why(tmp_path):
+    """`reward_signal: auto` without a critic falls back to observed labels: the dry run says so, with
+    the path it looked at and what to do, and the same line is in its JSON."""
+    from training.config import reward_signal_line
+
+    r = runner.invoke(app, ["train", "--model", "m", "--data", str(tmp_path), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    line = (f"reward_signal: observed (auto: no critic at {tmp_path / 'critics' / 'ml-100k'}; unobserved pairs count 0 "
+            f"and the uncertainty weighting is off; train one with `flexrec-bench train-critic --dataset ml-100k`, or "
+            f"set reward_signal=item_knn)")
+    assert json.loads(r.output)["reward_signal"] == line
+    (tmp_path / "critics" / "ml-100k").mkdir(parents=True)
+    (tmp_path / "critics" / "ml-100k" / "critic.pt").write_bytes(b"x")
+    assert reward_signal_line(TrainConfig(model="m", data=str(tmp_path))) == (
+        f"reward_signal: critic (auto: found {tmp_path / 'critics' / 'ml-100k'})")
+    assert reward_signal_line(TrainConfig(model="m", data=str(tmp_path), reward_signal="item_knn")) == (
+        "reward_signal: item_knn (set)")

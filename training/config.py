@@ -161,6 +161,19 @@ def resolve_reward_signal(cfg: TrainConfig) -> tuple[str, str | None]:
     return ("critic", critic) if critic else ("observed", None)
 
 
+def reward_signal_line(cfg: TrainConfig) -> str:
+    """The resolved reward signal with its reason, as a dry run and the first lines of a run print it
+    (and train_config.json records it): ``auto`` says what it found, or why it fell back."""
+    signal, critic = resolve_reward_signal(cfg)
+    if cfg.reward_signal != "auto":
+        return f"reward_signal: {signal} (set){f', critic {critic}' if critic else ''}"
+    if signal == "critic":
+        return f"reward_signal: critic (auto: {'--critic' if cfg.critic else 'found'} {critic})"
+    return (f"reward_signal: observed (auto: no critic at {default_critic_dir(cfg.data, cfg.dataset)}; unobserved pairs "
+            f"count 0 and the uncertainty weighting is off; train one with `flexrec-bench train-critic --dataset "
+            f"{cfg.dataset}`, or set reward_signal=item_knn)")
+
+
 def reward_signal_notice(cfg: TrainConfig) -> str | None:
     """The line a run prints when ``auto`` falls back to observed labels (not the paper's FlexRec)."""
     if cfg.algo != "flexrec" or resolve_reward_signal(cfg)[0] != "observed" or cfg.reward_signal != "auto":

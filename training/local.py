@@ -23,7 +23,7 @@ from flexrec_bench.splits import load_split
 from flexrec_bench.errors import FlexRecError, MissingCapabilityError, require
 from flexrec_bench.io import write_json_atomic
 
-from .config import TrainConfig, completion_budget, max_candidates, reward_signal_notice
+from .config import TrainConfig, completion_budget, max_candidates, reward_signal_line, reward_signal_notice
 from .env import RankingEnv, reward_filler
 
 
@@ -298,6 +298,8 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
     notice = reward_signal_notice(cfg)
     if notice:
         print(notice, file=sys.stderr)
+    signal_line = reward_signal_line(cfg)
+    print(signal_line, file=sys.stderr)
     cfg = cfg.resolved()
     _check_local(cfg)
     datasets = require("datasets", "train", "local training")
@@ -354,7 +356,8 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
                                      constrained=cfg.constrained_decoding,
                                      callbacks=[_make_callback(helper)])
     helper.trainer = trainer
-    write_json_atomic(out / "train_config.json", {"flexrec": asdict(cfg), "trl": json.loads(args.to_json_string()),
+    write_json_atomic(out / "train_config.json", {"flexrec": asdict(cfg), "reward_signal": signal_line,
+                                                  "trl": json.loads(args.to_json_string()),
                                                   "versions": _versions()})
     try:
         trainer.train(resume_from_checkpoint=str(start_from) if start_from else None)

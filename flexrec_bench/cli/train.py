@@ -88,9 +88,13 @@ def train_cmd(
             from training.local import dry_run as resolve
         else:
             from training.verl_backend import dry_run as resolve
+        from training.config import reward_signal_line
+
         from ..secrets import redact
 
-        typer.echo(json.dumps(redact(resolve(cfg)), indent=2, default=str))
+        resolved = resolve(cfg)
+        # the resolved reward signal with its reason, first in the printed JSON (stdout stays one JSON document)
+        typer.echo(json.dumps(redact({"reward_signal": reward_signal_line(cfg), **resolved}), indent=2, default=str))
         return
     if backend == "local":
         from training.local import train_local
