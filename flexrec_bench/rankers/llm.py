@@ -118,7 +118,10 @@ class _SideFile:
     def __init__(self, path, header: dict):
         from pathlib import Path
 
-        self.path, self.header = Path(path), json.loads(json.dumps(header, sort_keys=True, default=str))
+        from ..secrets import redact
+
+        # the header names the run, never its secrets (an api key, a password in a base URL)
+        self.path, self.header = Path(path), json.loads(json.dumps(redact(header), sort_keys=True, default=str))
 
     def load(self) -> dict[str, str]:
         done: dict[str, str] = {}
