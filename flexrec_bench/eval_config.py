@@ -37,6 +37,7 @@ class EvalConfig:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     options: dict = field(default_factory=dict)  #: ranker options (-o key=value); secrets are redacted in results.json
     name: str | None = None             #: display name on the leaderboard (default: the --model string)
+    shuffles: int = 0                   #: position-bias probe: rank N further seeded presentations of every instance (0 to 20; order-invariant rankers are not re-run)
 
     @property
     def variant(self) -> str | None:
@@ -67,6 +68,11 @@ class EvalConfig:
                 or self.bootstrap > MAX_BOOTSTRAP):
             raise ConfigError(f"--bootstrap must be 0 (no confidence intervals) or {MIN_BOOTSTRAP} to {MAX_BOOTSTRAP} "
                               f"resamples, got {self.bootstrap!r}")
+        from .position_bias import MAX_SHUFFLES
+
+        if isinstance(self.shuffles, bool) or not isinstance(self.shuffles, int) or not 0 <= self.shuffles <= MAX_SHUFFLES:
+            raise ConfigError(f"--shuffles must be an integer from 0 to {MAX_SHUFFLES} (further presentations of every "
+                              f"instance, each a full re-ranking), got {self.shuffles!r}")
         if not self.metrics:
             raise ConfigError("--metrics names no metric")
         for m in self.metrics:

@@ -129,6 +129,13 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
     if hasattr(ranker, "resume_path"):  # an LLM ranker keeps finished batches beside the results: a killed run resumes
         ranker.resume_path = partial
     result = ranker.rank(split)
+    bias = None
+    if cfg.shuffles:
+        from .position_bias import probe
+
+        if hasattr(ranker, "resume_path"):  # the side file holds the build order's outputs: shuffles rank anew
+            ranker.resume_path = None
+        bias = probe(ranker, split, result.order, cfg.shuffles, cfg.seed, progress)
     report = evaluate(result, split, cfg.metrics, cfg.bootstrap, cfg.seed, beyond=True)
     table = rankings_table(split, result)
     # results.json and rankings.parquet appear together or not at all (publish.py)
@@ -149,6 +156,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
                 beyond=report.beyond,
                 bootstrap=BootstrapInfo(samples=cfg.bootstrap, seed=cfg.seed),
                 parse=result.parse,
+                position_bias=bias,
                 rankings=RankingsInfo(file="rankings.parquet", sha256=sha256_file(tmp / "rankings.parquet")),
                 config={**asdict(cfg), "metrics": list(cfg.metrics)},
                 provenance=provenance(time.perf_counter() - t0),

@@ -92,6 +92,10 @@ class ResultsFile(_Strict):
         "diversity), gini@k (of exposure), and niche_share@k / trend_share@k for those needs"))
     bootstrap: BootstrapInfo
     parse: ParseStats | None = None
+    position_bias: dict | None = Field(default=None, description=(
+        "eval --shuffles N: NDCG over N + 1 presentations (mean, t 95% CI), mean Kendall tau between them, the "
+        "first-position rate against 1/K, NDCG@10 by the best candidate's presented quartile "
+        "(flexrec_bench.position_bias); null without --shuffles"))
     rankings: RankingsInfo
     config: dict = Field(default_factory=dict, description="resolved eval configuration (secrets redacted)")
     provenance: Provenance

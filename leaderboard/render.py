@@ -102,6 +102,10 @@ def _rows(entries: list[Entry], label_inputs: list[str] = ()) -> list[dict]:
         parse = (f"; parse: {p.unparseable} unparseable, {p.invalid_ids} invalid ids, {p.duplicates} duplicates, "
                  f"{p.missing_items} padded; {p.echoed} of {p.instances} repeat the presented order, "
                  f"{p.first_shown_first} rank the first-shown candidate first") if p else ""
+        if e.results.position_bias:
+            from flexrec_bench.position_bias import format_probe
+
+            parse += "; " + format_probe(e.results.position_bias)
         rows.append({"name": e.label(), "cells": cells, "provenance": _provenance(e), "parse": parse,
                      "echo": (f"echoes the prompt: {p.echoed} of {p.instances} rankings are the presented order"
                               if p is not None and p.warnings() else ""),

@@ -143,6 +143,7 @@ class Bert4RecRanker(Ranker):
     kind = "bert4rec"
     needs_arg = True
     reads = ("history", "train_interactions")
+    order_invariant = True
 
     def __init__(self, arg=None, seed: int = 0, timeout_s: int = 3600):
         super().__init__(arg, seed)

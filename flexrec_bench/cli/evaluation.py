@@ -44,6 +44,10 @@ def eval_cmd(cfg: EvalConfig, quiet: bool = False) -> None:
                    f"first-shown candidate first")
         for line in p.warnings():
             typer.echo(line, err=True)
+    if res.position_bias:
+        from ..position_bias import format_probe
+
+        typer.echo(format_probe(res.position_bias))
     typer.echo(f"wrote {path}")
 
 

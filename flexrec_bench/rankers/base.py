@@ -25,6 +25,9 @@ class Ranker(ABC):
     #: (training popularity), ``train_interactions``, ``item_embeddings``, ``labels`` (the oracle),
     #: and ``shown``: whatever per-candidate columns the need's prompt shows (``recent_count``)
     reads: ClassVar[tuple[str, ...]] = ()
+    #: scores do not read the presented order (only ties are broken by position): the position-bias
+    #: probe does not re-run it (flexrec_bench.position_bias)
+    order_invariant: ClassVar[bool] = False
 
     def __init__(self, arg: str | None = None, seed: int = 0, **options):
         if self.needs_arg and not arg:

@@ -23,6 +23,7 @@ class PopularityRanker(Ranker):
     kind = "popularity"
     deterministic = True
     reads = ("train_count",)
+    order_invariant = True
 
     def rank(self, split) -> RankResult:
         counts = split.items["train_count"]
@@ -38,6 +39,7 @@ class OracleRanker(Ranker):
     kind = "oracle"
     deterministic = True
     reads = ("labels",)
+    order_invariant = True
 
     def rank(self, split) -> RankResult:
         return RankResult(scores_to_order(split.relevance, split.mask, self.seed))

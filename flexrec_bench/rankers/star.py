@@ -30,6 +30,7 @@ class StarRanker(Ranker):
     deterministic = True
     #: the history's item embeddings and co-occurrence; the retrieval score where the history is empty
     reads = ("history", "item_embeddings", "retrieval_scores", "train_interactions")
+    order_invariant = True
 
     def __init__(self, arg=None, seed: int = 0, lam: float = STAR_LAMBDA, a: float = 0.5):
         from ..options import check_range
