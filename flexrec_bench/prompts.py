@@ -48,8 +48,8 @@ def answer_tokens(k: int, reasoning: bool) -> int:
 REASONING_TOKENS = 256
 
 
-def answer_format(k: int, reasoning: bool) -> str:
-    ex = ", ".join(short_id(i) for i in range(min(k, 3)))
+def answer_format(k: int, reasoning: bool, ids: list[str] | None = None) -> str:
+    ex = ", ".join((ids[i] if ids else short_id(i)) for i in range(min(k, 3)))
     think = "First think briefly inside <think></think>. Then " if reasoning else ""
     return (f"{think}Output all {k} candidate ids, best first, separated by commas, inside <answer></answer>, "
             f"for example <answer>{ex}, ...</answer>. Use every id exactly once.")
@@ -67,7 +67,8 @@ def _item_lines(marker: str, text: str, suffix: str = "") -> list[str]:
 
 
 def user_message(instruction: str, history: list[tuple[str, str]], query: str, candidates: list[str],
-                 reasoning: bool, notes: list[str] | None = None, context: list[str] | None = None) -> str:
+                 reasoning: bool, notes: list[str] | None = None, context: list[str] | None = None,
+                 ids: list[str] | None = None) -> str:
     parts = [f"Need: {instruction}", ""]
     if query:
         parts += [f"Search query: {query}", ""]
@@ -80,19 +81,22 @@ def user_message(instruction: str, history: list[tuple[str, str]], query: str, c
         parts += list(context) + [""]
     parts.append("Candidates:")
     for i, text in enumerate(candidates):
-        parts += _item_lines(f"[{short_id(i)}]", text, notes[i] if notes else "")
-    parts += ["", answer_format(len(candidates), reasoning)]
+        parts += _item_lines(f"[{ids[i] if ids else short_id(i)}]", text, notes[i] if notes else "")
+    parts += ["", answer_format(len(candidates), reasoning, ids)]
     return "\n".join(parts)
 
 
 def build_messages(instruction: str, history_texts: list[str], history_signals: list[float], signal_kind: str,
                    query: str, candidate_texts: list[str], cfg: PromptConfig,
                    count_tokens: Callable[[str], int] | None = None, candidate_notes: list[str] | None = None,
-                   history_topics: tuple[str, list[str]] | None = None) -> list[dict[str, str]]:
+                   history_topics: tuple[str, list[str]] | None = None,
+                   ids: list[str] | None = None) -> list[dict[str, str]]:
     """The chat messages of one instance. ``candidate_notes``: per candidate, what the need's label
     uses that the text does not show (e.g. a recent interaction count), written after its text.
     ``history_topics``: (name, topics) of the whole shown history (e.g. ("Genres", [...])): listed on
-    a line of their own whenever the rendered history does not already name every one of them."""
+    a line of their own whenever the rendered history does not already name every one of them.
+    ``ids``: the candidates' labels when not the default C1, C2, ... (first-token scoring's
+    single-token labels)."""
     count = count_tokens or (lambda s: len(s) // 4 + 1)
     hist = [(_cut(t, cfg.max_item_chars), _signal_text(signal_kind, s)) for t, s in zip(history_texts, history_signals)]
     cand_chars = cfg.max_item_chars
@@ -106,7 +110,7 @@ def build_messages(instruction: str, history_texts: list[str], history_signals: 
                 context = [f"{history_topics[0]} in this user's history: {', '.join(history_topics[1])}"]
         return [{"role": "system", "content": cfg.system},
                 {"role": "user", "content": user_message(instruction, hist, query, cands, cfg.reasoning,
-                                                         candidate_notes, context)}]
+                                                         candidate_notes, context, ids)}]
 
     msgs = render()
     while count(msgs[0]["content"] + msgs[1]["content"]) > cfg.max_prompt_tokens:
@@ -146,14 +150,15 @@ def history_topics(split, row) -> tuple[str, list[str]] | None:
     return name, seen
 
 
-def split_messages(split, i: int, cfg: PromptConfig, count_tokens=None) -> list[dict[str, str]]:
-    """Messages for instance ``i`` of a :class:`~flexrec_bench.splits.DatasetSplit`."""
+def split_messages(split, i: int, cfg: PromptConfig, count_tokens=None, ids: list[str] | None = None) -> list[dict[str, str]]:
+    """Messages for instance ``i`` of a :class:`~flexrec_bench.splits.DatasetSplit` (``ids``: other
+    candidate labels than C1, C2, ...)."""
     row = split.frame.iloc[i]
     texts = split.items["text"]
     return build_messages(
         split.instruction, [texts.get(h, h) for h in row["history"]], list(row["history_signals"]), split.signal_kind,
         row["query"], [texts.get(c, c) for c in row["candidates"]], cfg, count_tokens,
-        candidate_notes(split, row), history_topics(split, row))
+        candidate_notes(split, row), history_topics(split, row), ids)
 
 
 def target_completion(order: list[int], reasoning: bool = False) -> str:

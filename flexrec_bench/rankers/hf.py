@@ -194,6 +194,50 @@ class HFRanker(LLMRanker):
             cache[k] = AnswerGrammar.build(self._tok, k)
         return cache[k]
 
+    def rank(self, split):
+        if self.scoring == "first_token":
+            return self._rank_first_token(split)
+        return super().rank(split)
+
+    def _rank_first_token(self, split):
+        """One forward pass per instance (batched): the first answer token's logits at each
+        candidate's single-token label score it (flexrec_bench.first_token)."""
+        import numpy as np
+        import torch
+        from tqdm.auto import tqdm
+
+        from ..first_token import ANSWER_OPEN, id_scheme
+        from ..parsing import short_id
+        from ..permutations import ParseStats, RankResult, scores_to_order
+        from ..prompts import split_messages
+
+        self._load()
+        n, k = split.mask.shape
+        nvalid = split.mask.sum(1)
+        scheme, labels, tokens = id_scheme(self._tok, k)
+        self.id_scheme = scheme
+        count = lambda text: len(self._tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+        msgs = [split_messages(split, i, self.prompt, count, labels[: int(nvalid[i])]) for i in range(n)]
+        scores = np.zeros((n, k))
+        bar = tqdm(total=n, desc=f"rank ({self.name}, first token)", disable=not self.progress)
+        for idx in self.schedule(msgs):
+            texts = [self._prompt_text(msgs[i]) + ANSWER_OPEN for i in idx]
+            enc = self._tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._device)
+            with torch.no_grad():
+                logits = self._model(**enc).logits[:, -1, :].float()
+            scores[idx] = logits[:, tokens].cpu().numpy()
+            bar.update(len(idx))
+        bar.close()
+        order = scores_to_order(scores, split.mask, self.seed)
+        stats = ParseStats(instances=n, complete=n)
+        for i in range(n):
+            row = order[i][order[i] >= 0]
+            stats.echoed += len(row) >= 2 and list(row) == sorted(row)
+            stats.first_shown_first += bool(len(row)) and row[0] == 0
+        # the outputs record the induced ranking in the usual ids, so every results reader parses them
+        outputs = ["<answer>" + ", ".join(short_id(int(j)) for j in order[i] if j >= 0) + "</answer>" for i in range(n)]
+        return RankResult(order, outputs, stats)
+
     def info(self) -> dict:
         from ..models import read_record
 
@@ -202,6 +246,8 @@ class HFRanker(LLMRanker):
         d["revision"] = self.revision or (local_fingerprint(path) if path.is_dir() else None)
         d["config"].update(dtype=self.dtype, sample=self.sample, temperature=self.temperature,
                            stop_at_k=self.stop_at_k)
+        if self.scoring == "first_token":
+            d["config"]["id_scheme"] = getattr(self, "id_scheme", None)
         rec = read_record(path) if path.is_dir() else None
         if rec is not None:  # installed by `flexrec-bench models install`: where the weights come from
             d["config"]["model_card"] = {k: rec.get(k) for k in ("name", "origin", "license", "quantization",

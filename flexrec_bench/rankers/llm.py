@@ -15,6 +15,10 @@ from ..permutations import ParseStats, RankResult
 from .base import Ranker
 
 
+#: how an LLM ranker turns the model into a ranking: write the ids, or read the first answer token's logits
+SCORINGS = ("generate", "first_token")
+
+
 class LLMRanker(Ranker):
     needs_arg = True
     shows_progress = True
@@ -26,7 +30,7 @@ class LLMRanker(Ranker):
 
     def __init__(self, arg=None, seed: int = 0, batch_size: int = 8, max_new_tokens: int | None = None,
                  max_prompt_tokens: int = 3072, max_item_chars: int = 240, reasoning: bool = False,
-                 progress: bool = True, constrained: bool = False):
+                 progress: bool = True, constrained: bool = False, scoring: str = "generate"):
         from ..errors import ConfigError
         from ..options import check_range
 
@@ -36,7 +40,16 @@ class LLMRanker(Ranker):
                               f"does not: leave it out (nothing was sent)")
         if constrained and reasoning:
             raise ConfigError("-o constrained=true writes the answer directly: it cannot be combined with reasoning=true")
+        if scoring not in SCORINGS:
+            raise ConfigError(f"-o scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
+        if scoring == "first_token" and not self.has_logits:
+            raise ConfigError(f"-o scoring=first_token reads the model's logits: {self.kind} exposes none (allowed "
+                              f"here: generate); use an hf: model (nothing was sent)")
+        if scoring == "first_token" and (constrained or reasoning):
+            raise ConfigError("-o scoring=first_token reads one token's logits: it takes neither constrained=true nor "
+                              "reasoning=true")
         self.constrained = bool(constrained)
+        self.scoring = scoring
         check_range("batch_size", int(batch_size), "-o", 1, 4096)
         if max_new_tokens is not None:
             check_range("max_new_tokens", int(max_new_tokens), "-o", 1, 65_536)
@@ -67,7 +80,7 @@ class LLMRanker(Ranker):
     def info(self) -> dict:
         d = super().info()
         d["config"].update(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, prompt=asdict(self.prompt),
-                           constrained=self.constrained)
+                           constrained=self.constrained, scoring=self.scoring)
         return d
 
     def schedule(self, messages: list[list[dict[str, str]]]) -> list[list[int]]:
