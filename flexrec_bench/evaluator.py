@@ -157,6 +157,7 @@ def run_eval(cfg: EvalConfig, progress: bool = True, ranker=None):
                 bootstrap=BootstrapInfo(samples=cfg.bootstrap, seed=cfg.seed),
                 parse=result.parse,
                 position_bias=bias,
+                usage=result.usage,
                 rankings=RankingsInfo(file="rankings.parquet", sha256=sha256_file(tmp / "rankings.parquet")),
                 config={**asdict(cfg), "metrics": list(cfg.metrics)},
                 provenance=provenance(time.perf_counter() - t0),

@@ -67,6 +67,7 @@ class RankResult:
     order: np.ndarray
     outputs: list[str] | None = None
     parse: ParseStats | None = None
+    usage: dict | None = None   #: an LLM's calls, prompts, tokens in and out
 
 
 def check_permutations(order: np.ndarray, mask: np.ndarray, where: str = "rankings") -> None:

@@ -28,8 +28,6 @@ from .metrics import per_instance_scores
 
 MAX_SHUFFLES = 20           #: most further orders a run may ask for (ours: each one is a full re-ranking)
 PROBE_METRICS = ("ndcg@5", "ndcg@10")
-#: per-candidate list columns of a split frame that travel with their candidate
-_LIST_COLUMNS = ("candidates", "retrieval_scores", "relevance", "relevant", "observed")
 
 
 def presentation(iid: str, n: int, shuffle: int, seed: int) -> np.ndarray:
@@ -41,9 +39,10 @@ def presentation(iid: str, n: int, shuffle: int, seed: int) -> np.ndarray:
 def shuffled(split, shuffle: int, seed: int):
     """The split with every instance's candidates in presentation ``shuffle``, and the permutations."""
     from .splits import DatasetSplit
+    from .windows import LIST_COLUMNS
 
     frame = split.frame.copy()
-    cols = [c for c in frame.columns if c in _LIST_COLUMNS or c in split.ranker_columns]
+    cols = [c for c in frame.columns if c in LIST_COLUMNS or c in split.ranker_columns]
     perms = [presentation(iid, len(c), shuffle, seed) for iid, c in zip(split.instance_ids, frame["candidates"])]
     for c in cols:
         frame[c] = [np.asarray(v)[perm] for v, perm in zip(frame[c], perms)]

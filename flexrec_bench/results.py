@@ -92,6 +92,9 @@ class ResultsFile(_Strict):
         "diversity), gini@k (of exposure), and niche_share@k / trend_share@k for those needs"))
     bootstrap: BootstrapInfo
     parse: ParseStats | None = None
+    usage: dict | None = Field(default=None, description=(
+        "an LLM ranker's generate calls, prompts, prompt tokens and completion tokens (tokens counted with the "
+        "model's tokenizer, message contents without the chat template; 0 where the ranker has no tokenizer)"))
     position_bias: dict | None = Field(default=None, description=(
         "eval --shuffles N: NDCG over N + 1 presentations (mean, t 95% CI), mean Kendall tau between them, the "
         "first-position rate against 1/K, NDCG@10 by the best candidate's presented quartile "

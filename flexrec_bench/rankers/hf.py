@@ -194,12 +194,12 @@ class HFRanker(LLMRanker):
             cache[k] = AnswerGrammar.build(self._tok, k)
         return cache[k]
 
-    def rank(self, split):
+    def rank_once(self, split, _keep_usage: bool = False):
         if self.scoring == "first_token":
-            return self._rank_first_token(split)
-        return super().rank(split)
+            return self._rank_first_token(split, _keep_usage)
+        return super().rank_once(split, _keep_usage)
 
-    def _rank_first_token(self, split):
+    def _rank_first_token(self, split, keep_usage: bool = False):
         """One forward pass per instance (batched): the first answer token's logits at each
         candidate's single-token label score it (flexrec_bench.first_token)."""
         import numpy as np
@@ -210,8 +210,11 @@ class HFRanker(LLMRanker):
         from ..parsing import short_id
         from ..permutations import ParseStats, RankResult, scores_to_order
         from ..prompts import split_messages
+        from .llm import _new_usage
 
         self._load()
+        if not keep_usage:
+            self.usage = _new_usage()
         n, k = split.mask.shape
         nvalid = split.mask.sum(1)
         scheme, labels, tokens = id_scheme(self._tok, k)
@@ -226,6 +229,9 @@ class HFRanker(LLMRanker):
             with torch.no_grad():
                 logits = self._model(**enc).logits[:, -1, :].float()
             scores[idx] = logits[:, tokens].cpu().numpy()
+            self.usage["calls"] += 1
+            self.usage["prompts"] += len(idx)
+            self.usage["prompt_tokens"] += int(enc["attention_mask"].sum())
             bar.update(len(idx))
         bar.close()
         order = scores_to_order(scores, split.mask, self.seed)
@@ -236,7 +242,7 @@ class HFRanker(LLMRanker):
             stats.first_shown_first += bool(len(row)) and row[0] == 0
         # the outputs record the induced ranking in the usual ids, so every results reader parses them
         outputs = ["<answer>" + ", ".join(short_id(int(j)) for j in order[i] if j >= 0) + "</answer>" for i in range(n)]
-        return RankResult(order, outputs, stats)
+        return RankResult(order, outputs, stats, usage=dict(self.usage))
 
     def info(self) -> dict:
         from ..models import read_record

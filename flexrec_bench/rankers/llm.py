@@ -9,7 +9,7 @@ from dataclasses import asdict
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..parsing import rank_text
+from ..parsing import rank_text, short_id
 from ..prompts import PromptConfig, answer_tokens, split_messages
 from ..permutations import ParseStats, RankResult
 from .base import Ranker
@@ -30,7 +30,8 @@ class LLMRanker(Ranker):
 
     def __init__(self, arg=None, seed: int = 0, batch_size: int = 8, max_new_tokens: int | None = None,
                  max_prompt_tokens: int = 3072, max_item_chars: int = 240, reasoning: bool = False,
-                 progress: bool = True, constrained: bool = False, scoring: str = "generate"):
+                 progress: bool = True, constrained: bool = False, scoring: str = "generate",
+                 window: int | None = None, stride: int | None = None):
         from ..errors import ConfigError
         from ..options import check_range
 
@@ -50,6 +51,15 @@ class LLMRanker(Ranker):
                               "reasoning=true")
         self.constrained = bool(constrained)
         self.scoring = scoring
+        if stride is not None and window is None:
+            raise ConfigError("-o stride needs -o window (the number of candidates one prompt ranks)")
+        if window is not None:
+            check_range("window", int(window), "-o", 2, 100_000)
+            stride = int(window) // 2 if stride is None else int(stride)
+            if not 1 <= stride < int(window):
+                raise ConfigError(f"-o stride must be from 1 to window - 1 = {int(window) - 1}, got {stride}")
+        self.window = None if window is None else int(window)
+        self.stride = None if window is None else stride
         check_range("batch_size", int(batch_size), "-o", 1, 4096)
         if max_new_tokens is not None:
             check_range("max_new_tokens", int(max_new_tokens), "-o", 1, 65_536)
@@ -80,7 +90,7 @@ class LLMRanker(Ranker):
     def info(self) -> dict:
         d = super().info()
         d["config"].update(batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, prompt=asdict(self.prompt),
-                           constrained=self.constrained, scoring=self.scoring)
+                           constrained=self.constrained, scoring=self.scoring, window=self.window, stride=self.stride)
         return d
 
     def schedule(self, messages: list[list[dict[str, str]]]) -> list[list[int]]:
@@ -90,6 +100,54 @@ class LLMRanker(Ranker):
         return [list(range(s, min(n, s + self.batch_size))) for s in range(0, n, self.batch_size)]
 
     def rank(self, split) -> RankResult:
+        """One prompt per instance, or sliding windows (``window``/``stride``) over its candidates."""
+        if self.window is None:
+            return self.rank_once(split)
+        from ..errors import ConfigError
+
+        if self.window > split.k:
+            raise ConfigError(f"-o window={self.window} is larger than the {split.k} candidates of "
+                              f"{split.dataset}/{split.need}/{split.split}: use a window from 2 to {split.k}")
+        return self._rank_windows(split)
+
+    def _rank_windows(self, split) -> RankResult:
+        """rank_llm's sliding windows: back to front, each window's prompt (need line, user context, its
+        own candidates) reorders only its slice of the current list; consecutive windows overlap by
+        ``window - stride``, so good candidates bubble to the front. Windows of different instances
+        run in rounds, each round batched and resumable like a single-prompt ranking."""
+        from ..windows import window_starts, window_split
+
+        n, k = split.mask.shape
+        nvalid = split.mask.sum(1)
+        current = [list(range(int(v))) for v in nvalid]   # build positions, best first
+        starts = [window_starts(int(v), self.window, self.stride) for v in nvalid]
+        stats, outputs = ParseStats(), [[] for _ in range(n)]
+        self.usage = _new_usage()
+        for r in range(max(len(s) for s in starts)):
+            rows = [i for i in range(n) if r < len(starts[i])]
+            slices = {i: current[i][starts[i][r]: starts[i][r] + self.window] for i in rows}
+            sub = window_split(split, rows, slices, r)
+            res = self.rank_once(sub, _keep_usage=True)
+            stats.add(res.parse)
+            for j, i in enumerate(rows):
+                sl = slices[i]
+                new = [sl[p] for p in res.order[j] if p >= 0]
+                a = starts[i][r]
+                current[i][a: a + len(sl)] = new
+                outputs[i].append(res.outputs[j] if res.outputs else "")
+        order = np.full((n, k), -1, np.int64)
+        for i, cur in enumerate(current):
+            order[i, : len(cur)] = cur
+        # the published output leads with the final ranking in the instance's own ids (what a results
+        # reader parses); each window's raw answer follows, for inspection
+        texts = ["<answer>" + ", ".join(short_id(int(j)) for j in order[i] if j >= 0) + "</answer>\n"
+                 + "\n".join(f"[window {r + 1}] {o}" for r, o in enumerate(outputs[i])) for i in range(n)]
+        return RankResult(order, texts, stats, usage=dict(self.usage))
+
+    def rank_once(self, split, _keep_usage: bool = False) -> RankResult:
+        """Each instance's candidates in one prompt."""
+        if not _keep_usage:
+            self.usage = _new_usage()
         n, k = split.mask.shape
         counter = self.count_tokens if self.count_tokens("x") is not None else None
         order = np.full((n, k), -1, np.int64)
@@ -109,6 +167,7 @@ class LLMRanker(Ranker):
             idx = [todo[j] for j in idx]
             self.batch_sizes_k = [int(nvalid[i]) for i in idx]
             texts = self.generate([msgs[i] for i in idx], self.new_tokens(int(nvalid[idx].max())))
+            self._count_usage([msgs[i] for i in idx], texts, counter)
             if side:
                 side.append({ids[i]: t for i, t in zip(idx, texts)})
             done.update({ids[i]: t for i, t in zip(idx, texts)})
@@ -120,7 +179,19 @@ class LLMRanker(Ranker):
             perm = rank_text(done[ids[i]], int(nvalid[i]), rng, stats)
             order[i, : len(perm)] = perm
             outputs[i] = done[ids[i]]
-        return RankResult(order, outputs, stats)
+        return RankResult(order, outputs, stats, usage=dict(self.usage))
+
+    def _count_usage(self, batch, texts, counter) -> None:
+        """Calls, prompts and (where the ranker has a tokenizer) tokens in and out."""
+        self.usage["calls"] += 1
+        self.usage["prompts"] += len(batch)
+        if counter is not None:
+            self.usage["prompt_tokens"] += sum(counter("".join(m["content"] for m in msgs)) for msgs in batch)
+            self.usage["completion_tokens"] += sum(counter(t) for t in texts)
+
+
+def _new_usage() -> dict:
+    return {"calls": 0, "prompts": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
 
 class _SideFile:
