@@ -21,6 +21,18 @@ def parse_metric(name: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
+#: ranker options that change speed or transport, never the rankings: they make no variant
+TRANSPORT_OPTIONS = frozenset({"progress", "base_url", "cache_dir", "concurrency", "requests_per_minute",
+                               "tokens_per_minute", "max_retries", "timeout", "batch_size", "threads"})
+
+
+def variant_options(options: dict) -> dict[str, str]:
+    """The ranker options that make a variant (secrets and transport settings left out)."""
+    from .secrets import is_secret_name
+
+    return {k: str(v) for k, v in options.items() if k not in TRANSPORT_OPTIONS and not is_secret_name(k)}
+
+
 @dataclass
 class EvalConfig:
     """Options of ``flexrec-bench eval``; written, resolved, into results.json."""
@@ -44,11 +56,7 @@ class EvalConfig:
         """Short hash of the ranker options that change its output (None without any): the same
         model with other options is another entry and another results folder. Secrets, the
         progress switch and the OpenAI client's transport settings do not make a variant."""
-        from .secrets import is_secret_name
-
-        transport = {"progress", "base_url", "cache_dir", "concurrency", "requests_per_minute", "tokens_per_minute",
-                     "max_retries", "timeout", "batch_size"}
-        opts = {k: str(v) for k, v in self.options.items() if k not in transport and not is_secret_name(k)}
+        opts = variant_options(self.options)
         if not opts:
             return None
         import hashlib

@@ -44,15 +44,25 @@ class Entry(_Strict):
     verification: Verification
 
     @property
-    def key(self) -> tuple[str, str | None, str | None, str, str, str]:
+    def key(self) -> tuple:
+        """What makes two entries the same run: model, display name, revision, options, eval seed, build,
+        need and split (another seed or another name of the same model is another entry)."""
         r = self.results
-        return (r.model.name, r.model.revision, r.model.variant, r.dataset.fingerprint, r.dataset.need,
-                r.dataset.split)
+        return (r.model.name, r.model.display_name, r.model.revision, r.model.variant, int(r.config.get("seed") or 0),
+                r.dataset.fingerprint, r.dataset.need, r.dataset.split)
+
+    def options_text(self) -> str:
+        """The options that make the variant, as ``a=0.7, window=20`` (secrets and transport left out)."""
+        from flexrec_bench.eval_config import variant_options
+
+        return ", ".join(f"{k}={v}" for k, v in sorted(variant_options(self.results.config.get("options") or {}).items()))
 
     def label(self) -> str:
-        """How the entry is named to people: display name (or model), revision and variant when set."""
+        """How the entry is named to people: display name (or model), revision, options and seed when set."""
         m = self.results.model
-        extra = [f"revision {m.revision}" if m.revision else "", f"options {m.variant}" if m.variant else ""]
+        seed = int(self.results.config.get("seed") or 0)
+        extra = [f"revision {m.revision}" if m.revision else "", self.options_text() if m.variant else "",
+                 f"seed {seed}" if seed else ""]
         more = ", ".join(x for x in extra if x)
         return (m.display_name or m.name) + (f" ({more})" if more else "")
 

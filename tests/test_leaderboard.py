@@ -363,7 +363,7 @@ def test_options_make_a_variant_and_another_build_is_never_overwritten(ml100k, t
     e1, _ = submit(paths[0], lb, ml100k)
     e2, _ = submit(paths[1], lb, ml100k)  # not "exists": another entry
     assert e1.results.model.variant is None and e2.results.model.variant and len(load(lb).entries) == 2
-    assert "revision None" not in e1.label() and "options" in e2.label()
+    assert "revision None" not in e1.label() and e2.label() == "star (lam=0.5)"  # the options, not a hash
     with pytest.raises(SubmissionRefused, match=r"an entry for star on interest/test .* exists") as exc:
         submit(paths[0], lb, ml100k)
     assert "revision None" not in str(exc.value)
@@ -474,3 +474,17 @@ def test_the_terminal_table_escapes_control_characters(ml100k, tmp_path, results
     lb.write_text(json.dumps(d))
     r = runner.invoke(app, ["leaderboard", "--leaderboard", str(lb)])
     assert "\x1b" not in r.output and "evil\\x1b[2Jname" in r.output
+
+
+def test_another_seed_or_name_of_a_model_is_its_own_entry_and_variants_show_their_options(ml100k, tmp_path, results):
+    lb = _registered(ml100k, tmp_path)
+    submit(results["random"], lb, ml100k)
+    _, _, s7 = run_eval(EvalConfig(model="random", data=str(ml100k), out=str(tmp_path / "r7"), bootstrap=100, seed=7,
+                                   name="newcomer-random-s7"), progress=False)
+    entry, replaced = submit(s7, lb, ml100k)
+    assert not replaced and len(load(lb).entries) == 2 and entry.label() == "newcomer-random-s7 (seed 7)"
+    _, _, star = run_eval(EvalConfig(model="star", data=str(ml100k), out=str(tmp_path / "a"), bootstrap=100,
+                                     options={"a": "0.7"}), progress=False)
+    r = runner.invoke(app, ["submit", str(star), "--leaderboard", str(lb), "--data", str(ml100k)])
+    assert r.exit_code == 0, r.output
+    assert f"added: star (a=0.7) on ml-100k/interest/test (re-scored 200 instances) to {lb}" in r.output

@@ -22,8 +22,8 @@ def submit_cmd(
 
     entry, replaced = submit(results, leaderboard or DEFAULT_PATH, data, replace, reviewer=reviewer)
     r = entry.results
-    typer.echo(f"{'replaced' if replaced else 'added'}: {r.model.name} on {r.dataset.name}/{r.dataset.need}/"
-               f"{r.dataset.split} (re-scored {entry.verification.instances} instances)")
+    typer.echo(f"{'replaced' if replaced else 'added'}: {entry.label()} on {r.dataset.name}/{r.dataset.need}/"
+               f"{r.dataset.split} (re-scored {entry.verification.instances} instances) to {leaderboard or DEFAULT_PATH}")
 
 
 lb_app = typer.Typer(help="Show the leaderboard, or render it as a static page.", invoke_without_command=True,
