@@ -110,7 +110,7 @@ def main() -> None:
                     f"{row['ndcg@10']['first_token']:.3f} | {row['ndcg@10']['random']:.3f} | "
                     f"[{row['ndcg@10']['diff_ci95'][0]:+.3f}, {row['ndcg@10']['diff_ci95'][1]:+.3f}] | "
                     f"{row['ndcg@10']['p_t']:.2g} | {row['seconds_per_ranking']:.2f} | {row['first_shown_first']} |")
-    save("first_token.json", out)
+    save("first_token", out)
     print(f"first-token {out['first_token_s']:.1f} s vs prefill {out['prefill_s']:.1f} s for {len(split)} rankings: "
           f"{out['first_token_over_prefill']:.2f}x; id scheme {scheme}")
     print("| need | n | N@5 first-token | N@5 random | N@10 first-token | N@10 random | CI of the N@10 difference | p (t) | s/ranking | first shown first |")

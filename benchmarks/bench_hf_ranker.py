@@ -77,7 +77,7 @@ def main() -> None:
         out[f"{key}_rankings_per_s"] = len(split) / out[f"{key}_s"]
     out["echoed"] = res.parse.echoed
     out["same_rankings_with_stop"] = bool((res.order == res_stop.order).all())
-    save("hf_ranker.json", out)
+    save("hf_ranker", out)
     for k, v in out.items():
         print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
 

@@ -58,7 +58,7 @@ def main() -> None:
         rows[name] = {"ndcg@10": float(np.nanmean(nd)), "n": int(np.isfinite(nd).sum()), "seconds": secs,
                       **res.usage}
     out = {"model": str(folder), "instances": len(split), "k": split.k, "runs": rows}
-    save("windows.json", out)
+    save("windows", out)
     print(f"{a.model}, {len(split)} instances, K = {split.k}")
     print("| run | NDCG@10 | seconds | LLM calls | prompts | tokens in | tokens out |")
     print("|---|---|---|---|---|---|---|")

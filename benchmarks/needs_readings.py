@@ -174,7 +174,7 @@ def main() -> None:
     data = Path(a.data) / a.dataset
     res = {"dataset": a.dataset, "readings": readings_table(a.dataset, a.raw_dir, data)}
     res["conventions"] = conventions_table(a.dataset, data)
-    save(f"needs_readings_{a.dataset}.json", res)
+    save(f"needs_readings_{a.dataset}", res)
     print(markdown(res))
 
 

@@ -152,10 +152,15 @@ def load_split(data_dir: str | Path, dataset: str, need: str, split: str = "test
     root = build_root(data_dir, dataset)
     manifest = load_manifest(data_dir, dataset, root)
     if need not in manifest["needs"]:
+        from .datasets import DATASETS
         from .labeling import NEEDS
 
         if need not in NEEDS:
             NEEDS.get(need)  # raises with did-you-mean
+        spec = DATASETS.get(dataset)
+        if spec.signal_kind not in NEEDS.get(need).signal_kinds:  # no build would have it: suggest none
+            raise MissingDataError(f"need {need!r} cannot label {dataset} ({spec.signal_kind} signal); {dataset}'s "
+                                   f"needs: {', '.join(spec.default_needs)}")
         raise MissingDataError(f"{dataset} was built without need {need!r} (built: {', '.join(manifest['needs'])}); "
                                f"run `flexrec-bench build-data --dataset {dataset} --needs {need} --out {data_dir}`")
     path = root / need / f"{split}.parquet"

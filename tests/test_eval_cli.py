@@ -93,3 +93,27 @@ def test_val_split_results_go_to_their_own_folder(ml100k, tmp_path):
                           progress=False)
     assert path == tmp_path / "random" / "ml-100k" / "interest" / "val" / "results.json"
     assert json.loads(path.read_text())["dataset"]["split"] == "val"
+
+
+def test_a_need_missing_from_a_build_suggests_a_command_that_works(ml100k, tmp_path):
+    """The CLI's suggestion for a need the build lacks is a command that works; for a need that can
+    never label the dataset it suggests no build at all."""
+    import shlex
+
+    from flexrec_bench.build import build
+    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.errors import MissingDataError
+    from flexrec_bench.splits import load_split
+
+    build(BuildConfig(out=str(tmp_path), needs=("interest",), train_size=50, test_size=20, val_size=20), progress=False)
+    with pytest.raises(MissingDataError) as exc:
+        load_split(tmp_path, "ml-100k", "niche")
+    cmd = str(exc.value).split("`")[1]
+    assert cmd.startswith("flexrec-bench build-data")
+    r = CliRunner().invoke(app, [*shlex.split(cmd)[1:], "--train-size", "50", "--test-size", "20", "--val-size", "20",
+                                 "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert len(load_split(tmp_path, "ml-100k", "niche")) == 20
+    with pytest.raises(MissingDataError, match=r"need 'search' cannot label ml-100k \(rating signal\); ml-100k's needs") as e:
+        load_split(tmp_path, "ml-100k", "search")
+    assert "build-data" not in str(e.value)
