@@ -219,6 +219,68 @@ def dry_run(cfg: TrainConfig) -> dict:
         return {"backend": "local", "flexrec": asdict(cfg), "trl": json.loads(args.to_json_string())}
 
 
+#: validation instances per need whose prompt, completion and ranking are logged at each evaluation
+SAMPLES = 3
+
+
+def _prompt_tail(split, i: int, ranker) -> str:
+    """The end of an instance's prompt (the candidates and the answer format), for the samples table."""
+    from flexrec_bench.prompts import split_messages
+
+    return split_messages(split, i, ranker.prompt)[-1]["content"][-600:]
+
+
+def report_targets(report_to) -> list[str]:
+    """TRL's ``report_to`` as a list (``none`` and ``all`` kept as TRL reads them)."""
+    if report_to is None:
+        return []
+    items = [report_to] if isinstance(report_to, str) else list(report_to)
+    return [x for x in items if x != "none"]
+
+
+def check_loggers(report_to) -> None:
+    """A logger that is not installed is one line naming the package (before any model loads)."""
+    import importlib.util
+
+    for target, package in (("tensorboard", "tensorboard"), ("wandb", "wandb")):
+        if target in report_targets(report_to) and importlib.util.find_spec(package) is None:
+            raise MissingCapabilityError(f"report_to={target} needs the '{package}' package: pip install {package} "
+                                         f"(or pip install 'flexrec-bench[train]', which brings tensorboard)")
+
+
+def log_validation(cfg: TrainConfig, args, step: int, row: dict) -> None:
+    """The validation metrics and the samples table to the loggers ``report_to`` names: TensorBoard
+    scalars and a Markdown text table under ``<output_dir>/runs/validation`` (or
+    ``$TENSORBOARD_LOGGING_DIR/validation``), a wandb Table in the active run."""
+    targets = report_targets(getattr(args, "report_to", None))
+    scalars = {k: v for k, v in row.items() if k.startswith("val/") and v is not None}
+    samples = row.get("samples") or []
+    if "tensorboard" in targets or "all" in targets:
+        from torch.utils.tensorboard import SummaryWriter
+
+        import os
+
+        # beside TRL's own event files: transformers writes to TENSORBOARD_LOGGING_DIR or <output_dir>/runs
+        root = os.environ.get("TENSORBOARD_LOGGING_DIR") or str(Path(cfg.output_dir) / "runs")
+        writer = SummaryWriter(log_dir=str(Path(root) / "validation"))
+        for k, v in scalars.items():
+            writer.add_scalar(k, v, step)
+        table = ["| need | instance | completion | ranking (top 10) |", "|---|---|---|---|"]
+        table += [f"| {s['need']} | {s['instance_id']} | {s['completion'][:300].replace('|', '/')} | "
+                  f"{', '.join(s['ranking'])} |" for s in samples]
+        writer.add_text("val/samples", "\n".join(table).replace("\n", "  \n"), step)
+        writer.flush()
+        writer.close()
+    if "wandb" in targets or "all" in targets:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.log({**scalars, "val/samples": wandb.Table(columns=["need", "instance", "completion", "ranking"],
+                                                               data=[[s["need"], s["instance_id"], s["completion"],
+                                                                      ", ".join(s["ranking"])] for s in samples])},
+                      step=step)
+
+
 class _JsonlAndEval:
     """TrainerCallback pieces: every log line to JSONL; validation NDCG per need every eval_steps."""
 
@@ -254,10 +316,16 @@ class _JsonlAndEval:
             row[f"val/{need}/ndcg@5"] = rep.metrics["ndcg@5"].mean
             row[f"val/{need}/ndcg@10"] = rep.metrics["ndcg@10"].mean
             row[f"val/{need}/format_ok"] = res.parse.complete / max(1, res.parse.instances)
+            samples = row.setdefault("samples", [])
+            for i in range(min(SAMPLES, len(split))):  # what people read to see a ranker learn
+                samples.append({"need": need, "instance_id": split.instance_ids[i],
+                                "prompt_tail": _prompt_tail(split, i, ranker), "completion": res.outputs[i],
+                                "ranking": [split.candidates[i][j] for j in res.order[i] if j >= 0][:10]})
         tok.padding_side = side
         if was_training:
             model.train()
         self.write(row)
+        log_validation(self.cfg, self.trainer.args, step, row)
         return row
 
 
@@ -302,6 +370,7 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
     print(signal_line, file=sys.stderr)
     cfg = cfg.resolved()
     _check_local(cfg)
+    check_loggers(cfg.rl("report_to"))
     datasets = require("datasets", "train", "local training")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

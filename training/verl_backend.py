@@ -59,7 +59,7 @@ def verl_overrides(cfg: TrainConfig, train_file: Path, val_file: Path, n_gpus: i
         # every worker rebuilds the environment from the one resolved config (no default applied twice)
         f"+flexrec.config_file={config_file(cfg)}",
         f"trainer.n_gpus_per_node={n_gpus}", "trainer.nnodes=1", f"trainer.total_training_steps={cfg.rl('max_steps')}",
-        f"trainer.default_local_dir={cfg.output_dir}", "trainer.logger=[console]", "trainer.project_name=flexrec-bench",
+        f"trainer.default_local_dir={cfg.output_dir}", f"trainer.logger={verl_loggers(cfg)}", "trainer.project_name=flexrec-bench",
         f"trainer.experiment_name={Path(cfg.output_dir).name}",
     ]
     if ppo:  # GAE over item-level rewards placed at the item tokens, with a value model from the policy's weights
@@ -119,3 +119,12 @@ def launch_verl(cfg: TrainConfig) -> Path:
     cmd = [sys.executable, "-m", "verl.trainer.main_ppo", *verl_overrides(cfg, train_file, val_file, n)]
     subprocess.run(cmd, env=env, check=True)
     return Path(cfg.output_dir)
+
+
+def verl_loggers(cfg) -> str:
+    """TRL's ``report_to`` (one field for both backends) as verl's ``trainer.logger`` list: the console
+    always, plus tensorboard and/or wandb."""
+    targets = cfg.rl("report_to")
+    targets = [targets] if isinstance(targets, str) else list(targets or [])
+    extra = [t for t in ("tensorboard", "wandb") if t in targets or "all" in targets]
+    return "[" + ",".join(["console", *extra]) + "]"
