@@ -227,7 +227,7 @@ class HFRanker(LLMRanker):
             texts = [self._prompt_text(msgs[i]) + ANSWER_OPEN for i in idx]
             enc = self._tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._device)
             with torch.no_grad():
-                logits = self._model(**enc).logits[:, -1, :].float()
+                logits = self._model(**enc, logits_to_keep=1).logits[:, -1, :].float()  # the last position only
             scores[idx] = logits[:, tokens].cpu().numpy()
             self.usage["calls"] += 1
             self.usage["prompts"] += len(idx)
