@@ -104,3 +104,24 @@ def test_unknown_baseline_points_to_the_right_command():
     assert r.exit_code != 0
     msg = str(r.exception) + r.output
     assert "unknown baseline 'rec-r1'" in msg and "train --algo rec-r1" in msg
+
+
+def test_a_recbole_failure_reports_its_cause_not_the_last_log_line(tmp_path):
+    import json
+    import signal
+
+    import pytest as _pytest
+
+    from baselines.bert4rec.runner import _cause, _run_worker
+    from flexrec_bench.errors import FlexRecError
+
+    spec = {"result_out": str(tmp_path / "train_result.json")}
+    (tmp_path / "train_result.json.error").write_text(json.dumps({"type": "RuntimeError", "message": "CUDA out of memory",
+                                                                  "where": "trainer.py:12"}))
+    assert _cause(1, False, 60, spec) == "RuntimeError: CUDA out of memory (at trainer.py:12)"
+    other = {"result_out": str(tmp_path / "x.json")}
+    assert _cause(-signal.SIGKILL, False, 60, other) == "killed by SIGKILL (out of memory?)"
+    assert _cause(-9, True, 60, other) == "stopped after its timeout of 60 s (timeout_s)"
+    # a real worker that cannot finish in 1 s: the timeout is the cause, whatever it printed last
+    with _pytest.raises(FlexRecError, match=r"RecBole train failed: (stopped after its timeout of 1 s|\w+Error: )"):
+        _run_worker("train", {"data_path": str(tmp_path)}, tmp_path, 1)

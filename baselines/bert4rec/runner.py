@@ -65,19 +65,19 @@ def _run_worker(cmd: str, spec: dict, work: Path, timeout: int, progress: bool =
     spec = {k: (str(Path(v).resolve()) if k in _PATH_KEYS and isinstance(v, str) else v) for k, v in spec.items()}
     spec_path = work / f"{cmd}_spec.json"
     spec["result_out"] = str(work / f"{cmd}_result.json")
+    Path(spec["result_out"] + ".error").unlink(missing_ok=True)  # an earlier run's cause is not this one's
     spec_path.write_text(json.dumps(spec))
     log = work / f"{cmd}.log"
     t0 = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "baselines.bert4rec.worker", cmd, str(spec_path)], cwd=work,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        timer = threading.Timer(timeout, proc.kill)
+        timed_out = threading.Event()
+        timer = threading.Timer(timeout, lambda: (timed_out.set(), proc.kill()))
         timer.start()
-        tail = ""
         try:
             for line in proc.stdout:
                 fh.write(line)
-                tail = line.strip() or tail
                 m = _EPOCH.search(_ANSI.sub("", line))
                 if progress and m:
                     print(f"bert4rec {cmd}: epoch {int(m.group(1)) + 1} {m.group(2)} [{m.group(3)}] "
@@ -86,8 +86,29 @@ def _run_worker(cmd: str, spec: dict, work: Path, timeout: int, progress: bool =
         finally:
             timer.cancel()
     if proc.returncode != 0:
-        raise FlexRecError(f"RecBole {cmd} failed: {tail or '(no output)'} (full log: {log})")
+        raise FlexRecError(f"RecBole {cmd} failed: {_cause(proc.returncode, timed_out.is_set(), timeout, spec)} "
+                           f"(full log: {log})")
     return json.loads(Path(spec["result_out"]).read_text())
+
+
+def _cause(returncode: int, timed_out: bool, timeout: int, spec: dict) -> str:
+    """Why the worker stopped: its exception (the worker records it), the timeout, or the signal;
+    never the log's last line (a warning's, as often as not)."""
+    import signal
+
+    err = Path(spec["result_out"] + ".error")
+    if err.is_file():
+        e = json.loads(err.read_text())
+        return f"{e['type']}: {e['message']}" + (f" (at {e['where']})" if e.get("where") else "")
+    if timed_out:
+        return f"stopped after its timeout of {timeout} s (timeout_s)"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+    return f"exited with code {returncode} before starting (no exception recorded)"
 
 
 def _resume_file(out: Path, tmp: Path) -> Path:

@@ -89,7 +89,16 @@ def score(spec: dict) -> dict:
 def main() -> None:
     cmd, spec_path = sys.argv[1], sys.argv[2]
     spec = json.loads(Path(spec_path).read_text())
-    result = {"train": train, "score": score}[cmd](spec)
+    try:
+        result = {"train": train, "score": score}[cmd](spec)
+    except BaseException as exc:  # the cause, for the parent to report (never the log's last line)
+        import traceback
+
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        Path(spec["result_out"] + ".error").write_text(json.dumps({
+            "type": type(exc).__name__, "message": (str(exc).splitlines() or [""])[0][:500],
+            "where": f"{Path(frame.filename).name}:{frame.lineno}" if frame else None}))
+        raise
     Path(spec["result_out"]).write_text(json.dumps(result))
 
 
