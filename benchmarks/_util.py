@@ -45,5 +45,7 @@ class PeakRSS:
 def save(name: str, payload: dict) -> Path:
     OUT.mkdir(exist_ok=True)
     path = OUT / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    # numpy scalars as Python numbers: a figure measured for minutes is never lost to its type
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True,
+                               default=lambda o: o.item() if hasattr(o, "item") else str(o)))
     return path

@@ -113,8 +113,8 @@ def to_permutation(parsed: ParsedRanking, k: int, rng: np.random.Generator, stat
         stats.missing_items += len(rest)
         stats.unparseable += not written
         stats.complete += parsed.complete
-        stats.echoed += len(written) >= min(2, k) and written == list(range(len(written)))
-        stats.first_shown_first += bool(perm) and perm[0] == 0
+        stats.echoed += int(len(written) >= min(2, k) and written == list(range(len(written))))
+        stats.first_shown_first += int(bool(perm) and perm[0] == 0)
     return perm
 
 

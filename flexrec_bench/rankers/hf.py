@@ -238,8 +238,8 @@ class HFRanker(LLMRanker):
         stats = ParseStats(instances=n, complete=n)
         for i in range(n):
             row = order[i][order[i] >= 0]
-            stats.echoed += len(row) >= 2 and list(row) == sorted(row)
-            stats.first_shown_first += bool(len(row)) and row[0] == 0
+            stats.echoed += int(len(row) >= 2 and list(row) == sorted(row))
+            stats.first_shown_first += int(bool(len(row)) and row[0] == 0)
         # the outputs record the induced ranking in the usual ids, so every results reader parses them
         outputs = ["<answer>" + ", ".join(short_id(int(j)) for j in order[i] if j >= 0) + "</answer>" for i in range(n)]
         return RankResult(order, outputs, stats, usage=dict(self.usage))
