@@ -268,3 +268,61 @@ def read_record(folder: str | Path) -> dict | None:
 
 def describe(spec: LocalModel) -> dict:
     return asdict(spec)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face endpoint (HF_ENDPOINT) opens within ``timeout``."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def hub_load_kwargs(source: str) -> dict:
+    """Extra ``from_pretrained`` arguments for ``source``: ``local_files_only`` when it is a hub id and
+    the hub cannot be reached. Empty for local folders, under HF_HUB_OFFLINE (the hub client is
+    offline already), and when the hub answers."""
+    import os
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if Path(source).exists() or offline or hub_reachable():
+        return {}
+    return {"local_files_only": True}
+
+
+def unreachable(source: str, what: str) -> FlexRecError:
+    """The one line for a hub id that is neither reachable nor cached."""
+    return FlexRecError(f"{what}{'' if what.endswith(':') else ' '}{source}: the Hugging Face hub cannot be reached and the model is not in the local "
+                        f"cache; pass a local path (flexrec-bench models install smollm2-135m-instruct, or "
+                        f"flexrec-bench make-tiny-model DIR, makes one), or set HF_HUB_OFFLINE=1 to use models already "
+                        f"cached")
+
+
+@contextlib.contextmanager
+def hub_access(source: str, what: str):
+    """``with hub_access(name, "--model") as kw: AutoModel.from_pretrained(name, **kw)``. When ``name``
+    is a hub id and the hub cannot be reached, the block runs with the hub client offline (``kw`` is
+    ``local_files_only``, and huggingface_hub's offline switch is on, since transformers asks for a
+    PEFT adapter without passing ``local_files_only`` on, and retries that five times over about
+    25 s): a cached model loads at once, and a missing one raises :func:`unreachable`'s line at once."""
+    kw = hub_load_kwargs(source)
+    if not kw:
+        yield kw
+        return
+    import huggingface_hub.constants as hub_constants
+
+    before = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield kw
+    except OSError:
+        raise unreachable(source, what) from None
+    finally:
+        hub_constants.HF_HUB_OFFLINE = before

@@ -31,10 +31,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from .errors import FlexRecError
 from .io import fix_mode
+from .lockfile import LockTimeout, acquire, release
 
 def fault(step: str) -> None:
     """Die here, as kill -9 would, when FLEXREC_FAULT names this step (crash tests only)."""
@@ -44,22 +43,23 @@ def fault(step: str) -> None:
 
 @contextlib.contextmanager
 def locked(final: Path, timeout: float = 600.0, what: str = "output") -> Iterator[None]:
-    """Hold ``<parent>/.<name>.lock`` (released by the OS if the holder dies)."""
+    """Hold ``<parent>/.<name>.lock`` (released by the OS if the holder dies; the file is removed
+    when the holder finishes: :mod:`flexrec_bench.lockfile`)."""
     from .io import writing
 
     with writing(final):
         final.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(final.parent / f".{final.name}.lock"), timeout=timeout)
+    path = final.parent / f".{final.name}.lock"
     try:
-        with writing(final.parent / f".{final.name}.lock"):
-            lock.acquire()
-    except Timeout:
+        with writing(path):
+            fd = acquire(path, timeout)
+    except LockTimeout:
         raise FlexRecError(f"{final}: another process has held the {what} lock for {timeout:.0f} s; "
-                           f"wait for it to finish, or remove {lock.lock_file} if no such process is running") from None
+                           f"wait for it to finish, or remove {path} if no such process is running") from None
     try:
         yield
     finally:
-        lock.release()
+        release(path, fd)
 
 
 def _gens(final: Path) -> list[Path]:

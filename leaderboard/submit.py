@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
 from flexrec_bench import __version__
@@ -23,6 +22,7 @@ from flexrec_bench.parsing import parse_ranking, short_id, to_permutation
 from flexrec_bench.permutations import ParseStats
 from flexrec_bench.io import remove_stale_tmp, sha256_file, write_json_atomic, writing
 from flexrec_bench.labeling import NEEDS
+from flexrec_bench.lockfile import LockTimeout, acquire, release
 from flexrec_bench.rankers import RANKERS
 from flexrec_bench.results import ResultsFile
 
@@ -279,11 +279,12 @@ def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, dat
     lb_path = Path(leaderboard)
     lb_path.parent.mkdir(parents=True, exist_ok=True)
     entry = verify(results_path, data_dir, load(lb_path), lb_path.parent)
-    lock = FileLock(str(lb_path) + ".lock", timeout=lock_timeout)
+    lock_path = Path(str(lb_path) + ".lock")
     try:
-        lock.acquire()
-    except Timeout:
-        raise SubmissionRefused(f"{lb_path}: another submit has held {lock.lock_file} for {lock_timeout:.0f} s; try again "
+        with writing(lock_path):
+            fd = acquire(lock_path, lock_timeout)
+    except LockTimeout:
+        raise SubmissionRefused(f"{lb_path}: another submit has held {lock_path} for {lock_timeout:.0f} s; try again "
                                 f"when it finishes (or remove the lock file if no submit is running)") from None
     try:
         remove_stale_tmp(lb_path)  # left by a submit killed mid-write; nobody else writes without the lock
@@ -315,7 +316,7 @@ def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, dat
             if old.verification.rankings_file and old.verification.rankings_file not in kept:
                 (lb_path.parent / old.verification.rankings_file).unlink(missing_ok=True)
     finally:
-        lock.release()
+        release(lock_path, fd)
     return entry, replaced
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import ThreadingHTTPServer
 
 import pytest
@@ -224,7 +225,9 @@ def test_hf_dtype_auto_is_fp32_on_cpu():
         resolve_dtype("fp8", "cpu")
 
 
-def test_hf_fails_fast_with_a_hint_when_the_hub_is_unreachable(ml100k, tmp_path, monkeypatch):
+@pytest.fixture
+def hub_down(monkeypatch):
+    """HF_ENDPOINT at a closed local port (connections refused at once), HF_HUB_OFFLINE unset."""
     import socket
 
     s = socket.socket()
@@ -233,9 +236,28 @@ def test_hf_fails_fast_with_a_hint_when_the_hub_is_unreachable(ml100k, tmp_path,
     s.close()  # nothing listens there: connections are refused at once
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    from flexrec_bench.rankers.hf import hub_reachable
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    from flexrec_bench.models import hub_reachable
 
     assert not hub_reachable()
-    with pytest.raises(FlexRecError, match="hub cannot be reached .* HF_HUB_OFFLINE=1"):
+
+
+def test_hf_fails_fast_with_a_hint_when_the_hub_is_unreachable(ml100k, tmp_path, hub_down):
+    t0 = time.monotonic()
+    with pytest.raises(FlexRecError, match="^model hf:nobody/no-such-model-xyz: the Hugging Face hub cannot be reached .* HF_HUB_OFFLINE=1"):
         run_eval(EvalConfig(model="hf:nobody/no-such-model-xyz", data=str(ml100k), out=str(tmp_path), limit=1,
                             bootstrap=0), progress=False)
+    assert time.monotonic() - t0 < 15  # not transformers' five retries with back-off (about 25 s)
+
+
+def test_train_fails_fast_with_the_same_hint_when_the_hub_is_unreachable(ml100k, tmp_path, hub_down):
+    from typer.testing import CliRunner
+
+    from flexrec_bench.cli import app
+
+    t0 = time.monotonic()
+    r = CliRunner().invoke(app, ["train", "--model", "nobody/no-such-model-xyz", "--data", str(ml100k),
+                                 "--output-dir", str(tmp_path / "run"), "--max-steps", "1"])
+    assert isinstance(r.exception, FlexRecError), r.output  # the CLI's entry point prints it as one line
+    assert str(r.exception).startswith("--model nobody/no-such-model-xyz: the Hugging Face hub cannot be reached")
+    assert time.monotonic() - t0 < 30  # not five retries with back-off

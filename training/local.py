@@ -381,7 +381,10 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
     start_from = last_checkpoint(out) if resume else None
     if resume and start_from is None:
         raise FlexRecError(f"--resume: no checkpoint-<step> folder with a trainer_state.json in {out}")
-    tok = AutoTokenizer.from_pretrained(cfg.model)
+    from flexrec_bench.models import hub_access
+
+    with hub_access(cfg.model, "--model") as hub_kw:  # a hub id with the hub down: fail (or use the cache) at once
+        tok = AutoTokenizer.from_pretrained(cfg.model, **hub_kw)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     filler = reward_filler(cfg.reward_signal, cfg.data, cfg.dataset, cfg.critic, cfg.knn_neighbors)
@@ -408,7 +411,8 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
         model_path = str(warm)
     else:
         model_path = cfg.model
-    model = AutoModelForCausalLM.from_pretrained(model_path)
+    with hub_access(model_path, "--model") as hub_kw:
+        model = AutoModelForCausalLM.from_pretrained(model_path, **hub_kw)
     peft_config = None
     if cfg.lora:
         peft = require("peft", "train", "LoRA training")

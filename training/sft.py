@@ -74,8 +74,11 @@ def sft_train(model: str, splits: list[DatasetSplit], out_dir: str | Path, s: SF
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from flexrec_bench.models import hub_access
+
     out = Path(out_dir)
-    tok = AutoTokenizer.from_pretrained(model)
+    with hub_access(model, "model") as hub_kw:  # a hub id with the hub down: fail (or use the cache) at once
+        tok = AutoTokenizer.from_pretrained(model, **hub_kw)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     count = lambda t: len(tok(t, add_special_tokens=False)["input_ids"])  # noqa: E731
@@ -94,7 +97,9 @@ def sft_train(model: str, splits: list[DatasetSplit], out_dir: str | Path, s: SF
                          **precision_flags(s.precision, use_cpu),
                          # prompts are already within max_prompt_tokens: never truncate the target away
                          max_length=s.max_prompt_tokens + 1024)
-    trainer = trl.SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model), args=args, train_dataset=ds,
+    with hub_access(model, "model") as hub_kw:
+        base = AutoModelForCausalLM.from_pretrained(model, **hub_kw)
+    trainer = trl.SFTTrainer(model=base, args=args, train_dataset=ds,
                              processing_class=tok, peft_config=peft_config)
     trainer.train()
     final = out / "final"

@@ -35,21 +35,6 @@ def local_fingerprint(path: Path) -> str:
     return "local-" + h.hexdigest()[:16]
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hugging Face endpoint (HF_ENDPOINT) opens within ``timeout``."""
-    import os
-    import socket
-    from urllib.parse import urlparse
-
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def resolve_dtype(dtype: str, device: str):
     """``auto``: bfloat16 on a CUDA device that supports it, float32 elsewhere; otherwise the
     named torch dtype (``bfloat16``, ``float16``, ``float32``)."""
@@ -114,25 +99,18 @@ class HFRanker(LLMRanker):
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         kw = dict(revision=self.revision, trust_remote_code=self.trust_remote_code)
-        import os
+        from ..models import hub_access
 
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        if not path.exists() and not offline and not hub_reachable():
-            # fail fast instead of retrying for a minute: the cache may still have the model
-            kw["local_files_only"] = True
-            self._hub_down = True
         try:
-            if (path / "adapter_config.json").exists():
-                peft = require("peft", "train", "loading a LoRA checkpoint")
-                self._model = peft.AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kw)
-            else:
-                self._model = transformers.AutoModelForCausalLM.from_pretrained(self.arg, dtype=dtype, **kw)
-            self._tok = transformers.AutoTokenizer.from_pretrained(self.arg, **kw)
+            with hub_access(self.arg, "model hf:") as hub_kw:  # the hub down: fail (or use the cache) at once
+                kw.update(hub_kw)
+                if (path / "adapter_config.json").exists():
+                    peft = require("peft", "train", "loading a LoRA checkpoint")
+                    self._model = peft.AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kw)
+                else:
+                    self._model = transformers.AutoModelForCausalLM.from_pretrained(self.arg, dtype=dtype, **kw)
+                self._tok = transformers.AutoTokenizer.from_pretrained(self.arg, **kw)
         except (OSError, ValueError, KeyError) as exc:
-            if isinstance(exc, OSError) and getattr(self, "_hub_down", False):
-                raise FlexRecError(f"hf:{self.arg}: the Hugging Face hub cannot be reached and the model is not in the "
-                                   f"local cache; pass a local path (flexrec-bench make-tiny-model DIR makes one), or "
-                                   f"set HF_HUB_OFFLINE=1 to use models already cached") from None
             raise FlexRecError(f"cannot load hf model {self.arg!r}: {exc}".splitlines()[0]) from None
         self._model.to(device).eval()
         self._tok.padding_side = "left"
