@@ -4,7 +4,7 @@ and every field is written, resolved, to the build's manifest (docs/data.md)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
 from .errors import FlexRecError
@@ -90,3 +90,39 @@ class BuildConfig:
             d["observed_fraction"] = spec.observed_fraction
         d["split_fractions"] = tuple(self.split_fractions)
         return BuildConfig(**d)
+
+    def command(self, out: str | None = None) -> str:
+        """The ``flexrec-bench build-data`` line that makes this build again: the dataset, every option
+        whose resolved value differs from the dataset's default, and ``--out`` when given. Suggested
+        fixes and dataset cards print it, so a rebuild keeps the options a build was made with."""
+        from .datasets import DATASETS
+
+        spec = DATASETS.get(self.dataset)
+        default, mine = asdict(BuildConfig(dataset=self.dataset).resolved(spec)), asdict(self.resolved(spec))
+        parts = [f"flexrec-bench build-data --dataset {self.dataset}"]
+        for f in fields(self):
+            value = mine[f.name]
+            if f.name in ("dataset", "out") or _plain(value) == _plain(default[f.name]):
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if f.name == "need_options":
+                parts += [f"--need-option {n}.{k}={v}" for n, opts in value.items() for k, v in opts.items()]
+            elif isinstance(value, bool):
+                parts.append(flag if value else f"--no-{flag[2:]}")
+            elif isinstance(value, (list, tuple)):
+                parts.append(f"{flag} {','.join(str(v) for v in value)}")
+            else:
+                parts.append(f"{flag} {value}")
+        if out is not None:
+            parts.append(f"--out {out}")
+        return " ".join(parts)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> BuildConfig:
+        """The (resolved) configuration a build's manifest records."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in manifest["config"].items() if k in known})
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value

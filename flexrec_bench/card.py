@@ -59,10 +59,9 @@ def write_card(root: Path, manifest: dict, spec) -> Path:
             "pretty_name": f"flexrec-bench {spec.name} (build {manifest['fingerprint']})",
             "task_categories": ["text-ranking"], "tags": ["recommendation", "llm-ranking", "flexrec-bench"],
             "configs": configs, "dataset_info": infos}
-    cfg = manifest["config"]
-    options = " ".join(f"--need-option {n}.{k}={v}" for n, o in (cfg.get("need_options") or {}).items()
-                       for k, v in o.items())
-    command = f"flexrec-bench build-data --dataset {spec.name}" + (f" {options}" if options else "")
+    from .build_config import BuildConfig
+
+    command = BuildConfig.from_manifest(manifest).command()
     needs = "\n".join(f"- **{n}**: {v['instruction']} Label: {v['label_source']}." for n, v in manifest["needs"].items())
     recall = (manifest.get("candidate_quality") or {}).get("test", {}).get("recall")
     body = f"""# flexrec-bench: {spec.name}, build {manifest['fingerprint']}
@@ -73,7 +72,7 @@ with a fixed candidate set in presented order, and the need's graded labels per 
 
 - Build command: `{command}` (fingerprint `{manifest['fingerprint']}`; `flexrec-bench verify-build`
   says how another build differs).
-- Candidates per instance: {cfg.get('candidates')}; candidate recall on test (held-out positives
+- Candidates per instance: {manifest['config'].get('candidates')}; candidate recall on test (held-out positives
   among the candidates): {'-' if recall is None else f'{recall:.3f}'}.
 - Load it: `datasets.load_dataset("<this folder>", "<need>")` (configs: {', '.join(c['config_name'] for c in configs)}).
 - Score rankings with `flexrec-bench eval`; the labels of `test` are what the leaderboard re-scores.

@@ -14,6 +14,14 @@ def home() -> Path:
     return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("flexrec-bench"))
 
 
+def data_flag(data_dir: str | Path | None, flag: str = "--data") -> str:
+    """`` --data <dir>`` for a command a message suggests, or nothing when ``data_dir`` is the
+    commands' default (``data``): a suggestion names the folder the user is working in."""
+    if data_dir is None or Path(data_dir) == Path("data"):
+        return ""
+    return f" {flag} {data_dir}"
+
+
 def raw_dir(dataset: str) -> Path:
     return home() / "raw" / dataset
 

@@ -161,11 +161,17 @@ def load_split(data_dir: str | Path, dataset: str, need: str, split: str = "test
         if spec.signal_kind not in NEEDS.get(need).signal_kinds:  # no build would have it: suggest none
             raise MissingDataError(f"need {need!r} cannot label {dataset} ({spec.signal_kind} signal); {dataset}'s "
                                    f"needs: {', '.join(spec.default_needs)}")
+        from .build_config import BuildConfig
+
+        again = BuildConfig.from_manifest(manifest)
+        again.needs = (*manifest["needs"], need)  # the needs built, and this one: a rebuild keeps the others
         raise MissingDataError(f"{dataset} was built without need {need!r} (built: {', '.join(manifest['needs'])}); "
-                               f"run `flexrec-bench build-data --dataset {dataset} --needs {need} --out {data_dir}`")
+                               f"run `{again.command(out=str(data_dir))}`")
     path = root / need / f"{split}.parquet"
     if not path.exists():
-        raise MissingDataError(f"{path} is missing: rebuild with `flexrec-bench build-data --dataset {dataset} --out {data_dir}`")
+        from .build_config import BuildConfig
+
+        raise MissingDataError(f"{path} is missing: rebuild with `{BuildConfig.from_manifest(manifest).command(out=str(data_dir))}`")
     frame = pq.read_table(verified(root, f"{need}/{split}.parquet", manifest)).to_pandas()
     return DatasetSplit(dataset, need, split, root, manifest, frame)
 

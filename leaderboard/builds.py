@@ -24,6 +24,7 @@ from flexrec_bench.splits import SPLITS, DatasetSplit, load_manifest, load_split
 from flexrec_bench.digests import instance_digests, label_digest
 from flexrec_bench.errors import DataError, FlexRecError
 from flexrec_bench.io import sha256_file, write_json_atomic
+from flexrec_bench.paths import data_flag
 
 from .schema import Leaderboard, NeedReference, RegisteredBuild
 
@@ -144,7 +145,7 @@ def compare(data_dir: str | Path, dataset: str, board: Leaderboard, board_dir: s
     if reg is None:
         raise FlexRecError(f"no {dataset} build is registered (registered: {', '.join(board.registered_builds) or 'none'})")
     manifest = load_manifest(data_dir, dataset)
-    out: dict = {"dataset": dataset, "registered": reg.fingerprint, "local": manifest["fingerprint"],
+    out: dict = {"dataset": dataset, "registered": reg.fingerprint, "local": manifest["fingerprint"], "data": str(data_dir),
                  "same": manifest["fingerprint"] == reg.fingerprint, "inputs": [], "splits": {}}
     if out["same"]:
         return out
@@ -201,7 +202,7 @@ def format_comparison(c: dict) -> str:
                 lines.append(f"    {need}: instances differ in {100 * (n['instances_differ'] or 0):.1f}%; largest change "
                              f"of an instance's label sum {n['largest_label_sum_change']:.4f}")
     lines.append(f"  fix: rebuild with the registered command and pinned embeddings "
-                 f"(`flexrec-bench build-data --dataset {c['dataset']} --embeddings pinned`)")
+                 f"(`flexrec-bench build-data --dataset {c['dataset']} --embeddings pinned{data_flag(c.get('data'), '--out')}`)")
     return "\n".join(lines)
 
 

@@ -23,6 +23,7 @@ from flexrec_bench.permutations import ParseStats
 from flexrec_bench.io import remove_stale_tmp, sha256_file, write_json_atomic, writing
 from flexrec_bench.labeling import NEEDS
 from flexrec_bench.lockfile import LockTimeout, acquire, release
+from flexrec_bench.paths import data_flag
 from flexrec_bench.rankers import RANKERS
 from flexrec_bench.results import ResultsFile
 
@@ -102,11 +103,11 @@ def verify(results_path: str | Path, data_dir: str | Path, board: Leaderboard,
                                 f"(registered_builds in leaderboard/leaderboard.json), changed only by a reviewed edit, "
                                 f"never by a submit")
     if res.dataset.fingerprint != registered.fingerprint:
-        raise SubmissionRefused(_not_registered(rp, ds, res.dataset.fingerprint, registered.fingerprint))
+        raise SubmissionRefused(_not_registered(rp, ds, res.dataset.fingerprint, registered.fingerprint, data_dir))
     local = load_split(data_dir, ds, need, split)  # every file it reads is checked against the manifest's sha256
     if local.fingerprint != res.dataset.fingerprint:
         raise SubmissionRefused(f"{rp}: scored on build {res.dataset.fingerprint}, but the local {ds} build is "
-                                f"{local.fingerprint}: rebuild with `{registered.command}`")
+                                f"{local.fingerprint}: rebuild with `{registered.command}{data_flag(data_dir, '--out')}`")
     try:  # the labels re-scored against are the registered build's, instance by instance
         check_labels(local, registered, board_dir)
     except FlexRecError as exc:
@@ -233,10 +234,11 @@ def _check_reproduced(res: ResultsFile, split, rankings: dict[str, list[str]], p
                                     f"this build (it is rerun for built-in models); submit a model's own rankings")
 
 
-def _not_registered(path, dataset: str, got: str, want: str) -> str:
+def _not_registered(path, dataset: str, got: str, want: str, data_dir=None) -> str:
     return (f"{path}: dataset fingerprint {got} is not the registered {dataset} build {want}; fix: rebuild with pinned "
-            f"embeddings (`flexrec-bench build-data --dataset {dataset} --embeddings pinned`) and eval again "
-            f"(`flexrec-bench verify-build --dataset {dataset}` says how your build differs)")
+            f"embeddings (`flexrec-bench build-data --dataset {dataset} --embeddings pinned{data_flag(data_dir, '--out')}`) "
+            f"and eval again (`flexrec-bench verify-build --dataset {dataset}{data_flag(data_dir)}` says how your build "
+            f"differs)")
 
 
 def _parse_stats(table, split, rankings: dict[str, list[str]], path: Path) -> ParseStats:
@@ -292,7 +294,7 @@ def submit(results_path: str | Path, leaderboard: str | Path = DEFAULT_PATH, dat
         registered = board.registered_builds.get(entry.results.dataset.name)
         if registered and registered.fingerprint != entry.results.dataset.fingerprint:  # registered while we verified
             raise SubmissionRefused(_not_registered(results_path, entry.results.dataset.name,
-                                                    entry.results.dataset.fingerprint, registered.fingerprint))
+                                                    entry.results.dataset.fingerprint, registered.fingerprint, data_dir))
         same = [e for e in board.entries if e.key == entry.key]
         if same and not replace:
             raise SubmissionRefused(f"{results_path}: an entry for {entry.label()} on {entry.results.dataset.need}/"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flexrec_bench.errors import ConfigError, FlexRecError
+from flexrec_bench.paths import data_flag
 from flexrec_bench.retrieval import STAR_LAMBDA
 
 ALGOS = ("flexrec", "rec-r1", "rank-grpo")
@@ -171,7 +172,7 @@ def reward_signal_line(cfg: TrainConfig) -> str:
         return f"reward_signal: critic (auto: {'--critic' if cfg.critic else 'found'} {critic})"
     return (f"reward_signal: observed (auto: no critic at {default_critic_dir(cfg.data, cfg.dataset)}; unobserved pairs "
             f"count 0 and the uncertainty weighting is off; train one with `flexrec-bench train-critic --dataset "
-            f"{cfg.dataset}`, or set reward_signal=item_knn)")
+            f"{cfg.dataset}{data_flag(cfg.data)}`, or set reward_signal=item_knn)")
 
 
 def reward_signal_notice(cfg: TrainConfig) -> str | None:
@@ -180,7 +181,7 @@ def reward_signal_notice(cfg: TrainConfig) -> str | None:
         return None
     return (f"warning: no critic for {cfg.dataset} (--critic, or {default_critic_dir(cfg.data, cfg.dataset)}): FlexRec "
             f"trains on the observed labels only (unobserved pairs count 0) and without the uncertainty weighting, "
-            f"which is not the paper's method; run `flexrec-bench train-critic --dataset {cfg.dataset}` first")
+            f"which is not the paper's method; run `flexrec-bench train-critic --dataset {cfg.dataset}{data_flag(cfg.data)}` first")
 
 
 @functools.cache

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from flexrec_bench.splits import DatasetSplit
 from flexrec_bench.datasets import DATASETS
 from flexrec_bench.errors import FlexRecError, MissingDataError
+from flexrec_bench.paths import data_flag
 
 from .config import default
 
@@ -47,7 +48,7 @@ class KNNImputer:
         root = Path(data_dir) / dataset
         path = root / "interactions.parquet"
         if not path.exists():
-            raise MissingDataError(f"{path} not found: run `flexrec-bench build-data --dataset {dataset}`")
+            raise MissingDataError(f"{path} not found: run `flexrec-bench build-data --dataset {dataset}{data_flag(data_dir, '--out')}`")
         inter = pq.read_table(path, columns=["user_id", "item_id", "signal", "split", "observed"]).to_pandas()
         items = pq.read_table(root / "items.parquet", columns=["item_id"]).column("item_id").to_pylist()
         self.index = {iid: i for i, iid in enumerate(items)}

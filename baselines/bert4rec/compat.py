@@ -8,6 +8,11 @@ subprocess, before recbole is imported.
 - ``recbole.quick_start`` imports ray (which needs ``pkg_resources``): never imported here.
 - pandas 3 makes ``fillna(inplace=True)`` in RecBole's ``_fill_nan`` a no-op: the exported atomic
   files contain no missing values, so that path does nothing either way.
+- pandas 3 makes ``Series.agg(func)`` call ``func`` on the whole Series. RecBole measures each
+  row of a sequence field with ``feat[field].agg(len)`` (ID remapping, ``benchmark_filename``
+  files: the ``samples=windows`` path) and would get the column's length instead: ``agg(len)`` is
+  made per row again, inside the worker only. (``agg(np.concatenate)``, RecBole's other use, means
+  the whole column under both behaviours.)
 """
 
 from __future__ import annotations
@@ -33,3 +38,16 @@ def apply() -> None:
 
         load._flexrec_patched = True  # type: ignore[attr-defined]
         torch.load = load
+    import pandas as pd
+
+    if not getattr(pd.Series.agg, "_flexrec_patched", False):
+        agg = pd.Series.agg
+
+        @functools.wraps(agg)
+        def per_row_len(self, func=None, *args, **kwargs):
+            if func is len:
+                return self.map(len)
+            return agg(self, func, *args, **kwargs)
+
+        per_row_len._flexrec_patched = True  # type: ignore[attr-defined]
+        pd.Series.agg = per_row_len

@@ -31,20 +31,73 @@ class Bert4RecSettings:
     timeout_s: int = 6 * 3600
 
 
-def export_atomic(data_dir: str | Path, dataset: str, dest: Path) -> Path:
-    """Training users' interactions as ``<dest>/<name>/<name>.inter`` (typed atomic header)."""
+SAMPLES = ("prefixes", "windows")
+
+
+def _train_sequences(data_dir: str | Path, dataset: str):
     root = Path(data_dir) / dataset
-    inter = pq.read_table(root / "interactions.parquet").to_pandas()
+    inter = pq.read_table(root / "interactions.parquet", columns=["user_id", "item_id", "timestamp", "split"]).to_pandas()
     inter = inter[inter["split"] == "train"].sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
     if inter.empty:
         raise MissingDataError(f"{dataset} has no training interactions (ESCI has no user sequences for BERT4Rec)")
+    return inter
+
+
+def export_atomic(data_dir: str | Path, dataset: str, dest: Path, samples: str = "prefixes",
+                  max_len: int = 50, stride: int = 25) -> Path:
+    """Training users' interactions for RecBole, in ``<dest>/flexrec/``.
+
+    ``prefixes`` (RecBole's own way): one ``flexrec.inter`` file; RecBole splits each user's last two
+    items off for validation and test (``LS: valid_and_test``) and makes one training sample per
+    interaction (every prefix of every sequence), about a million samples per epoch on ML-1M.
+
+    ``windows`` (ours): RecBole's benchmark files, made here. Validation and test are the same
+    leave-last-out rows (the history before the user's second-last / last item, as the target); the
+    training part of each sequence (all but its last two items) is cut into windows of ``max_len``
+    items, ending at its last item and stepping back by ``stride``: BERT4Rec's cloze task masks
+    random positions of each window, so a prefix of a window is no new sample. ML-1M: about 45,000
+    samples per epoch instead of about 1,000,000."""
+    if samples not in SAMPLES:
+        raise FlexRecError(f"bert4rec samples={samples!r}: expected one of {', '.join(SAMPLES)}")
+    if not 0 < stride <= max_len:
+        raise FlexRecError(f"bert4rec window_stride={stride}: expected 1..MAX_ITEM_LIST_LENGTH ({max_len})")
+    inter = _train_sequences(data_dir, dataset)
     name = "flexrec"
     d = dest / name
     d.mkdir(parents=True, exist_ok=True)
-    with open(d / f"{name}.inter", "w") as f:
-        f.write("user_id:token\titem_id:token\ttimestamp:float\n")
-        for u, i, t in zip(inter["user_id"], inter["item_id"], inter["timestamp"]):
-            f.write(f"{u}\t{i}\t{int(t)}\n")
+    if samples == "prefixes":
+        with open(d / f"{name}.inter", "w") as f:
+            f.write("user_id:token\titem_id:token\ttimestamp:float\n")
+            for u, i, t in zip(inter["user_id"], inter["item_id"], inter["timestamp"]):
+                f.write(f"{u}\t{i}\t{int(t)}\n")
+        return d
+    items = inter["item_id"].astype(str).to_numpy()
+    bad = next((x for x in items if not x or any(c.isspace() for c in x)), None)
+    if bad is not None:
+        raise FlexRecError(f"bert4rec samples=windows: item id {bad!r} holds white space, which RecBole's sequence "
+                           f"fields split on; use samples=prefixes")
+    users = inter["user_id"].astype(str).to_numpy()
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    ends = np.r_[starts[1:], len(users)]
+    header = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
+    files = {part: open(d / f"{name}.{part}.inter", "w") for part in ("train", "valid", "test")}
+    try:
+        for f in files.values():
+            f.write(header)
+        for a, b in zip(starts, ends):
+            seq, u = items[a:b], users[a]
+            for part, cut in (("test", len(seq) - 1), ("valid", len(seq) - 2)):
+                if cut >= 1:
+                    files[part].write(f"{u}\t{' '.join(seq[max(0, cut - max_len + 1):cut])}\t{seq[cut]}\n")
+            train = seq[:max(len(seq) - 2, 0)]
+            for end in range(len(train), 1, -stride):  # windows of at least two items, the newest first
+                win = train[max(0, end - max_len):end]
+                files["train"].write(f"{u}\t{' '.join(win)}\t{win[-1]}\n")
+                if end <= max_len:
+                    break
+    finally:
+        for f in files.values():
+            f.close()
     return d
 
 
@@ -138,10 +191,19 @@ def train_bert4rec(data_dir: str | Path, dataset: str, out_dir: str | Path, sett
     if resume_file is None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+    import yaml
+
+    conf = {**yaml.safe_load(CONFIG.read_text()), **settings.overrides}
+    samples, max_len = conf.get("samples", "prefixes"), int(conf["MAX_ITEM_LIST_LENGTH"])
     if not (tmp / "atomic").exists():
-        export_atomic(data_dir, dataset, tmp / "atomic")
+        export_atomic(data_dir, dataset, tmp / "atomic", samples, max_len, int(conf.get("window_stride", max_len // 2)))
+    overrides = dict(settings.overrides)
+    if samples == "windows":  # RecBole reads the three files made here instead of splitting and augmenting
+        overrides.update(benchmark_filename=["train", "valid", "test"],
+                         load_col={"inter": ["user_id", "item_id_list", "item_id"]},
+                         alias_of_item_id=["item_id_list"])  # one vocabulary for both fields
     spec = {"name": "flexrec", "data_path": str(tmp / "atomic"), "checkpoint_dir": str(tmp / "saved"),
-            "config_file": str(CONFIG), "overrides": settings.overrides}
+            "config_file": str(CONFIG), "overrides": overrides}
     if resume_file is not None:
         spec["resume_file"] = str(resume_file)
     res = _run_worker("train", spec, tmp, settings.timeout_s, progress)
