@@ -49,6 +49,46 @@ def test_bert4rec_trains_in_a_subprocess_and_scores_our_candidates(ml100k, tmp_p
     assert "recbole" not in sys.modules
 
 
+def test_bert4rec_windows_are_the_training_sequences_cut_back_to_front(ml100k, tmp_path):
+    """samples=windows: test and validation rows are leave-last-out; the training part of each
+    sequence is covered by windows of max_len items, the newest first, stride apart."""
+    import pyarrow.parquet as pq
+
+    from baselines.bert4rec.runner import export_atomic
+
+    d = export_atomic(ml100k, "ml-100k", tmp_path, "windows", max_len=8, stride=3)
+    rows = {part: [line.rstrip("\n").split("\t") for line in (d / f"flexrec.{part}.inter").read_text().splitlines()[1:]]
+            for part in ("train", "valid", "test")}
+    inter = pq.read_table(ml100k / "ml-100k" / "interactions.parquet").to_pandas()
+    inter = inter[inter["split"] == "train"].sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    seqs = {str(u): [str(i) for i in g["item_id"]] for u, g in inter.groupby("user_id", sort=False)}
+    u, seq = next((u, s) for u, s in seqs.items() if len(s) > 20)
+    assert [r for r in rows["test"] if r[0] == u] == [[u, " ".join(seq[-8:-1]), seq[-1]]]  # max_len - 1 + the mask
+    assert [r for r in rows["valid"] if r[0] == u] == [[u, " ".join(seq[-9:-2]), seq[-2]]]
+    wins = [r[1].split() for r in rows["train"] if r[0] == u]
+    train = seq[:-2]
+    assert wins[0] == train[-8:] and wins[1] == train[-11:-3]  # newest first, 3 apart
+    assert all(len(w) <= 8 for w in wins) and wins[-1][0] == train[0]  # the oldest item is in a window
+    assert len(rows["test"]) == sum(len(s) >= 2 for s in seqs.values())
+    with pytest.raises(Exception, match="window_stride=9: expected 1..MAX_ITEM_LIST_LENGTH"):
+        export_atomic(ml100k, "ml-100k", tmp_path / "x", "windows", max_len=8, stride=9)
+
+
+@pytest.mark.slow
+def test_bert4rec_trains_on_windows_and_scores(ml100k, tmp_path):
+    ck = tmp_path / "b4w"
+    r = runner.invoke(app, ["train-baseline", "bert4rec", "--data", str(ml100k), "--out", str(ck), "--set", "epochs=1",
+                            "--set", "samples=windows", "--set", "n_layers=1", "--set", "hidden_size=16",
+                            "--set", "inner_size=32", "--set", "MAX_ITEM_LIST_LENGTH=10", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert (ck / "atomic" / "flexrec" / "flexrec.train.inter").exists()
+    r = runner.invoke(app, ["eval", "--model", f"bert4rec:{ck}", "--data", str(ml100k), "--out", str(tmp_path / "res"),
+                            "--quiet", "--bootstrap", "0"])
+    assert r.exit_code == 0, r.output
+    res = ResultsFile.model_validate_json(next((tmp_path / "res").rglob("results.json")).read_text())
+    assert res.metrics["ndcg@10"].mean > 0
+
+
 def test_recbole_compat_is_contained():
     """Importing the shim changes nothing; apply() (run only in RecBole's worker) supplies the
     aliases NumPy 2 removed and leaves NumPy 1.x's own ones alone; this process stays unpatched."""
