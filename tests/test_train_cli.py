@@ -243,7 +243,8 @@ def test_dry_run_says_what_auto_resolved_to_and_why(tmp_path):
     r = runner.invoke(app, ["train", "--model", "m", "--data", str(tmp_path), "--dry-run"])
     assert r.exit_code == 0, r.output
     line = (f"reward_signal: observed (auto: no critic at {tmp_path / 'critics' / 'ml-100k'}; unobserved pairs count 0 "
-            f"and the uncertainty weighting is off; train one with `flexrec-bench train-critic --dataset ml-100k`, or "
+            f"and the uncertainty weighting is off; train one with `flexrec-bench train-critic --dataset ml-100k --data "
+            f"{tmp_path}`, or "
             f"set reward_signal=item_knn)")
     assert json.loads(r.output)["reward_signal"] == line
     (tmp_path / "critics" / "ml-100k").mkdir(parents=True)
