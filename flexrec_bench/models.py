@@ -299,7 +299,8 @@ def hub_load_kwargs(source: str) -> dict:
 
 def unreachable(source: str, what: str) -> FlexRecError:
     """The one line for a hub id that is neither reachable nor cached."""
-    return FlexRecError(f"{what}{'' if what.endswith(':') else ' '}{source}: the Hugging Face hub cannot be reached and the model is not in the local "
+    sep = "" if what.endswith(":") else " "
+    return FlexRecError(f"{what}{sep}{source}: the Hugging Face hub cannot be reached and the model is not in the local "
                         f"cache; pass a local path (flexrec-bench models install smollm2-135m-instruct, or "
                         f"flexrec-bench make-tiny-model DIR, makes one), or set HF_HUB_OFFLINE=1 to use models already "
                         f"cached")
