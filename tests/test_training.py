@@ -77,6 +77,19 @@ def test_rank_grpo_and_rec_r1_variants():
     assert len(set(np.round(adv2[0], 8))) == 1  # one sequence-level advantage for every token
 
 
+def test_skip_zero_gain_leaves_out_training_prompts_without_a_positive_only(ml100k):
+    train = load_split(ml100k, "ml-100k", "interest", "train")
+    val = load_split(ml100k, "ml-100k", "interest", "val")
+    with_pos = int(((train.relevance * train.mask) > 0).any(1).sum())
+    assert 0 < with_pos < len(train)  # the fixture has both kinds, so the check can fail
+    env = RankingEnv(skip_zero_gain=True)
+    rows = env.add_split(train)
+    assert len(rows) == with_pos and env.skipped_zero_gain == len(train) - with_pos
+    assert all(env.instances[r["instance_key"]].gains.max() > 0 for r in rows)
+    assert len(env.add_split(val)) == len(val)  # validation keeps every instance
+    assert len(RankingEnv().add_split(train)) == len(train)  # off by default: the paper's protocol
+
+
 def test_beta_nll_weights_by_variance():
     m, y = torch.zeros(2), torch.tensor([1.0, 1.0])
     lv = torch.log(torch.tensor([1.0, 4.0]))

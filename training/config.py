@@ -64,6 +64,7 @@ class TrainConfig:
     estimator: str = "grpo"                 #: Table 7 axis: grpo, or ppo (verl backend only: GAE with a value model)
     knn_neighbors: int = 50                 #: neighbours of the KNN reward signals (ours)
     train_limit: int | None = None          #: use the first N training instances per need
+    skip_zero_gain: bool = False            #: ours: leave out training prompts whose candidates all have gain 0 (no positive among them, critic-filled gains included): every rollout of such a prompt earns the same reward, so its group gives no signal. Off: the paper's protocol (it says nothing of such prompts)
     eval_limit: int = 64                    #: validation instances per need
     eval_steps: int = 50                    #: validate every N optimizer steps (and at the end)
     max_prompt_tokens: int = 3072

@@ -83,15 +83,17 @@ class RankingEnv:
     uncertainty_eps: float = default("uncertainty_eps")      #: w = 1 / (Var + eps)
     uncertainty_clip: tuple[float, float] = tuple(default("uncertainty_clip"))
     uncertainty_items: bool = default("uncertainty_items")   #: the weight scales the item advantages as well
+    skip_zero_gain: bool = default("skip_zero_gain")         #: training prompts without a positive are left out
     instances: dict[str, _Instance] = field(default_factory=dict)
     stats: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    skipped_zero_gain: int = 0                  #: training instances left out by ``skip_zero_gain``
 
     @classmethod
     def from_config(cls, cfg) -> RankingEnv:
         """The environment of a resolved :class:`~training.config.TrainConfig` (the local and the verl
         trainer both build theirs here)."""
         return cls(cfg.algo, cfg.item_reward, cfg.item_normalisation, cfg.uncertainty, cfg.rl("seed"),
-                   cfg.uncertainty_eps, tuple(cfg.uncertainty_clip), cfg.uncertainty_items)
+                   cfg.uncertainty_eps, tuple(cfg.uncertainty_clip), cfg.uncertainty_items, cfg.skip_zero_gain)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -105,7 +107,9 @@ class RankingEnv:
                   prompt: PromptConfig | None = None, count_tokens=None) -> list[dict]:
         """Register a split's instances; return TRL-style rows {prompt, instance_key}. ``filler``
         (the critic or a KNN imputer: ``fill(split) -> (gains, variances)``) supplies rewards for
-        unobserved user-item pairs; without it they count as 0, as in the evaluation labels."""
+        unobserved user-item pairs; without it they count as 0, as in the evaluation labels. With
+        ``skip_zero_gain``, a training split's instances whose gains are all 0 get no row (counted in
+        ``skipped_zero_gain``); validation and test splits keep every instance."""
         split = split.head(limit)
         if filler is not None:
             gains, var = filler.fill(split)
@@ -118,6 +122,9 @@ class RankingEnv:
             key = f"{split.need}|{split.split}|{i}"
             k = int(nvalid[i])
             g = gains[i, :k].astype(np.float64)
+            if self.skip_zero_gain and split.split == "train" and not (g > 0).any():
+                self.skipped_zero_gain += 1
+                continue
             self.instances[key] = _Instance(key, k, g, var[i, :k].astype(np.float64), float(ideal_dcg(g[None])[0]))
             rows.append({"prompt": split_messages(split, i, prompt, count_tokens), "instance_key": key})
         return rows

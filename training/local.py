@@ -397,6 +397,11 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
         split = load_split(cfg.data, cfg.dataset, need, "train").head(cfg.train_limit)
         k_max = max(k_max, int(split.mask.sum(1).max()))
         rows += env.add_split(split, filler, None, prompt_cfg, count)
+    if cfg.skip_zero_gain:
+        print(f"skip_zero_gain: {env.skipped_zero_gain} training prompts without a positive left out; "
+              f"{len(rows)} kept", file=sys.stderr)
+        if not rows:
+            raise FlexRecError("skip_zero_gain left no training prompt: no training instance has a positive")
     val = {n: load_split(cfg.data, cfg.dataset, n, "val").head(cfg.eval_limit) for n in cfg.eval_needs}
     train_ds = datasets.Dataset.from_list(rows).shuffle(seed=seed)
     if cfg.sft_warmup_steps > 0:
