@@ -22,6 +22,7 @@ A second ``install`` of the same file finds the folder and does nothing. The ``h
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -271,12 +272,19 @@ def describe(spec: LocalModel) -> dict:
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hugging Face endpoint (HF_ENDPOINT) opens within ``timeout``."""
+    """Whether a TCP connection to the Hugging Face endpoint (HF_ENDPOINT) opens within ``timeout``.
+    Probed once per endpoint and process: a run that loads a tokenizer and then a model waits once."""
     import os
+
+    return _probe(os.environ.get("HF_ENDPOINT") or "https://huggingface.co", timeout)
+
+
+@functools.cache
+def _probe(endpoint: str, timeout: float) -> bool:
     import socket
     from urllib.parse import urlparse
 
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    url = urlparse(endpoint)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         socket.create_connection((url.hostname, port), timeout=timeout).close()
@@ -285,16 +293,12 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def hub_load_kwargs(source: str) -> dict:
-    """Extra ``from_pretrained`` arguments for ``source``: ``local_files_only`` when it is a hub id and
-    the hub cannot be reached. Empty for local folders, under HF_HUB_OFFLINE (the hub client is
-    offline already), and when the hub answers."""
+def _hub_down(source: str) -> bool:
+    """``source`` is a hub id (not a local path), HF_HUB_OFFLINE is unset, and the hub does not answer."""
     import os
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    if Path(source).exists() or offline or hub_reachable():
-        return {}
-    return {"local_files_only": True}
+    return not (Path(source).exists() or offline or hub_reachable())
 
 
 def unreachable(source: str, what: str) -> FlexRecError:
@@ -313,16 +317,15 @@ def hub_access(source: str, what: str):
     ``local_files_only``, and huggingface_hub's offline switch is on, since transformers asks for a
     PEFT adapter without passing ``local_files_only`` on, and retries that five times over about
     25 s): a cached model loads at once, and a missing one raises :func:`unreachable`'s line at once."""
-    kw = hub_load_kwargs(source)
-    if not kw:
-        yield kw
+    if not _hub_down(source):
+        yield {}
         return
     import huggingface_hub.constants as hub_constants
 
     before = hub_constants.HF_HUB_OFFLINE
     hub_constants.HF_HUB_OFFLINE = True
     try:
-        yield kw
+        yield {"local_files_only": True}
     except OSError:
         raise unreachable(source, what) from None
     finally:
