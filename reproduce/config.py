@@ -39,6 +39,8 @@ class ReproduceConfig:
     miniature: bool = False                     #: the CPU smoke preset: 2 steps, tiny batches, a few instances (every cell runs; the numbers mean nothing)
     preset: str | None = None                   #: training preset for every trained cell (e.g. miniature: the toy dataset's, benchmarks/miniature.py)
     sets: dict[str, str] = field(default_factory=dict)  #: training option for every cell, key=value (repeatable)
+    options: dict[str, str] = field(default_factory=dict)  #: evaluation option for every LLM cell (hf:, openai:), key=value (repeatable), e.g. constrained=true
+    rows: str | None = None                     #: comma-separated rows to run, by their names' words (e.g. rec-r1,causalswap); the base model runs with any trained row (default: every row)
 
     @property
     def kind(self) -> tuple[str, int]:

@@ -134,6 +134,44 @@ def _slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
+def select_rows(grid: list[Cell], spec: str | None) -> list[Cell]:
+    """The rows ``--rows`` names, in the grid's order. A name picks the one row whose slug is it or
+    holds it as whole words (``rec-r1`` → "Sequence-level GRPO (Rec-R1)", ``causalswap`` → "CausalSwap
+    (FlexRec)"); the base model is kept whenever a trained row runs, since trained rows are tested
+    against it. A name that picks no row or several is an error that lists the rows."""
+    if not spec:
+        return grid
+    slugs = [_slug(c.label) for c in grid]
+    chosen: set[int] = set()
+    for name in (n.strip() for n in spec.split(",")):
+        key = _slug(name)
+        if not key:
+            continue
+        hits = [i for i, s in enumerate(slugs) if s == key] or \
+            [i for i, s in enumerate(slugs) if re.search(rf"(^|-){re.escape(key)}(-|$)", s)]
+        if len(hits) != 1:
+            import difflib
+
+            words = {"-".join(w[i:j]) for w in (s.split("-") for s in slugs)
+                     for i in range(len(w)) for j in range(i + 1, len(w) + 1)}
+            near = difflib.get_close_matches(key, sorted(words), n=1, cutoff=0.6) if not hits else []
+            what = (f"matches {len(hits)} rows ({', '.join(slugs[i] for i in hits)}); name one" if hits else
+                    "matches no row" + (f" (did you mean {near[0]!r}?)" if near else ""))
+            raise FlexRecError(f"--rows {name!r} {what}. The rows: {', '.join(slugs)}")
+        chosen |= set(hits)
+    if any(grid[i].algo or grid[i].baseline for i in chosen):
+        chosen |= {i for i, c in enumerate(grid) if c.base}
+    return [c for i, c in enumerate(grid) if i in chosen]
+
+
+def _eval_options(cfg: ReproduceConfig, model: str) -> dict[str, str]:
+    """--option for the LLM cells (hf:, openai:; the base model, the trained rows, TALLRec); the
+    others (STAR, BERT4Rec) take no LLM options. --miniature caps the answer at 16 new tokens."""
+    if not model.startswith(("hf:", "openai:")):
+        return {}
+    return {**({"max_new_tokens": "16"} if cfg.miniature and model.startswith("hf:") else {}), **cfg.options}
+
+
 def _check_build(cfg: ReproduceConfig) -> None:
     from flexrec_bench.splits import load_manifest
 
@@ -154,8 +192,8 @@ def _train_cell(cell: Cell, cfg: ReproduceConfig, run_dir: Path, seed: int, crit
     from training.local import train_local
 
     final = run_dir / "final"
-    if (final / "config.json").exists():
-        return final  # done in an earlier run
+    if (final / "config.json").exists() or (final / "adapter_config.json").exists():
+        return final  # done in an earlier run (a full model, or a LoRA adapter)
     sets = {**cell.sets, **cfg.sets, "seed": str(seed)}
     if sets.get("reward_signal") == "critic":
         sets["critic"] = critic
@@ -212,11 +250,11 @@ def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, progress:
         raise FlexRecError("reproduce runs the local backend; on verl, train each cell with `flexrec-bench train "
                            "--backend verl` and evaluate its exported checkpoint with `flexrec-bench eval`")
     kind, n = cfg.kind
+    grid = select_rows(cells(cfg), cfg.rows)
     _check_build(cfg)
     out = Path(cfg.out)
     here = out / cfg.name
     here.mkdir(parents=True, exist_ok=True)
-    grid = cells(cfg)
     critic = (_critic(cfg, out, progress) if any(c.sets.get("reward_signal") == "critic" for c in grid
                                                    if not c.missing) else None)
     metrics = METRICS[(kind, n)]
@@ -242,10 +280,9 @@ def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, progress:
                     res, _, path = run_eval(EvalConfig(
                         model=model, dataset=cfg.dataset, need=need, data=cfg.data,
                         out=str(out / "results" / f"seed{seed}"), limit=cfg.test_limit, bootstrap=cfg.bootstrap,
-                        seed=cfg.seed, metrics=metrics,
-                        options={"max_new_tokens": "16"} if cfg.miniature and model.startswith("hf:") else {}),
-                        progress=progress)
+                        seed=cfg.seed, metrics=metrics, options=_eval_options(cfg, model)), progress=progress)
                     run["results"][need] = {"path": str(path), "instances": res.dataset.instances,
+                                            "echo_share": res.parse.echo_share if res.parse else None,
                                             "fingerprint": res.dataset.fingerprint,
                                             "metrics": {m: res.metrics[m].model_dump() for m in metrics},
                                             "metrics_over_all": {m: res.metrics_over_all[m].model_dump() for m in metrics}}
@@ -258,6 +295,7 @@ def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, progress:
     table = {"kind": kind, "number": n, "name": cfg.name, "model": cfg.model, "dataset": cfg.dataset,
              "train_need": cfg.train_need, "test_needs": list(cfg.test_needs), "miniature": cfg.miniature,
              "preset": cfg.preset, "steps": cfg.steps, "seeds": cfg.seeds, "metrics": list(metrics), "rows": rows,
+             "options": dict(cfg.options), "sets": dict(cfg.sets), "rows_selected": cfg.rows,
              "paper_dataset": _paper_dataset(cfg)}
     if kind == "figure" and n in (3, 4):
         table["curves"] = {r["label"]: _curves([run["log"] for run in r["runs"] if run["log"]], cfg.test_needs[0])
@@ -346,8 +384,16 @@ def paper_numbers(reported: list[dict], cfg: ReproduceConfig, label: str) -> dic
             if r["source"] == src and r["method"] == label and r["dataset"] == ds}
 
 
+#: the validation measures read from train_log.jsonl: NDCG, the complete answers and the share
+#: of answers that repeat the presented order (a model that echoes the prompt ranks nothing)
+CURVES = ("ndcg@5", "ndcg@10", "format_ok", "echo")
+_CURVE_NAME = {"ndcg@5": "validation N@5", "ndcg@10": "validation N@10", "format_ok": "complete answers (share)",
+               "echo": "echo of the presented order (share)"}
+
+
 def _curves(logs: list[str], need: str) -> dict:
-    """Validation NDCG@5/@10 by step from each seed's train_log.jsonl: mean and range over seeds."""
+    """Validation NDCG@5/@10, format_ok and the echo share by step from each seed's train_log.jsonl:
+    mean and range over seeds (a measure missing from a log is left out)."""
     import json
 
     per_seed = []
@@ -359,12 +405,14 @@ def _curves(logs: list[str], need: str) -> dict:
         for line in p.read_text().splitlines():
             r = json.loads(line)
             if r.get("kind") == "eval":
-                pts[int(r["step"])] = {m: r.get(f"val/{need}/{m}") for m in ("ndcg@5", "ndcg@10")}
+                pts[int(r["step"])] = {m: r.get(f"val/{need}/{m}") for m in CURVES}
         per_seed.append(pts)
     steps = sorted(set.intersection(*(set(s) for s in per_seed))) if per_seed else []
     out = {"steps": steps}
-    for m in ("ndcg@5", "ndcg@10"):
+    for m in CURVES:
         vals = [[s[t][m] for s in per_seed] for t in steps]
+        if any(v is None for vs in vals for v in vs):  # logs written before a measure was logged
+            continue
         out[m] = {"mean": [sum(v) / len(v) for v in vals], "min": [min(v) for v in vals],
                   "max": [max(v) for v in vals]}
     return out
@@ -399,13 +447,22 @@ def markdown(table: dict) -> str:
              f"interval over instances). 'all': over all instances with undefined ones scored 0, the convention the "
              f"paper's tables appear to use (docs/metrics.md); beside them, {paper_note}. 'vs base': the mean "
              f"difference in NDCG@5 from the base model (its step-0 policy) on the same instances, and the paired "
-             f"Wilcoxon p-value (Fisher-pooled over seeds)."
+             f"Wilcoxon p-value (Fisher-pooled over seeds). 'echo': the share of LLM rankings that repeat the "
+             f"presented order (C1, C2, ...), mean over seeds."
              + (" Miniature run (the CPU smoke preset): the numbers only show that every cell runs."
                 if table["miniature"] else "")]
+    from flexrec_bench.secrets import redact
+
+    if table.get("rows_selected"):
+        lines += ["", f"Rows run: `--rows {table['rows_selected']}` (the base model runs with any trained row)."]
+    for key, flag in (("sets", "--set"), ("options", "-o")):
+        if table.get(key):
+            lines += ["", f"`{flag}` for every {'trained' if key == 'sets' else 'LLM'} cell: "
+                      + ", ".join(f"`{k}={v}`" for k, v in sorted(redact(table[key]).items()))]
     for need in table["test_needs"]:
         lines += ["", f"## test need: {need}", "",
                   "| Row | " + " | ".join(f"{_HEAD[m]} ours | {_HEAD[m]} all | {_HEAD[m]} paper" for m in metrics)
-                  + " | vs base (N@5) |", "|---|" + "---|---|---|" * len(metrics) + "---|"]
+                  + " | vs base (N@5) | echo |", "|---|" + "---|---|---|" * len(metrics) + "---|---|"]
         for row in table["rows"]:
             cells = []
             got = row["needs"].get(need)
@@ -416,7 +473,10 @@ def markdown(table: dict) -> str:
                 cells.append(f"{ours} | {over_all} | {'' if paper is None else f'{paper:.3f}'}")
             vs = (row.get("vs_base") or {}).get(need, {}).get("ndcg@5")
             vs_text = f"{vs['mean_diff']:+.3f} (p {_p(vs['p_fisher'])})" if vs else ""
-            lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {vs_text} |")
+            echoes = [r["results"][need].get("echo_share") for r in row.get("runs", []) if need in r["results"]]
+            echoes = [e for e in echoes if e is not None]
+            echo = f"{sum(echoes) / len(echoes):.2f}" if echoes else ""
+            lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {vs_text} | {echo} |")
     missing = [r for r in table["rows"] if r["missing"]]
     if missing:
         lines += ["", "Not run here:"] + [f"- {r['label']}: {r['missing']}" for r in missing]
@@ -433,17 +493,18 @@ def plot(table: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     if table.get("curves"):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for ax, m in zip(axes, ("ndcg@5", "ndcg@10")):
+        shown = [m for m in CURVES if any(m in c for c in table["curves"].values())]
+        fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4), squeeze=False)
+        for ax, m in zip(axes[0], shown):
             for label, c in table["curves"].items():
-                if not c["steps"]:
+                if not c["steps"] or m not in c:
                     continue
                 ax.plot(c["steps"], c[m]["mean"], label=label)
                 ax.fill_between(c["steps"], c[m]["min"], c[m]["max"], alpha=0.15)
             ax.set_xlabel("step")
-            ax.set_ylabel(f"validation {_HEAD[m]}")
+            ax.set_ylabel(_CURVE_NAME[m])
             ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
+        axes[0][0].legend(fontsize=7)
         fig.suptitle(f"Figure {table['number']} ({table['dataset']}, {table['seeds']} seed(s); band: range over seeds)")
     else:
         needs = table["test_needs"]

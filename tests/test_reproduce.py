@@ -164,3 +164,80 @@ def test_table8_miniature_runs_on_the_toy_with_its_critic(tiny_model, tmp_path):
     assert weighted["uncertainty"] is True and weighted["critic"] == str(critic)
     log = [json.loads(line) for line in (runs / "flexrec-uncertainty-aware-critic" / "seed0" / "train_log.jsonl").open()]
     assert any("flexrec/adv_weight_min" in row for row in log)   # the weight acted on the critic's variances
+
+
+def test_rows_pick_cells_by_their_words_and_keep_the_base_model():
+    from reproduce.grid import select_rows
+
+    f3 = cells(ReproduceConfig(figure=3, model="m"))
+    assert [c.label for c in select_rows(f3, "rec-r1, causalswap")] == [
+        "Sequence-level GRPO (Rec-R1)", "CausalSwap (FlexRec)", "Base model (step 0)"]
+    assert select_rows(f3, None) == f3
+    t1 = cells(ReproduceConfig(table=1, model="m"))
+    assert [c.label for c in select_rows(t1, "star")] == ["STAR"]  # no trained row: no base model added
+    # an exact name wins over the rows that start with it
+    assert [c.label for c in select_rows(t1, "qwen2.5-3b-instruct")] == ["Qwen2.5-3B-Instruct"]
+    assert [c.label for c in select_rows(t1, "FlexRec")] == ["Qwen2.5-3B-Instruct", "Qwen2.5-3B-Instruct + FlexRec"]
+    with pytest.raises(FlexRecError, match=r"'grpo' matches 2 rows \(sequence-level-grpo-rec-r1, rank-level-rank-grpo\)"):
+        select_rows(f3, "grpo")
+    with pytest.raises(FlexRecError, match=r"'rec-r2' matches no row \(did you mean 'rec-r1'\?\)"):
+        select_rows(f3, "rec-r2")
+
+
+def test_eval_options_go_to_the_llm_cells_only_and_the_page_says_them():
+    from reproduce.grid import _eval_options
+
+    cfg = ReproduceConfig(figure=3, model="m", options={"constrained": "true"}, miniature=True)
+    assert _eval_options(cfg, "hf:m") == {"max_new_tokens": "16", "constrained": "true"}
+    assert _eval_options(cfg, "openai:gpt") == {"constrained": "true"}
+    assert _eval_options(cfg, "star") == _eval_options(cfg, "bert4rec:x") == {}
+    table = {"kind": "figure", "number": 3, "model": "m", "dataset": "ml-100k", "train_need": "interest",
+             "test_needs": ["interest"], "miniature": False, "seeds": 1, "metrics": ["ndcg@5"], "paper_dataset": None,
+             "rows_selected": "causalswap", "sets": {"lora": "true"},
+             "options": {"constrained": "true", "api_key": "sk-live-secret-123"},
+             "rows": [{"label": "Base model (step 0)", "missing": None, "paper": {},
+                       "runs": [{"results": {"interest": {"echo_share": 0.75}}}],
+                       "needs": {"interest": {"metrics": {"ndcg@5": {"mean": 0.5, "ci95": [0.4, 0.6]}},
+                                              "metrics_over_all": {"ndcg@5": {"mean": 0.45, "ci95": [0.35, 0.55]}}}}}]}
+    md = markdown(table)
+    assert "Rows run: `--rows causalswap`" in md and "`--set` for every trained cell: `lora=true`" in md
+    assert "`constrained=true`" in md and "sk-live-secret-123" not in md
+    assert md.rstrip().endswith("| 0.75 |")  # the echo share of the presented order
+
+
+def test_rows_that_match_nothing_fail_in_one_line(tmp_path):
+    """A typo in --rows is reported before anything is checked, loaded or written."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "from flexrec_bench.cli import main; main()", "reproduce", "--figure",
+                        "3", "--model", "m", "--data", str(tmp_path / "none"), "--rows", "causal-swop",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "--rows 'causal-swop' matches no row (did you mean 'causalswap'?)" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_figure3_runs_the_rows_named_with_the_constrained_decoder(tiny_model, ml100k, tmp_path):
+    """`--rows` runs part of a grid (the base model with it); `-o` reaches every LLM cell's
+    evaluation; the curves and the table carry the echo share of the presented order."""
+    args = ["reproduce", "--figure", "3", "--model", str(tiny_model), "--data", str(ml100k), "--out", str(tmp_path),
+            "--miniature", "--limit", "6", "--bootstrap", "100", "--quiet", "--rows", "causalswap",
+            "-o", "constrained=true", "--set", "constrained_decoding=true"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "2 of 2 cells run" in r.output
+    fig = json.loads((tmp_path / "figure3" / "figure3.json").read_text())
+    assert [row["label"] for row in fig["rows"]] == ["CausalSwap (FlexRec)", "Base model (step 0)"]
+    assert [p.name for p in (tmp_path / "runs" / "ml-100k" / "interest").iterdir()] == ["causalswap-flexrec"]
+    for row in fig["rows"]:
+        res = row["runs"][0]["results"]["interest"]
+        assert json.loads(open(res["path"]).read())["model"]["config"]["constrained"] is True
+        assert 0 <= res["echo_share"] <= 1
+    assert fig["options"] == {"constrained": "true"} and "vs_base" in fig["rows"][0]
+    curve = fig["curves"]["CausalSwap (FlexRec)"]
+    assert curve["steps"] and len(curve["echo"]["mean"]) == len(curve["steps"])
+    assert curve["format_ok"]["mean"] == [1.0] * len(curve["steps"])  # the constraint writes only permutations
+    md = (tmp_path / "figure3" / "figure3.md").read_text()
+    assert "`-o` for every LLM cell: `constrained=true`" in md and "| echo |" in md

@@ -11,8 +11,8 @@ from ._fields import Extra, config_command
 
 
 @app.command("reproduce")
-@config_command(ReproduceConfig, skip=("backend",), parse={"sets": _options},
-                flags={"test_limit": ("--limit",), "sets": ("--set",)},
+@config_command(ReproduceConfig, skip=("backend",), parse={"sets": _options, "options": _options},
+                flags={"test_limit": ("--limit",), "sets": ("--set",), "options": ("--option", "-o")},
                 extra={"quiet": Extra(bool, False, "no progress bars")})
 def reproduce_cmd(cfg: ReproduceConfig, quiet: bool = False) -> None:
     """Run the grid of one of the paper's tables or figures and write it in the paper's layout (markdown, PNG,
