@@ -10,7 +10,13 @@ Parts (each records its figures or why it did not run):
 2. ``qwen2.5-0.5b-shape``: the same trainer on a random-init model with Qwen2.5-0.5B's architecture
    (hidden 896, 24 layers, 14 heads / 2 KV heads, MLP 4864, 151,936-token vocabulary; built from a
    config, no download), bf16, full-parameter;
-3. ``verl``: `flexrec-bench train --backend verl` for ``--steps`` steps on the tiny model, where verl
+3. ``qwen2.5-3b-shape``: the paper's model's architecture (Qwen2.5-3B: hidden 2048, 36 layers, 16
+   heads / 2 KV heads, MLP 11008), random init, bf16, full-parameter, with the ``gpu`` preset's
+   activation checkpointing: the paper's run's memory and step time on this GPU. Its report also
+   holds the memory estimated from the parameter count (policy, gradients, AdamW's fp32 moments,
+   the frozen reference) and, from the measured tokens/s, a rough time per step of the paper's run
+   (KuaiRec prompts of about 1,300 tokens and 182 new tokens, G = 8; an estimate, said as one);
+4. ``verl``: `flexrec-bench train --backend verl` for ``--steps`` steps on the tiny model, where verl
    and vLLM are installed (vLLM does not install on this project's machines: then it says so).
 
 The whole run stays under 5 minutes on one H200 (4 steps each). ``--cpu-check`` runs part 1 on the
@@ -68,25 +74,49 @@ def _train(model_dir: Path, data: Path, out: Path, steps: int, cuda: bool, extra
             "device": "cuda" if cuda else "cpu"}
 
 
-def part_qwen_shape(work: Path, data: Path, steps: int, cuda: bool) -> dict:
+#: Qwen2.5-3B's architecture (the paper's model, Qwen2.5-3B-Instruct; its config.json)
+QWEN25_3B = dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                 num_key_value_heads=2, vocab_size=151_936, max_position_embeddings=32_768, tie_word_embeddings=True,
+                 rope_theta=1_000_000.0)
+SHAPES = {"qwen2.5-0.5b": ("Qwen2.5-0.5B", QWEN25_05B, {"precision": "bf16"}),
+          "qwen2.5-3b": ("Qwen2.5-3B", QWEN25_3B, {"precision": "bf16", "activation_checkpointing": "true"})}
+#: the paper's run per GRPO step, for the rough time estimate (ours: KuaiRec at K = 30, G = 8, one prompt group)
+PAPER_STEP_TOKENS = 8 * (1300 + 182)
+
+
+def memory_estimate_gib(n_params: int) -> dict:
+    """Full-parameter GRPO in bf16, from the parameter count alone (before activations): the policy
+    and its gradients in bf16, AdamW's two fp32 moments, the frozen bf16 reference (beta > 0)."""
+    gib = 2**30
+    parts = {"policy_bf16": 2 * n_params, "gradients_bf16": 2 * n_params, "adamw_moments_fp32": 8 * n_params,
+             "reference_bf16": 2 * n_params}
+    return {**{k: round(v / gib, 1) for k, v in parts.items()}, "total_before_activations": round(sum(parts.values()) / gib, 1)}
+
+
+def part_qwen_shape(work: Path, data: Path, steps: int, cuda: bool, shape: str = "qwen2.5-0.5b") -> dict:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from flexrec_bench.tiny import build_tokenizer
 
-    cfg = Qwen2Config(**QWEN25_05B)
+    name, arch, extra = SHAPES[shape]
+    cfg = Qwen2Config(**arch)
     with torch.device("meta"):  # counting needs no memory
         n = sum(p.numel() for p in Qwen2ForCausalLM(cfg).parameters())
-    info = {"parameters": int(n), "architecture": "Qwen2.5-0.5B (random init, from a config)"}
+    info = {"parameters": int(n), "architecture": f"{name} (random init, from a config)",
+            "memory_estimate_gib": memory_estimate_gib(int(n))}
     if not cuda:
-        return {**info, "ran": False, "why": "needs CUDA: a 0.5B full-parameter bf16 run is for the GPU (stopped "
-                                              "here, after building the config)"}
-    path = work / "qwen05b"
+        return {**info, "ran": False, "why": f"needs CUDA: a {name.split('-')[-1]} full-parameter bf16 run is for the "
+                                              f"GPU (stopped here, after building the config)"}
+    path = work / shape
     tok = build_tokenizer(path)
     cfg.eos_token_id, cfg.pad_token_id, cfg.bos_token_id = tok.eos_token_id, tok.pad_token_id, None
     torch.manual_seed(0)
     Qwen2ForCausalLM(cfg).to(torch.bfloat16).save_pretrained(str(path))
-    return {**info, "ran": True, **_train(path, data, work / "run-05b", steps, cuda, {"precision": "bf16"})}
+    got = _train(path, data, work / f"run-{shape}", steps, cuda, extra)
+    if got.get("tokens_per_s"):
+        got["paper_step_s_estimate"] = round(PAPER_STEP_TOKENS / got["tokens_per_s"], 1)
+    return {**info, "ran": True, **got}
 
 
 def part_verl(work: Path, data: Path, model: Path, steps: int, cuda: bool) -> dict:
@@ -127,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
         report = {"cuda": cuda, "device": _device_name(), "parts": {
             "tiny": {"ran": True, **_train(tiny, data, work / "run-tiny", steps, cuda)},
             "qwen2.5-0.5b-shape": part_qwen_shape(work, data, steps, cuda),
+            "qwen2.5-3b-shape": part_qwen_shape(work, data, steps, cuda, "qwen2.5-3b"),
             "verl": part_verl(work, data, tiny, steps, cuda)}}
         report["total_s"] = round(time.perf_counter() - t0, 1)
         if not cuda:

@@ -26,5 +26,32 @@ def test_gpu_smoke_runs_on_cpu_to_the_cuda_boundary(tmp_path):
     assert tiny["ran"] and tiny["device"] == "cpu" and tiny["step_time_s"] > 0 and tiny["tokens_per_s"] > 0
     shape = report["parts"]["qwen2.5-0.5b-shape"]
     assert not shape["ran"] and "needs CUDA" in shape["why"] and 480e6 < shape["parameters"] < 510e6
+    big = report["parts"]["qwen2.5-3b-shape"]  # the paper's model: 3.09B parameters, about 43 GiB before activations
+    assert not big["ran"] and 3.0e9 < big["parameters"] < 3.2e9
+    assert 38 < big["memory_estimate_gib"]["total_before_activations"] < 48
     assert not report["parts"]["verl"]["ran"] and report["parts"]["verl"]["why"]
     assert (tmp_path / "r.json").exists()
+
+
+def test_the_papers_run_is_scripted_for_both_backends():
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "paper-run.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    r = subprocess.run(["bash", str(script), "vllm"], capture_output=True, text=True)
+    assert r.returncode == 2 and "the backend is local or verl, got 'vllm'" in r.stderr
+    text = script.read_text()
+    assert "--preset gpu" in text and "--backend verl" in text and "verl.model_merger merge --backend fsdp" in text
+    # every flexrec-bench command it runs exists with the options it names
+    from typer.main import get_command
+
+    from flexrec_bench.cli import app
+
+    commands = [c.split("flexrec-bench ", 1)[1] for c in text.replace("\\\n", " ").splitlines()
+                if "flexrec-bench " in c and not c.lstrip().startswith("#")]
+    assert len(commands) == 5
+    for c in commands:
+        name, *args = c.split()
+        cmd = get_command(app).commands[name]
+        known = {o for prm in cmd.params for o in prm.opts}
+        assert not [a for a in args if a.startswith("--") and a not in known], c
