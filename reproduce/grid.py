@@ -172,6 +172,42 @@ def _eval_options(cfg: ReproduceConfig, model: str) -> dict[str, str]:
     return {**({"max_new_tokens": "16"} if cfg.miniature and model.startswith("hf:") else {}), **cfg.options}
 
 
+def eval_config(cfg: ReproduceConfig, model: str, need: str, seed: int):
+    """How the grid scores a cell's ranker on a need (the run of training seed ``seed``)."""
+    from flexrec_bench.eval_config import EvalConfig
+
+    kind, n = cfg.kind
+    return EvalConfig(model=model, dataset=cfg.dataset, need=need, data=cfg.data,
+                      out=str(Path(cfg.out) / "results" / f"seed{seed}"), limit=cfg.test_limit,
+                      bootstrap=cfg.bootstrap, seed=cfg.seed, metrics=METRICS[(kind, n)],
+                      options=_eval_options(cfg, model))
+
+
+def evaluate_cell(ecfg, progress: bool = True):
+    """``run_eval``, or the results file an earlier run wrote with the same configuration on the same
+    build, written after the model's files last changed: a resumed or grown grid ranks no cell twice,
+    and a retrained cell is scored again. Returns (ResultsFile, path of results.json)."""
+    import json
+    from dataclasses import asdict
+
+    from flexrec_bench.evaluator import results_dir, run_eval
+    from flexrec_bench.results import ResultsFile
+    from flexrec_bench.secrets import redact
+    from flexrec_bench.splits import load_split
+
+    path = results_dir(ecfg) / "results.json"
+    if path.exists():
+        res = ResultsFile.model_validate_json(path.read_text())
+        want = json.loads(json.dumps(redact({**asdict(ecfg), "metrics": list(ecfg.metrics)})))
+        folder = Path(ecfg.model.partition(":")[2])
+        newest = max((f.stat().st_mtime for f in folder.iterdir()), default=0.0) if folder.is_dir() else 0.0
+        if (res.config == want and path.stat().st_mtime > newest and res.dataset.fingerprint ==
+                load_split(ecfg.data, ecfg.dataset, ecfg.need, ecfg.split).head(ecfg.limit).fingerprint):
+            return res, path
+    res, _, path = run_eval(ecfg, progress=progress)
+    return res, path
+
+
 def _check_build(cfg: ReproduceConfig) -> None:
     from flexrec_bench.splits import load_manifest
 
@@ -243,9 +279,6 @@ def _baseline(name: str, cfg: ReproduceConfig, run_dir: Path, progress: bool) ->
 def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, progress: bool = True) -> dict:
     """Run (or resume) every cell; return and write the table or figure (JSON, markdown, PNG).
     ``reported``: the paper's numbers (leaderboard/paper_results.json's reported_in_paper)."""
-    from flexrec_bench.eval_config import EvalConfig
-    from flexrec_bench.evaluator import run_eval
-
     if cfg.backend != "local":
         raise FlexRecError("reproduce runs the local backend; on verl, train each cell with `flexrec-bench train "
                            "--backend verl` and evaluate its exported checkpoint with `flexrec-bench eval`")
@@ -277,10 +310,7 @@ def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, progress:
                 run = {"seed": seed, "model": model, "results": {},
                        "log": str(run_dir / "train_log.jsonl") if cell.algo else None}
                 for need in cfg.test_needs:
-                    res, _, path = run_eval(EvalConfig(
-                        model=model, dataset=cfg.dataset, need=need, data=cfg.data,
-                        out=str(out / "results" / f"seed{seed}"), limit=cfg.test_limit, bootstrap=cfg.bootstrap,
-                        seed=cfg.seed, metrics=metrics, options=_eval_options(cfg, model)), progress=progress)
+                    res, path = evaluate_cell(eval_config(cfg, model, need, seed), progress)
                     run["results"][need] = {"path": str(path), "instances": res.dataset.instances,
                                             "echo_share": res.parse.echo_share if res.parse else None,
                                             "fingerprint": res.dataset.fingerprint,

@@ -100,9 +100,11 @@ def test_table7_miniature_runs_every_cell_it_can_and_resumes(tiny_model, ml100k,
     assert "| GRPO / CausalSwap reward (ours) | " in md and "| PPO / CausalSwap reward (ours) | not run |  | 0.621 |" in md
     assert (out / "table7.png").stat().st_size > 5000
     stamps = {p: p.stat().st_mtime_ns for p in runs.glob("*/seed0/final/config.json")}
-    r = runner.invoke(app, args)  # a re-run reuses the finished cells
+    scored = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("results.json")}
+    r = runner.invoke(app, args)  # a re-run reuses the finished cells and their scores
     assert r.exit_code == 0, r.output
     assert stamps and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert len(scored) == 3 and {p: p.stat().st_mtime_ns for p in scored} == scored
 
 
 @pytest.mark.slow
@@ -241,3 +243,18 @@ def test_figure3_runs_the_rows_named_with_the_constrained_decoder(tiny_model, ml
     assert curve["format_ok"]["mean"] == [1.0] * len(curve["steps"])  # the constraint writes only permutations
     md = (tmp_path / "figure3" / "figure3.md").read_text()
     assert "`-o` for every LLM cell: `constrained=true`" in md and "| echo |" in md
+
+
+def test_a_finished_cell_is_not_scored_again_unless_its_configuration_changed(ml100k, tmp_path):
+    from flexrec_bench.eval_config import EvalConfig
+    from reproduce.grid import evaluate_cell
+
+    cfg = EvalConfig(model="popularity", data=str(ml100k), out=str(tmp_path), limit=6, bootstrap=0)
+    res, path = evaluate_cell(cfg, progress=False)
+    stamp = path.stat().st_mtime_ns
+    again, same = evaluate_cell(EvalConfig(model="popularity", data=str(ml100k), out=str(tmp_path), limit=6,
+                                           bootstrap=0), progress=False)
+    assert same == path and path.stat().st_mtime_ns == stamp and again.metrics == res.metrics
+    more, _ = evaluate_cell(EvalConfig(model="popularity", data=str(ml100k), out=str(tmp_path), limit=8,
+                                       bootstrap=0), progress=False)
+    assert more.dataset.instances == 8 and path.stat().st_mtime_ns != stamp  # another limit: scored anew
