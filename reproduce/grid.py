@@ -199,8 +199,9 @@ def evaluate_cell(ecfg, progress: bool = True):
     if path.exists():
         res = ResultsFile.model_validate_json(path.read_text())
         want = json.loads(json.dumps(redact({**asdict(ecfg), "metrics": list(ecfg.metrics)})))
-        folder = Path(ecfg.model.partition(":")[2])
-        newest = max((f.stat().st_mtime for f in folder.iterdir()), default=0.0) if folder.is_dir() else 0.0
+        kind, colon, where = ecfg.model.partition(":")
+        folder = Path(where) if colon and where else None  # hf:<folder>, bert4rec:<run>; star, popularity: none
+        newest = max((f.stat().st_mtime for f in folder.iterdir()), default=0.0) if folder and folder.is_dir() else 0.0
         if (res.config == want and path.stat().st_mtime > newest and res.dataset.fingerprint ==
                 load_split(ecfg.data, ecfg.dataset, ecfg.need, ecfg.split).head(ecfg.limit).fingerprint):
             return res, path
