@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -217,10 +219,10 @@ def test_an_interrupted_run_leaves_a_checkpoint_that_resumes(ml100k, tiny_model,
     calls = {"n": 0}
     real = trl.GRPOTrainer.training_step
 
-    def interrupted(self, *a, **kw):  # Ctrl-C during the second optimizer step
+    def interrupted(self, *a, **kw):  # `kill` (SIGTERM) during the second step: the same as Ctrl-C
         calls["n"] += 1
         if calls["n"] == 2:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)
         return real(self, *a, **kw)
 
     out = tmp_path / "run"
@@ -231,6 +233,7 @@ def test_an_interrupted_run_leaves_a_checkpoint_that_resumes(ml100k, tiny_model,
         train_local(cfg, progress=False)
     assert preset_path("smoke").exists() and (out / "checkpoint-1" / "trainer_state.json").exists()
     monkeypatch.setattr(trl.GRPOTrainer, "training_step", real)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
     train_local(cfg, progress=False, resume=True)
     assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
 

@@ -11,7 +11,9 @@ TRL 1.x has no PPO trainer, so ``estimator=ppo`` runs on the verl backend only.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -440,6 +442,7 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
     write_json_atomic(out / "train_config.json", {"flexrec": asdict(cfg), "reward_signal": signal_line,
                                                   "trl": json.loads(args.to_json_string()),
                                                   "versions": _versions()})
+    previous = _stop_on_sigterm()
     try:
         trainer.train(resume_from_checkpoint=str(start_from) if start_from else None)
     except KeyboardInterrupt:
@@ -448,6 +451,9 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
         saved = last_checkpoint(out)
         raise FlexRecError(f"interrupted at step {trainer.state.global_step}: checkpoint {saved}; continue with "
                            f"`flexrec-bench train ... --output-dir {out} --resume`") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     final = out / "final"
     if cfg.save_final:
         trainer.save_model(str(final))
@@ -456,6 +462,19 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
 
     plot_training_log(log_path, out / "curves.png")
     return final
+
+
+def _stop_on_sigterm():
+    """SIGTERM (`kill`, a scheduler's stop) ends a run as Ctrl-C does: a checkpoint, then the message
+    that says how to resume. A job started in the background of a shell ignores SIGINT, so Ctrl-C
+    cannot reach it. Returns the handler to restore (None off the main thread, where none is set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _versions() -> dict:
