@@ -27,7 +27,6 @@ runs and the model are reused; 2 CPU cores: about 100 s per step with two runs s
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -92,6 +91,7 @@ def main() -> None:
     a = ap.parse_args()
     from flexrec_bench.compare import compare_runs
     from flexrec_bench.io import write_json_atomic, write_text_atomic
+    from flexrec_bench.results import ResultsFile
     from leaderboard.schema import load_paper
     from reproduce import ReproduceConfig, run_grid
     from reproduce.grid import eval_config, evaluate_cell
@@ -106,7 +106,7 @@ def main() -> None:
     summary: dict = {"model": model, "data": a.data, "steps": a.steps, "limit": a.limit, "gen_limit": a.gen_limit,
                      "seeds": a.seeds,
                      "train": TRAIN, "rows": {}, "compare": {}, "need_sensitivity": {}}
-    paths: dict[str, dict[str, dict[str, str]]] = {}
+    paths: dict[str, dict[str, str]] = {}  # row label -> need -> results.json
     for row in fig["rows"]:
         for run in row["runs"]:
             label = row["label"] + (f" seed {run['seed']}" if a.seeds > 1 and not row["base"] else "")
@@ -118,10 +118,9 @@ def main() -> None:
     for label, by_need in paths.items():
         summary["rows"][label] = {}
         for need, path in by_need.items():
-            res = json.loads(Path(path).read_text())
-            summary["rows"][label][need] = {
-                **{m: res["metrics"][m] for m in METRICS},
-                "echo_share": (res.get("parse") or {}).get("echoed", 0) / max(1, (res.get("parse") or {}).get("instances", 0) or 1)}
+            res = ResultsFile.model_validate_json(Path(path).read_text())
+            summary["rows"][label][need] = {**{m: res.metrics[m].model_dump() for m in METRICS},
+                                            "echo_share": res.parse.echo_share if res.parse else None}
         summary["need_sensitivity"][label] = need_sensitivity(by_need)
     for need in NEEDS:
         pairs = compare_runs([paths[label][need] for label in paths], a.data, METRICS, "t", bootstrap=1000)
@@ -145,7 +144,8 @@ def markdown(s: dict, labels: list[str]) -> str:
         for need in NEEDS:
             r = s["rows"][label][need]
             cells = [f"{r[m]['mean']:.3f} [{r[m]['ci95'][0]:.3f}, {r[m]['ci95'][1]:.3f}]" for m in METRICS]
-            lines.append(f"| {label} | {need} | {' | '.join(cells)} | {r['echo_share']:.2f} |")
+            echo = "" if r["echo_share"] is None else f"{r['echo_share']:.2f}"
+            lines.append(f"| {label} | {need} | {' | '.join(cells)} | {echo} |")
     lines += ["", "Pairs (b − a, paired t test, Holm over the two metrics):", "",
               "| need | a | b | metric | diff [95% CI] | p | p Holm |", "|---|---|---|---|---|---|---|"]
     for need, pairs in s["compare"].items():

@@ -319,7 +319,7 @@ class _JsonlAndEval:
             row[f"val/{need}/ndcg@10"] = rep.metrics["ndcg@10"].mean
             row[f"val/{need}/format_ok"] = res.parse.complete / max(1, res.parse.instances)
             # zero-shot instruct models echo the presented order (issue 37): its share, read over the steps
-            row[f"val/{need}/echo"] = res.parse.echoed / max(1, res.parse.instances)
+            row[f"val/{need}/echo"] = res.parse.echo_share or 0.0
             row[f"val/{need}/first_shown_first"] = res.parse.first_shown_first / max(1, res.parse.instances)
             samples = row.setdefault("samples", [])
             for i in range(min(SAMPLES, len(split))):  # what people read to see a ranker learn
