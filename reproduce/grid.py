@@ -172,6 +172,16 @@ def _eval_options(cfg: ReproduceConfig, model: str) -> dict[str, str]:
     return {**({"max_new_tokens": "16"} if cfg.miniature and model.startswith("hf:") else {}), **cfg.options}
 
 
+def _check_options(cfg: ReproduceConfig, grid: list[Cell]) -> None:
+    """-o is checked against every kind of LLM ranker the grid will score, before anything trains."""
+    from flexrec_bench.rankers.base import check_options
+
+    kinds = {"hf" if (c.algo or c.baseline == "tallrec" or c.base) else (c.ranker or "").partition(":")[0]
+             for c in grid if c.missing is None}
+    for kind in sorted(kinds & {"hf", "openai"}):
+        check_options(kind, _eval_options(cfg, f"{kind}:"))
+
+
 def eval_config(cfg: ReproduceConfig, model: str, need: str, seed: int):
     """How the grid scores a cell's ranker on a need (the run of training seed ``seed``)."""
     from flexrec_bench.eval_config import EvalConfig
@@ -285,6 +295,7 @@ def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, progress:
                            "--backend verl` and evaluate its exported checkpoint with `flexrec-bench eval`")
     kind, n = cfg.kind
     grid = select_rows(cells(cfg), cfg.rows)
+    _check_options(cfg, grid)
     _check_build(cfg)
     out = Path(cfg.out)
     here = out / cfg.name

@@ -258,3 +258,16 @@ def test_a_finished_cell_is_not_scored_again_unless_its_configuration_changed(ml
     more, _ = evaluate_cell(EvalConfig(model="popularity", data=str(ml100k), out=str(tmp_path), limit=8,
                                        bootstrap=0), progress=False)
     assert more.dataset.instances == 8 and path.stat().st_mtime_ns != stamp  # another limit: scored anew
+
+
+def test_options_an_llm_ranker_does_not_take_fail_before_any_training(tiny_model, ml100k, tmp_path):
+    """-o is checked against the grid's LLM rankers first: no cell trains, and the key is not echoed."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", "from flexrec_bench.cli import main; main()", "reproduce", "--figure",
+                        "3", "--model", str(tiny_model), "--data", str(ml100k), "--rows", "causalswap", "--miniature",
+                        "-o", "api_key=sk-never-shown-123", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "model 'hf' does not take option(s) api_key" in r.stderr and "sk-never-shown-123" not in r.stderr + r.stdout
+    assert not (tmp_path / "o" / "runs").exists()

@@ -74,6 +74,12 @@ for _kind, _target in {
 def make_ranker(model: str, seed: int = 0, **options) -> Ranker:
     """``"star"`` or ``"hf:/path/to/model"`` -> a ranker instance."""
     kind, sep, arg = model.partition(":")
+    return RANKERS.get(kind)(arg if sep else None, seed=seed, **check_options(kind, options))
+
+
+def check_options(kind: str, options: dict) -> dict:
+    """The options a ranker of ``kind`` takes, each converted to its type; an unknown name or a value
+    of the wrong type is one line. Nothing is loaded, so a command can check before any work."""
     cls = RANKERS.get(kind)
     accepted = accepted_options(cls)
     unknown = sorted(set(options) - accepted) if "options" not in accepted else []
@@ -85,8 +91,7 @@ def make_ranker(model: str, seed: int = 0, **options) -> Ranker:
     from ..options import convert, init_hints
 
     hints = init_hints(cls)  # one typed conversion for every -o value, before the ranker sees it
-    options = {k: convert(v, hints.get(k), "-o", k) if isinstance(v, str) else v for k, v in options.items()}
-    return cls(arg if sep else None, seed=seed, **options)
+    return {k: convert(v, hints.get(k), "-o", k) if isinstance(v, str) else v for k, v in options.items()}
 
 
 def accepted_options(cls: type) -> set[str]:
