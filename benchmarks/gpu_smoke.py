@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_smoke.py [--out benchmarks/out/gpu_smoke.json] [--steps 4]
     python benchmarks/gpu_smoke.py --cpu-check     # no GPU: every part up to the point CUDA is needed
+    python benchmarks/gpu_smoke.py --parts tiny,qwen2.5-3b-shape   # some parts, in this order
 
 Parts (each records its figures or why it did not run):
 
@@ -40,6 +41,9 @@ from pathlib import Path
 QWEN25_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                   num_key_value_heads=2, vocab_size=151_936, max_position_embeddings=32_768, tie_word_embeddings=True,
                   rope_theta=1_000_000.0)
+
+
+PARTS = ("tiny", "qwen2.5-0.5b-shape", "qwen2.5-3b-shape", "verl")
 
 
 def _cuda() -> bool:
@@ -112,7 +116,8 @@ def part_qwen_shape(work: Path, data: Path, steps: int, cuda: bool, shape: str =
     tok = build_tokenizer(path)
     cfg.eos_token_id, cfg.pad_token_id, cfg.bos_token_id = tok.eos_token_id, tok.pad_token_id, None
     torch.manual_seed(0)
-    Qwen2ForCausalLM(cfg).to(torch.bfloat16).save_pretrained(str(path))
+    with torch.device("cuda"):  # a 3B random init on the CPU takes minutes; on the GPU, seconds
+        Qwen2ForCausalLM(cfg).to(torch.bfloat16).save_pretrained(str(path))
     got = _train(path, data, work / f"run-{shape}", steps, cuda, extra)
     if got.get("tokens_per_s"):
         got["paper_step_s_estimate"] = round(PAPER_STEP_TOKENS / got["tokens_per_s"], 1)
@@ -139,7 +144,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="benchmarks/out/gpu_smoke.json")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--cpu-check", action="store_true", help="no GPU: run every part up to where CUDA is needed")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, run in this order: {', '.join(PARTS)}")
     a = ap.parse_args(argv)
+    chosen = [p.strip() for p in a.parts.split(",") if p.strip()]
+    unknown = [p for p in chosen if p not in PARTS]
+    if unknown or not chosen:
+        raise SystemExit(f"--parts: unknown {', '.join(unknown) or '(none given)'}; the parts: {', '.join(PARTS)}")
     from flexrec_bench.datasets.toy import write_toy_build
     from flexrec_bench.io import write_json_atomic
     from flexrec_bench.tiny import build_tiny_model
@@ -154,12 +164,17 @@ def main(argv: list[str] | None = None) -> dict:
         write_toy_build(data, {"train": 64, "val": 8, "test": 8})
         tiny = build_tiny_model(work / "tiny", hidden_size=128)
         steps = a.steps if cuda else 1
-        report = {"cuda": cuda, "device": _device_name(), "parts": {
-            "tiny": {"ran": True, **_train(tiny, data, work / "run-tiny", steps, cuda)},
-            "qwen2.5-0.5b-shape": part_qwen_shape(work, data, steps, cuda),
-            "qwen2.5-3b-shape": part_qwen_shape(work, data, steps, cuda, "qwen2.5-3b"),
-            "verl": part_verl(work, data, tiny, steps, cuda)}}
+        report: dict = {"cuda": cuda, "device": _device_name(), "parts": {}}
+        parts = {"tiny": lambda: {"ran": True, **_train(tiny, data, work / "run-tiny", steps, cuda)},
+                 "qwen2.5-0.5b-shape": lambda: part_qwen_shape(work, data, steps, cuda),
+                 "qwen2.5-3b-shape": lambda: part_qwen_shape(work, data, steps, cuda, "qwen2.5-3b"),
+                 "verl": lambda: part_verl(work, data, tiny, steps, cuda)}
+        for name in chosen:  # the report is rewritten after each part: a run cut short keeps them
+            t_part = time.perf_counter()
+            report["parts"][name] = {**parts[name](), "part_wall_s": round(time.perf_counter() - t_part, 1)}
+            write_json_atomic(a.out, {**report, "finished": False})
         report["total_s"] = round(time.perf_counter() - t0, 1)
+        report["finished"] = True
         if not cuda:
             report["note"] = "checked on the CPU up to the CUDA boundary; the GPU figures need a GPU machine"
     finally:

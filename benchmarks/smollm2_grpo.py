@@ -22,6 +22,11 @@ swap credit against Rec-R1's sequence-level reward, trained on interest, scored 
 
 Writes <out>/summary.json and <out>/summary.md beside <out>/figure3/ (curves as PNG). Finished training
 runs and the model are reused; 2 CPU cores: about 100 s per step with two runs side by side.
+
+On a GPU (`--device cuda`): `--jobs N` trains and scores N cells at once (one process each),
+`--prompts-per-step P` groups P prompts' rollouts in a step, and `--max-minutes M` gives every run the
+same wall-clock deadline (the steps each reached are in summary.json); benchmarks/README.md has the
+command used on the lent H200.
 """
 
 from __future__ import annotations
@@ -53,6 +58,14 @@ def _model() -> str:
     out = _cli("models", "install", "smollm2-135m-instruct")
     line = next(x for x in out.splitlines() if x.startswith("use: "))
     return line.split("--model hf:", 1)[1].strip()
+
+
+def _steps_reached(log: Path) -> int:
+    """The last optimizer step a run's train_log.jsonl records (a --max-minutes run may stop early)."""
+    import json
+
+    rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+    return int(max((r["step"] for r in rows if r.get("kind") == "train"), default=0))
 
 
 def need_sensitivity(paths: dict[str, str]) -> dict:
@@ -88,33 +101,51 @@ def main() -> None:
     ap.add_argument("--gen-limit", type=int, default=50, help="first N test instances of niche and trend")
     ap.add_argument("--rows", default="rec-r1,causalswap")
     ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--jobs", type=int, default=1, help="cells trained and scored at once (a GPU)")
+    ap.add_argument("--prompts-per-step", type=int, default=1, help="prompts per step (4 rollouts each)")
+    ap.add_argument("--max-minutes", type=float, default=None, help="every run's wall-clock deadline")
+    ap.add_argument("--eval-batch", type=int, default=8, help="the hf ranker's batch size when scoring")
     a = ap.parse_args()
-    from flexrec_bench.compare import compare_runs
+    from flexrec_bench.compare import compare_runs, compare_seed_means
     from flexrec_bench.io import write_json_atomic, write_text_atomic
     from flexrec_bench.results import ResultsFile
     from leaderboard.schema import load_paper
     from reproduce import ReproduceConfig, run_grid
-    from reproduce.grid import eval_config, evaluate_cell
+    from reproduce.grid import eval_config, evaluate_cell, in_parallel
 
     t0 = time.time()
+    train = {**TRAIN, "use_cpu": str(a.device == "cpu").lower(),
+             "per_device_train_batch_size": str(4 * a.prompts_per_step),
+             **({"max_minutes": str(a.max_minutes)} if a.max_minutes else {}),
+             **({"precision": "fp32"} if a.device == "cuda" else {})}  # the CPU runs' precision, for comparison
     model = a.model or _model()
     if not (Path(a.data) / "ml-100k" / "manifest.json").exists():
         _cli("build-data", "--candidates", "10", "--out", a.data)
     cfg = ReproduceConfig(model=model, figure=3, data=a.data, out=a.out, steps=a.steps, test_limit=a.limit,
-                          seeds=a.seeds, rows=a.rows, sets=dict(TRAIN), options={"constrained": "true"})
+                          seeds=a.seeds, rows=a.rows, sets=train, jobs=a.jobs,
+                          options={"constrained": "true", **({"batch_size": str(a.eval_batch)} if a.eval_batch != 8 else {})})
     fig = run_grid(cfg, [r.model_dump() for r in load_paper().reported_in_paper], progress=False)
     summary: dict = {"model": model, "data": a.data, "steps": a.steps, "limit": a.limit, "gen_limit": a.gen_limit,
                      "seeds": a.seeds,
-                     "train": TRAIN, "rows": {}, "compare": {}, "need_sensitivity": {}}
-    paths: dict[str, dict[str, str]] = {}  # row label -> need -> results.json
+                     "device": a.device, "jobs": a.jobs, "prompts_per_step": a.prompts_per_step,
+                     "max_minutes": a.max_minutes, "train": train, "rows": {}, "compare": {}, "need_sensitivity": {},
+                     "steps_reached": {}}
+    paths: dict[str, dict[str, str]] = {}  # run label (the row's, with its seed) -> need -> results.json
+    row_of: dict[str, str] = {}  # run label -> row label
+    todo = []  # niche and trend, scored as the grid scores interest (an earlier run's results are reused)
     for row in fig["rows"]:
         for run in row["runs"]:
             label = row["label"] + (f" seed {run['seed']}" if a.seeds > 1 and not row["base"] else "")
-            got = paths.setdefault(label, {})
-            got["interest"] = run["results"]["interest"]["path"]
-            for need in NEEDS[1:]:  # scored as the grid scores interest (an earlier run's results are reused)
-                ecfg = eval_config(replace(cfg, test_limit=a.gen_limit), run["model"], need, run["seed"])
-                got[need] = str(evaluate_cell(ecfg, progress=False)[1])
+            paths.setdefault(label, {})["interest"] = run["results"]["interest"]["path"]
+            row_of[label] = row["label"]
+            if run["log"]:
+                summary["steps_reached"][label] = _steps_reached(Path(run["log"]))
+            todo += [(label, need, eval_config(replace(cfg, test_limit=a.gen_limit), run["model"], need, run["seed"]))
+                     for need in NEEDS[1:]]
+    done = in_parallel([(evaluate_cell, (ecfg, False)) for _, _, ecfg in todo], a.jobs, progress=False)
+    for (label, need, _), (_, path) in zip(todo, done):
+        paths[label][need] = str(path)
     for label, by_need in paths.items():
         summary["rows"][label] = {}
         for need, path in by_need.items():
@@ -123,9 +154,15 @@ def main() -> None:
                                             "echo_share": res.parse.echo_share if res.parse else None}
         summary["need_sensitivity"][label] = need_sensitivity(by_need)
     for need in NEEDS:
-        pairs = compare_runs([paths[label][need] for label in paths], a.data, METRICS, "t", bootstrap=1000)
-        for p, (la, lb) in zip(pairs, combinations(paths, 2)):  # compare_runs pairs the runs in this order
-            p.a, p.b = la, lb
+        if a.seeds > 1:  # rows compared on each instance's score averaged over their seeds
+            groups: dict[str, list[str]] = {}
+            for label in paths:
+                groups.setdefault(row_of[label], []).append(paths[label][need])
+            pairs = compare_seed_means(groups, a.data, METRICS, "t", bootstrap=1000)
+        else:
+            pairs = compare_runs([paths[label][need] for label in paths], a.data, METRICS, "t", bootstrap=1000)
+            for p, (la, lb) in zip(pairs, combinations(paths, 2)):  # compare_runs pairs the runs in this order
+                p.a, p.b = la, lb
         summary["compare"][need] = [p.to_dict() for p in pairs]
     summary["curves"] = fig.get("curves")
     summary["vs_base"] = {r["label"]: r.get("vs_base") for r in fig["rows"] if r.get("vs_base")}
@@ -137,7 +174,10 @@ def main() -> None:
 
 
 def markdown(s: dict, labels: list[str]) -> str:
-    lines = [f"# SmolLM2-135M-Instruct, GRPO on interest ({s['steps']} steps, {s['seeds']} seed(s)), "
+    reached = sorted(set(s.get("steps_reached", {}).values()))
+    steps = f"{s['steps']} steps" if not s.get("max_minutes") else (
+        f"at most {s['steps']} steps or {s['max_minutes']} min: {', '.join(map(str, reached))} reached")
+    lines = [f"# SmolLM2-135M-Instruct, GRPO on interest ({steps}, {s['seeds']} seed(s), {s.get('device', 'cpu')}), "
              f"first {s['limit']} test instances of interest and {s['gen_limit']} of niche and trend, constrained decoder", "",
              "| Row | need | N@5 [95% CI] | N@10 [95% CI] | echo |", "|---|---|---|---|---|"]
     for label in labels:
@@ -146,7 +186,8 @@ def markdown(s: dict, labels: list[str]) -> str:
             cells = [f"{r[m]['mean']:.3f} [{r[m]['ci95'][0]:.3f}, {r[m]['ci95'][1]:.3f}]" for m in METRICS]
             echo = "" if r["echo_share"] is None else f"{r['echo_share']:.2f}"
             lines.append(f"| {label} | {need} | {' | '.join(cells)} | {echo} |")
-    lines += ["", "Pairs (b − a, paired t test, Holm over the two metrics):", "",
+    pooled = " on each instance's NDCG averaged over the row's seeds" if s["seeds"] > 1 else ""
+    lines += ["", f"Pairs (b − a{pooled}, paired t test over instances, Holm over the two metrics):", "",
               "| need | a | b | metric | diff [95% CI] | p | p Holm |", "|---|---|---|---|---|---|---|"]
     for need, pairs in s["compare"].items():
         for p in pairs:

@@ -108,51 +108,90 @@ def _per_instance(path: Path, data_dir: str | Path, split_cache: dict) -> tuple[
     return res, read_rankings(rk)
 
 
-def compare_runs(paths: list[str | Path], data_dir: str | Path = "data", metrics: tuple[str, ...] | None = None,
-                 test: str = DEFAULT_TEST, bootstrap: int = 1000, seed: int = 0) -> list[PairComparison]:
+def _scored(paths: list[str | Path], data_dir: str | Path, metrics: tuple[str, ...] | None, test: str):
+    """Each run scored once on the instances it ranked: (split, [(path, results, {instance: row},
+    {metric: per-instance scores})])."""
     from .beyond import beyond_accuracy
     from .evaluator import order_from_item_ids
 
     if test not in TESTS:
         raise FlexRecError(f"unknown --test {test!r}: t or wilcoxon")
-    if len(paths) < 2:
-        raise FlexRecError("compare needs at least two results files")
     cache: dict = {}
     runs = [(str(p), *_per_instance(Path(p), data_dir, cache)) for p in paths]
     keys = {(r.dataset.name, r.dataset.fingerprint, r.dataset.need, r.dataset.split) for _, r, _ in runs}
     if len(keys) > 1:
         raise FlexRecError(f"the runs are not on one build/need/split: {sorted(keys)}")
     split = next(iter(cache.values()))
-    # each run scored once, on the instances it ranked; pairs then index into these
     scored = []
-    for _, res, ranks in runs:
+    for path, res, ranks in runs:
         ids = [i for i in split.instance_ids if i in ranks]
         sub = split.select(ids)
         order = order_from_item_ids({i: ranks[i] for i in ids}, sub)
         accuracy = tuple(m for m in (metrics or res.metrics) if m.split("@")[0] not in PER_LIST)
         per = per_instance_scores(order, sub.relevance, sub.relevant, accuracy)
         per.update({k: v for k, v in beyond_accuracy(order, sub).per_instance.items() if metrics is None or k in metrics})
-        scored.append(({iid: n for n, iid in enumerate(ids)}, per))
+        scored.append((path, res, {iid: n for n, iid in enumerate(ids)}, per))
+    return split, scored
+
+
+def _pair(name_a: str, name_b: str, shared: list[str], a_run: tuple[dict, dict], b_run: tuple[dict, dict], test: str,
+          bootstrap: int, seed: int) -> PairComparison:
+    """Two runs' per-instance scores ({instance: row}, {metric: scores}) compared on ``shared``."""
+    (pos_a, per_a), (pos_b, per_b) = a_run, b_run
+    ia, ib = np.array([pos_a[i] for i in shared]), np.array([pos_b[i] for i in shared])
+    rows = []
+    for m in (m for m in per_a if m in per_b):
+        a, b = per_a[m][ia], per_b[m][ib]
+        ok = np.isfinite(a) & np.isfinite(b)
+        if not ok.any():
+            rows.append(MetricComparison(m, 0, None, None, None, None, None, None))
+            continue
+        a, b = a[ok], b[ok]
+        rows.append(MetricComparison(m, int(ok.sum()), float(a.mean()), float(b.mean()), float((b - a).mean()),
+                                     paired_bootstrap(a, b, bootstrap, seed), paired_test(a, b, test), None))
+    for row, adj in zip(rows, holm([r.p for r in rows])):
+        row.p_holm = adj
+    return PairComparison(name_a, name_b, len(shared), test, rows)
+
+
+def compare_runs(paths: list[str | Path], data_dir: str | Path = "data", metrics: tuple[str, ...] | None = None,
+                 test: str = DEFAULT_TEST, bootstrap: int = 1000, seed: int = 0) -> list[PairComparison]:
+    if len(paths) < 2:
+        raise FlexRecError("compare needs at least two results files")
+    split, scored = _scored(paths, data_dir, metrics, test)
     out = []
-    for ((pa_, ra, ka), (pos_a, per_a)), ((pb, rb, kb), (pos_b, per_b)) in combinations(zip(runs, scored), 2):
-        shared = [i for i in split.instance_ids if i in ka and i in kb]
+    for (pa_, ra, pos_a, per_a), (pb, rb, pos_b, per_b) in combinations(scored, 2):
+        shared = [i for i in split.instance_ids if i in pos_a and i in pos_b]
         if not shared:
             raise FlexRecError(f"{pa_} and {pb} share no instances")
-        ia, ib = np.array([pos_a[i] for i in shared]), np.array([pos_b[i] for i in shared])
-        scores = [{m: per_a[m][ia] for m in per_a if m in per_b}, {m: per_b[m][ib] for m in per_a if m in per_b}]
-        rows = []
-        for m in scores[0]:
-            a, b = scores[0][m], scores[1][m]
-            ok = np.isfinite(a) & np.isfinite(b)
-            if not ok.any():
-                rows.append(MetricComparison(m, 0, None, None, None, None, None, None))
-                continue
-            a, b = a[ok], b[ok]
-            rows.append(MetricComparison(m, int(ok.sum()), float(a.mean()), float(b.mean()), float((b - a).mean()),
-                                         paired_bootstrap(a, b, bootstrap, seed), paired_test(a, b, test), None))
-        for row, adj in zip(rows, holm([r.p for r in rows])):
-            row.p_holm = adj
-        out.append(PairComparison(ra.model.name, rb.model.name, len(shared), test, rows))
+        out.append(_pair(ra.model.name, rb.model.name, shared, (pos_a, per_a), (pos_b, per_b), test, bootstrap, seed))
+    return out
+
+
+def compare_seed_means(groups: dict[str, list[str | Path]], data_dir: str | Path = "data",
+                       metrics: tuple[str, ...] | None = None, test: str = DEFAULT_TEST, bootstrap: int = 1000,
+                       seed: int = 0) -> list[PairComparison]:
+    """Rows trained with several seeds, compared pairwise on each instance's score averaged over the
+    row's runs (a row with one run: its scores): the seeds' noise is averaged before the paired test
+    over instances, on the instances every run of both rows ranked. Pairs in the order of ``groups``."""
+    if len(groups) < 2 or any(not p for p in groups.values()):
+        raise FlexRecError("compare_seed_means needs at least two rows, each with a results file")
+    split, scored = _scored([p for ps in groups.values() for p in ps], data_dir, metrics, test)
+    means, at = {}, 0
+    for label, ps in groups.items():
+        runs = scored[at:at + len(ps)]
+        at += len(ps)
+        ids = [i for i in split.instance_ids if all(i in pos for _, _, pos, _ in runs)]
+        common = set.intersection(*(set(per) for _, _, _, per in runs))
+        per = {m: np.mean([per[m][[pos[i] for i in ids]] for _, _, pos, per in runs], axis=0)
+               for m in runs[0][3] if m in common}
+        means[label] = ({iid: n for n, iid in enumerate(ids)}, per)
+    out = []
+    for la, lb in combinations(groups, 2):
+        shared = [i for i in split.instance_ids if i in means[la][0] and i in means[lb][0]]
+        if not shared:
+            raise FlexRecError(f"rows {la!r} and {lb!r} share no instances")
+        out.append(_pair(la, lb, shared, means[la], means[lb], test, bootstrap, seed))
     return out
 
 

@@ -40,6 +40,7 @@ class ReproduceConfig:
     preset: str | None = None                   #: training preset for every trained cell (e.g. miniature: the toy dataset's, benchmarks/miniature.py)
     sets: dict[str, str] = field(default_factory=dict)  #: training option for every cell, key=value (repeatable)
     options: dict[str, str] = field(default_factory=dict)  #: evaluation option for every LLM cell (hf:, openai:), key=value (repeatable), e.g. constrained=true
+    jobs: int = 1                               #: cells trained and scored at once, each in its own process (a GPU with room for several runs; on a 2-core CPU keep 1); the table is then assembled from their finished runs and results
     rows: str | None = None                     #: comma-separated rows to run, by their names' words (e.g. rec-r1,causalswap); the base model runs with any trained row (default: every row)
 
     @property
@@ -54,6 +55,8 @@ class ReproduceConfig:
                                f"(Figure 1 is the method's diagram)")
         if self.seeds < 1:
             raise FlexRecError(f"--seeds must be >= 1, got {self.seeds}")
+        if self.jobs < 1:
+            raise FlexRecError(f"--jobs must be >= 1, got {self.jobs}")
         return ("table", self.table) if self.table is not None else ("figure", self.figure)
 
     @property

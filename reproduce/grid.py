@@ -287,6 +287,69 @@ def _baseline(name: str, cfg: ReproduceConfig, run_dir: Path, progress: bool) ->
     return f"hf:{final}"
 
 
+def _runs(cfg: ReproduceConfig, grid: list[Cell]) -> list[tuple[Cell, int, Path]]:
+    """Every (cell, seed, run folder) the grid runs: a trained cell once per seed, the others once."""
+    found = []
+    for cell in grid:
+        if cell.missing is not None:
+            continue
+        needs_dir = "+".join(cell.train_needs or (cfg.train_need,))
+        for seed in (range(cfg.seed, cfg.seed + cfg.seeds) if cell.algo else [cfg.seed]):
+            found.append((cell, seed, Path(cfg.out) / "runs" / cfg.dataset / needs_dir / _slug(cell.label) / f"seed{seed}"))
+    return found
+
+
+def _cell_model(cell: Cell, cfg: ReproduceConfig, run_dir: Path, seed: int, critic: str | None, progress: bool) -> str:
+    """The ranker a cell scores: its trained model (trained here, or reused), a baseline's, or a fixed one."""
+    if cell.algo:
+        return f"hf:{_train_cell(cell, cfg, run_dir, seed, critic, progress)}"
+    if cell.baseline:
+        return _baseline(cell.baseline, cfg, run_dir, progress)
+    return cell.ranker
+
+
+def _cell_work(cfg: ReproduceConfig, cell: Cell, seed: int, run_dir: Path, critic: str | None) -> None:
+    """One cell's run in a worker process: train (or reuse) and score it on every test need; the
+    table is assembled afterwards from what this leaves on disk (the reuse rules of a resumed grid)."""
+    model = _cell_model(cell, cfg, run_dir, seed, critic, False)
+    for need in cfg.test_needs:
+        evaluate_cell(eval_config(cfg, model, need, seed), progress=False)
+
+
+def in_parallel(tasks: list[tuple[Any, tuple]], jobs: int, progress: bool = True) -> list[Any]:
+    """Run ``fn(*args)`` for each task in ``jobs`` fresh processes (spawned, so each may hold CUDA;
+    ``jobs`` 1: here, one after another); returns the results in order. The first failure stops the rest and is raised, naming its task."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    if not tasks:
+        return []
+    if jobs == 1:  # in this process, as before --jobs
+        return [fn(*args) for fn, args in tasks]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(fn, *args) for fn, args in tasks]
+        bar = tqdm(total=len(futures), desc=f"cells ({jobs} at once)", disable=not progress)
+        for f in futures:
+            f.add_done_callback(lambda _: bar.update())
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        bar.close()
+        for i, f in enumerate(futures):
+            if f.done() and f.exception() is not None:
+                for g in futures:
+                    g.cancel()
+                fn, args = tasks[i]
+                raise FlexRecError(f"{fn.__name__}{_describe(args)} failed in its worker: {f.exception()}") from f.exception()
+        return [f.result() for f in futures]
+
+
+def _describe(args: tuple) -> str:
+    cells = [a.label for a in args if isinstance(a, Cell)]
+    seeds = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
+    return f" ({', '.join(cells)}{f', seed {seeds[0]}' if cells and seeds else ''})" if cells else ""
+
+
 def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, progress: bool = True) -> dict:
     """Run (or resume) every cell; return and write the table or figure (JSON, markdown, PNG).
     ``reported``: the paper's numbers (leaderboard/paper_results.json's reported_in_paper)."""
@@ -303,22 +366,17 @@ def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, progress:
     critic = (_critic(cfg, out, progress) if any(c.sets.get("reward_signal") == "critic" for c in grid
                                                    if not c.missing) else None)
     metrics = METRICS[(kind, n)]
+    if cfg.jobs > 1:
+        in_parallel([(_cell_work, (cfg, cell, seed, run_dir, critic)) for cell, seed, run_dir in _runs(cfg, grid)],
+                    cfg.jobs, progress)
     rows = []
     for cell in grid:
         row: dict[str, Any] = {"label": cell.label, "axes": cell.sets, "missing": cell.missing, "base": cell.base,
                                "train_needs": list(cell.train_needs or (cfg.train_need,)) if cell.algo else None,
                                "runs": [], "needs": {}}
         if cell.missing is None:
-            seeds = range(cfg.seed, cfg.seed + cfg.seeds) if cell.algo else [cfg.seed]
-            for seed in seeds:
-                needs_dir = "+".join(cell.train_needs or (cfg.train_need,))
-                run_dir = out / "runs" / cfg.dataset / needs_dir / _slug(cell.label) / f"seed{seed}"
-                if cell.algo:
-                    model = f"hf:{_train_cell(cell, cfg, run_dir, seed, critic, progress)}"
-                elif cell.baseline:
-                    model = _baseline(cell.baseline, cfg, run_dir, progress)
-                else:
-                    model = cell.ranker
+            for _, seed, run_dir in _runs(cfg, [cell]):
+                model = _cell_model(cell, cfg, run_dir, seed, critic, progress)
                 run = {"seed": seed, "model": model, "results": {},
                        "log": str(run_dir / "train_log.jsonl") if cell.algo else None}
                 for need in cfg.test_needs:

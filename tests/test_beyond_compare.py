@@ -112,3 +112,25 @@ def test_results_files_carry_beyond_metrics_and_compare_prints_p_values(ml100k, 
                             "--metrics", "ndcg@10,novelty@5"])  # accuracy and beyond-accuracy names together
     assert r.exit_code == 0, r.output
     assert [m["metric"] for m in json.loads(r.output)[0]["metrics"]] == ["ndcg@10", "novelty@5"]
+
+
+def test_rows_of_several_seeds_are_compared_on_their_seed_means(ml100k, tmp_path):
+    """compare_seed_means: each instance's score averaged over a row's runs, then the paired test;
+    a one-run row is its run, and the row means are the runs' means averaged."""
+    from flexrec_bench.compare import compare_runs, compare_seed_means
+
+    paths = {}
+    for name, seed in (("popularity", 0), ("random", 0), ("random", 1)):
+        _, _, paths[(name, seed)] = run_eval(EvalConfig(model=name, data=str(ml100k), out=str(tmp_path / f"{name}{seed}"),
+                                                        limit=30, bootstrap=0, seed=seed), progress=False)
+    pairs = compare_seed_means({"pop": [paths["popularity", 0]], "rand": [paths["random", 0], paths["random", 1]]},
+                               ml100k, ("ndcg@5",), bootstrap=200)
+    (p,) = pairs
+    assert (p.a, p.b, p.shared) == ("pop", "rand", 30)
+    per_run = [compare_runs([paths["popularity", 0], paths["random", s]], ml100k, ("ndcg@5",), bootstrap=0)[0]
+               for s in (0, 1)]
+    m = p.metrics[0]
+    assert m.mean_a == pytest.approx(per_run[0].metrics[0].mean_a)
+    assert m.mean_b == pytest.approx(np.mean([r.metrics[0].mean_b for r in per_run]))
+    assert m.diff == pytest.approx(m.mean_b - m.mean_a) and m.ci95 is not None and 0 <= m.p <= 1
+    assert per_run[0].metrics[0].mean_b != per_run[1].metrics[0].mean_b  # the seeds did differ

@@ -30,7 +30,11 @@ def test_gpu_smoke_runs_on_cpu_to_the_cuda_boundary(tmp_path):
     assert not big["ran"] and 3.0e9 < big["parameters"] < 3.2e9
     assert 38 < big["memory_estimate_gib"]["total_before_activations"] < 48
     assert not report["parts"]["verl"]["ran"] and report["parts"]["verl"]["why"]
-    assert (tmp_path / "r.json").exists()
+    assert (tmp_path / "r.json").exists() and report["finished"] and all("part_wall_s" in p for p in report["parts"].values())
+    with pytest.raises(SystemExit, match="--parts: unknown qwen9; the parts: tiny"):
+        gpu_smoke.main(["--cpu-check", "--parts", "tiny,qwen9", "--out", str(tmp_path / "r2.json")])
+    some = gpu_smoke.main(["--cpu-check", "--parts", "verl,qwen2.5-3b-shape", "--out", str(tmp_path / "r3.json")])
+    assert list(some["parts"]) == ["verl", "qwen2.5-3b-shape"]  # the parts named, in their order
 
 
 def test_the_papers_run_is_scripted_for_both_backends():

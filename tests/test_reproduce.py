@@ -4,6 +4,7 @@ the paper's layout with CIs, the paper-comparable means and the paper's numbers 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -271,3 +272,35 @@ def test_options_an_llm_ranker_does_not_take_fail_before_any_training(tiny_model
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "model 'hf' does not take option(s) api_key" in r.stderr and "sk-never-shown-123" not in r.stderr + r.stdout
     assert not (tmp_path / "o" / "runs").exists()
+
+
+@pytest.mark.slow
+def test_jobs_train_the_seeds_side_by_side_and_the_table_reuses_them(tiny_model, ml100k, tmp_path):
+    """`--jobs 2`: two seeds of a cell train at the same time in their own processes, and the table is
+    assembled from their runs and results (nothing is trained or scored twice)."""
+    args = ["reproduce", "--figure", "3", "--model", str(tiny_model), "--data", str(ml100k), "--out", str(tmp_path),
+            "--miniature", "--limit", "6", "--bootstrap", "100", "--quiet", "--rows", "causalswap", "--seeds", "2",
+            "--jobs", "2"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    fig = json.loads((tmp_path / "figure3" / "figure3.json").read_text())
+    assert [len(row["runs"]) for row in fig["rows"]] == [2, 1]
+    runs = tmp_path / "runs" / "ml-100k" / "interest" / "causalswap-flexrec"
+    span = {s: ((runs / s / "train_config.json").stat().st_mtime, (runs / s / "final" / "config.json").stat().st_mtime)
+            for s in ("seed0", "seed1")}
+    assert span["seed0"][0] < span["seed1"][1] and span["seed1"][0] < span["seed0"][1]  # they overlapped
+    scored = [Path(run["results"]["interest"]["path"]).stat().st_mtime for row in fig["rows"] for run in row["runs"]]
+    again = runner.invoke(app, args)  # everything reused: the same results files, untouched
+    assert again.exit_code == 0, again.output
+    assert [Path(run["results"]["interest"]["path"]).stat().st_mtime for row in fig["rows"] for run in row["runs"]] == scored
+
+
+def test_a_failing_worker_is_named_in_one_error():
+    from reproduce.grid import in_parallel
+
+    assert in_parallel([(abs, (-2,)), (abs, (3,))], jobs=2, progress=False) == [2, 3]
+    assert in_parallel([(abs, (-2,))], jobs=1, progress=False) == [2]
+    with pytest.raises(FlexRecError, match="int failed in its worker: invalid literal"):
+        in_parallel([(int, ("x",))], jobs=2, progress=False)
+    with pytest.raises(FlexRecError, match="--jobs must be >= 1"):
+        ReproduceConfig(model="m", figure=3, jobs=0).kind

@@ -256,3 +256,25 @@ def test_dry_run_says_what_auto_resolved_to_and_why(tmp_path):
         f"reward_signal: critic (auto: found {tmp_path / 'critics' / 'ml-100k'})")
     assert reward_signal_line(TrainConfig(model="m", data=str(tmp_path), reward_signal="item_knn")) == (
         "reward_signal: item_knn (set)")
+
+
+def test_max_minutes_ends_a_run_as_max_steps_does(ml100k, tiny_model, tmp_path):
+    """A run past its max_minutes stops after the step in progress: it is validated and saved as at
+    max_steps, and the log says where and why it stopped (parallel cells sharing one deadline)."""
+    from training.config import ConfigError, layered_config
+    from training.local import train_local
+
+    out = tmp_path / "run"
+    cfg, _ = layered_config(Path(__file__).resolve().parents[1] / "training" / "configs" / "flexrec.yaml", "smoke",
+                            {"model": str(tiny_model), "data": str(ml100k), "output_dir": str(out), "max_steps": 5},
+                            {"max_minutes": "1e-6"})
+    final = train_local(cfg, progress=False)
+    assert (final / "config.json").exists()
+    rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    stopped = [r for r in rows if r["kind"] == "stopped"]
+    assert [(r["step"], r["reason"]) for r in stopped] == [(1, "max_minutes")]
+    assert [r["step"] for r in rows if r["kind"] == "eval"][-1] == 1  # validated where it stopped
+    bad, _ = layered_config(Path(__file__).resolve().parents[1] / "training" / "configs" / "flexrec.yaml", "smoke",
+                            {"model": str(tiny_model), "data": str(ml100k), "output_dir": str(out)}, {"max_minutes": "0"})
+    with pytest.raises(ConfigError, match="max_minutes must be > 0"):
+        bad.resolved()

@@ -78,6 +78,7 @@ class TrainConfig:
     lora_alpha: int = 16
     precision: str = "auto"                 #: auto (bf16 where the GPU supports it, else fp32), bf16, fp16 or fp32
     save_final: bool = True
+    max_minutes: float | None = None        #: ours: stop after this many minutes of training (the step in progress ends, then the run ends as at max_steps: validation, the final model; the step reached is logged). For runs that share a deadline, e.g. parallel cells on one GPU (local backend). None: max_steps alone
     trl: dict[str, Any] = field(default_factory=dict)  #: GRPOConfig fields, passed through as TRL defines them
 
     # -- reading ------------------------------------------------------------------------------------
@@ -110,6 +111,8 @@ class TrainConfig:
         if self.constrained_decoding and self.reasoning:
             raise ConfigError("constrained_decoding=true writes the answer directly: it cannot be combined with "
                               "reasoning=true")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"max_minutes must be > 0 (or unset), got {self.max_minutes!r}")
         lo, hi = self.uncertainty_clip
         if not (self.uncertainty_eps > 0 and 0 < lo <= 1 <= hi):
             raise ConfigError(f"uncertainty_eps must be > 0 and uncertainty_clip (lo, hi) must hold 1 with lo > 0, got "

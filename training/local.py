@@ -291,6 +291,10 @@ class _JsonlAndEval:
         self.trainer = None
         self.t0 = time.time()
 
+    def past_deadline(self) -> bool:
+        """max_minutes has passed since the run began (loading and the step-0 validation included)."""
+        return self.cfg.max_minutes is not None and time.time() - self.t0 >= 60 * self.cfg.max_minutes
+
     def write(self, row: dict) -> None:
         from flexrec_bench.secrets import redact
 
@@ -349,6 +353,10 @@ def _make_callback(helper: _JsonlAndEval):
         def on_step_end(self, args, state, control, **kw):
             if helper.cfg.eval_steps and state.global_step % helper.cfg.eval_steps == 0:
                 helper.validate(state.global_step)
+            if helper.past_deadline() and state.global_step < state.max_steps:
+                helper.write({"step": state.global_step, "kind": "stopped", "reason": "max_minutes",
+                              "max_minutes": helper.cfg.max_minutes, "elapsed_s": time.time() - helper.t0})
+                control.should_training_stop = True
 
         def on_train_end(self, args, state, control, **kw):
             if not helper.cfg.eval_steps or state.global_step % helper.cfg.eval_steps != 0:
