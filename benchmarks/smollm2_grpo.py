@@ -106,6 +106,7 @@ def main() -> None:
     ap.add_argument("--prompts-per-step", type=int, default=1, help="prompts per step (4 rollouts each)")
     ap.add_argument("--max-minutes", type=float, default=None, help="every run's wall-clock deadline")
     ap.add_argument("--eval-batch", type=int, default=8, help="the hf ranker's batch size when scoring")
+    ap.add_argument("--lr", default=TRAIN["learning_rate"], help="learning rate of every row (LoRA)")
     a = ap.parse_args()
     from flexrec_bench.compare import compare_runs, compare_seed_means
     from flexrec_bench.io import write_json_atomic, write_text_atomic
@@ -116,7 +117,7 @@ def main() -> None:
 
     t0 = time.time()
     train = {**TRAIN, "use_cpu": str(a.device == "cpu").lower(),
-             "per_device_train_batch_size": str(4 * a.prompts_per_step),
+             "per_device_train_batch_size": str(4 * a.prompts_per_step), "learning_rate": str(a.lr),
              **({"max_minutes": str(a.max_minutes)} if a.max_minutes else {}),
              **({"precision": "fp32"} if a.device == "cuda" else {})}  # the CPU runs' precision, for comparison
     model = a.model or _model()
