@@ -20,7 +20,8 @@ swap credit against Rec-R1's sequence-level reward, trained on interest, scored 
    needs share instances and candidates), the share of rankings that differ from the interest
    ranking, and the mean Kendall tau between them.
 
-Writes <out>/summary.json and <out>/summary.md beside <out>/figure3/ (curves as PNG). Finished training
+Writes <out>/summary.json, <out>/summary.md and <out>/training.png (reward, KL, reward spread and
+entropy over the steps) beside <out>/figure3/ (validation curves as PNG). Finished training
 runs and the model are reused; 2 CPU cores: about 100 s per step with two runs side by side.
 
 On a GPU (`--device cuda`): `--jobs N` trains and scores N cells at once (one process each),
@@ -66,6 +67,45 @@ def _steps_reached(log: Path) -> int:
 
     rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
     return int(max((r["step"] for r in rows if r.get("kind") == "train"), default=0))
+
+
+TRAIN_CURVES = (("reward", "reward (mean of the step's rollouts)"), ("kl", "KL to the reference"),
+                ("reward_std", "reward std within a prompt's group"), ("entropy", "entropy of the rollouts"))
+
+
+def plot_training(logs: dict[str, list[Path]], path: Path) -> None:
+    """What the policy did while training, per row (mean over its seeds, band: their range): the
+    rollouts' reward, the KL to the reference, the within-group reward spread and the entropy. The
+    validation curves (figure3.png) show only the greedy policy, which may not move while these do."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(TRAIN_CURVES), figsize=(4.2 * len(TRAIN_CURVES), 3.4))
+    for label, files in logs.items():
+        runs = []
+        for f in files:
+            rows = [json.loads(x) for x in Path(f).read_text().splitlines() if x.strip()]
+            runs.append({int(r["step"]): r for r in rows if r.get("kind") == "train" and "reward" in r})
+        steps = sorted(set.intersection(*(set(r) for r in runs))) if runs else []
+        for ax, (key, name) in zip(axes, TRAIN_CURVES):
+            vals = np.array([[run[t].get(key, np.nan) for t in steps] for run in runs], dtype=float)
+            if not steps or np.isnan(vals).all():
+                continue
+            line, = ax.plot(steps, np.nanmean(vals, 0), label=label)
+            ax.fill_between(steps, np.nanmin(vals, 0), np.nanmax(vals, 0), color=line.get_color(), alpha=0.2)
+            ax.set_xlabel("step")
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Training: what the sampled policy did (mean over seeds; band: range)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def need_sensitivity(paths: dict[str, str]) -> dict:
@@ -166,6 +206,12 @@ def main() -> None:
                 p.a, p.b = la, lb
         summary["compare"][need] = [p.to_dict() for p in pairs]
     summary["curves"] = fig.get("curves")
+    logs: dict[str, list[Path]] = {}
+    for row in fig["rows"]:
+        for run in row["runs"]:
+            if run["log"]:
+                logs.setdefault(row["label"], []).append(Path(run["log"]))
+    plot_training(logs, Path(a.out) / "training.png")
     summary["vs_base"] = {r["label"]: r.get("vs_base") for r in fig["rows"] if r.get("vs_base")}
     summary["wall_s"] = round(time.time() - t0)
     out = Path(a.out)

@@ -26,9 +26,10 @@ def test_gpu_smoke_runs_on_cpu_to_the_cuda_boundary(tmp_path):
     assert tiny["ran"] and tiny["device"] == "cpu" and tiny["step_time_s"] > 0 and tiny["tokens_per_s"] > 0
     shape = report["parts"]["qwen2.5-0.5b-shape"]
     assert not shape["ran"] and "needs CUDA" in shape["why"] and 480e6 < shape["parameters"] < 510e6
-    big = report["parts"]["qwen2.5-3b-shape"]  # the paper's model: 3.09B parameters, about 43 GiB before activations
-    assert not big["ran"] and 3.0e9 < big["parameters"] < 3.2e9
-    assert 38 < big["memory_estimate_gib"]["total_before_activations"] < 48
+    big = report["parts"]["qwen2.5-3b-shape"]  # the paper's model: 3.09B parameters, 28.7 GiB before activations
+    assert not big["ran"] and 3.0e9 < big["parameters"] < 3.2e9  # (31.3 GiB peak measured on an H200, stop 43)
+    assert 27 < big["memory_estimate_gib"]["total_before_activations"] < 31
+    assert 55 < big["memory_estimate_gib"]["with_fp32_master_and_moments"] < 60
     assert not report["parts"]["verl"]["ran"] and report["parts"]["verl"]["why"]
     assert (tmp_path / "r.json").exists() and report["finished"] and all("part_wall_s" in p for p in report["parts"].values())
     with pytest.raises(SystemExit, match="--parts: unknown qwen9; the parts: tiny"):
