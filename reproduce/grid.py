@@ -318,7 +318,9 @@ def _cell_work(cfg: ReproduceConfig, cell: Cell, seed: int, run_dir: Path, criti
 
 def in_parallel(tasks: list[tuple[Any, tuple]], jobs: int, progress: bool = True) -> list[Any]:
     """Run ``fn(*args)`` for each task in ``jobs`` fresh processes (spawned, so each may hold CUDA;
-    ``jobs`` 1: here, one after another); returns the results in order. The first failure stops the rest and is raised, naming its task."""
+    ``jobs`` 1: here, one after another); returns the results in order. At the first failure the tasks
+    not yet started are cancelled, those running finish (what they write is reused by a rerun), and
+    the failure is raised, naming its task."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
