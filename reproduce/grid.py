@@ -531,6 +531,16 @@ def _p(p: float | None) -> str:
     return "" if p is None else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
 
 
+def shown(label: str, model: str) -> str:
+    """A row as the page shows it: the paper's rows name its model (Qwen2.5-3B-Instruct); run with
+    another --model, the row names the model run and keeps the paper's row in brackets (the paper's
+    numbers beside it are that row's)."""
+    if "Qwen2.5-3B" not in label or "qwen2.5-3b" in model.lower():
+        return label
+    name = Path(model.partition(":")[2] if model.startswith(("hf:", "openai:")) else model).name or model
+    return f"{re.sub(r'Qwen2[.]5-3B(-Instruct)?', name, label)} (paper: {label})"
+
+
 def markdown(table: dict) -> str:
     """The table in the paper's layout: per row and metric, ours (mean over seeds, 95% CI), the
     paper-comparable mean over all instances, then the paper's value; trained rows also say how
@@ -578,10 +588,10 @@ def markdown(table: dict) -> str:
             echoes = [r["results"][need].get("echo_share") for r in row.get("runs", []) if need in r["results"]]
             echoes = [e for e in echoes if e is not None]
             echo = f"{sum(echoes) / len(echoes):.2f}" if echoes else ""
-            lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {vs_text} | {echo} |")
+            lines.append(f"| {shown(row['label'], table['model'])} | " + " | ".join(cells) + f" | {vs_text} | {echo} |")
     missing = [r for r in table["rows"] if r["missing"]]
     if missing:
-        lines += ["", "Not run here:"] + [f"- {r['label']}: {r['missing']}" for r in missing]
+        lines += ["", "Not run here:"] + [f"- {shown(r['label'], table['model'])}: {r['missing']}" for r in missing]
     return "\n".join(lines) + "\n"
 
 
@@ -626,7 +636,8 @@ def plot(table: dict, path: Path) -> None:
                 ys.append(v["mean"])
                 err[0].append(max(0.0, v["mean"] - ci[0]))
                 err[1].append(max(0.0, ci[1] - v["mean"]))
-            ax.bar(xs, ys, width, yerr=err, capsize=2, label=row["label"] + (" (not run)" if row["missing"] else ""))
+            ax.bar(xs, ys, width, yerr=err, capsize=2,
+                   label=shown(row["label"], table["model"]) + (" (not run)" if row["missing"] else ""))
             if len(needs) == 1:
                 px = [i + (j - len(rows) / 2 + 0.5) * width for i, (_, m) in enumerate(groups) if m in row["paper"]]
                 py = [row["paper"][m] for _, m in groups if m in row["paper"]]

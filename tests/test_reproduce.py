@@ -304,3 +304,17 @@ def test_a_failing_worker_is_named_in_one_error():
         in_parallel([(int, ("x",))], jobs=2, progress=False)
     with pytest.raises(FlexRecError, match="--jobs must be >= 1"):
         ReproduceConfig(model="m", figure=3, jobs=0).kind
+
+
+def test_rows_name_the_model_run_and_keep_the_papers_row():
+    from reproduce.grid import shown
+
+    assert shown("Qwen2.5-3B-Instruct + FlexRec", "/m/smollm2-135m-instruct-b179") == \
+        "smollm2-135m-instruct-b179 + FlexRec (paper: Qwen2.5-3B-Instruct + FlexRec)"
+    assert shown("Qwen2.5-3B + SFT", "hf:/x/tiny") == "tiny + SFT (paper: Qwen2.5-3B + SFT)"
+    assert shown("Qwen2.5-3B-Instruct + Rec-R1", "Qwen/Qwen2.5-3B-Instruct") == "Qwen2.5-3B-Instruct + Rec-R1"
+    assert shown("STAR", "/m/tiny") == "STAR"
+    table = {"kind": "table", "number": 1, "model": "/m/tiny", "dataset": "ml-100k", "train_need": "interest",
+             "test_needs": ["interest"], "miniature": True, "seeds": 1, "metrics": ["ndcg@5"], "paper_dataset": None,
+             "rows": [{"label": "Qwen2.5-3B-Instruct + FlexRec", "missing": "why", "needs": {}, "paper": {}}]}
+    assert "| tiny + FlexRec (paper: Qwen2.5-3B-Instruct + FlexRec) | not run |" in markdown(table)
