@@ -58,13 +58,16 @@ class Entry(_Strict):
         return ", ".join(f"{k}={v}" for k, v in sorted(variant_options(self.results.config.get("options") or {}).items()))
 
     def label(self) -> str:
-        """How the entry is named to people: display name (or model), revision, options and seed when set."""
+        """How the entry is named to people: display name (else the model card's name, for a local
+        model folder that carries one; else the model), revision, options and seed when set."""
         m = self.results.model
+        card = m.config.get("model_card")
         seed = int(self.results.config.get("seed") or 0)
         extra = [f"revision {m.revision}" if m.revision else "", self.options_text() if m.variant else "",
                  f"seed {seed}" if seed else ""]
         more = ", ".join(x for x in extra if x)
-        return (m.display_name or m.name) + (f" ({more})" if more else "")
+        name = m.display_name or (card.get("name") if isinstance(card, dict) else None) or m.name
+        return name + (f" ({more})" if more else "")
 
 
 class ReportedResult(_Strict):

@@ -488,3 +488,20 @@ def test_another_seed_or_name_of_a_model_is_its_own_entry_and_variants_show_thei
     r = runner.invoke(app, ["submit", str(star), "--leaderboard", str(lb), "--data", str(ml100k)])
     assert r.exit_code == 0, r.output
     assert f"added: star (a=0.7) on ml-100k/interest/test (re-scored 200 instances) to {lb}" in r.output
+
+
+def test_a_local_model_folder_is_named_by_its_model_card():
+    """An hf:<folder> entry from `models install` is labelled by the card's name, not the machine's
+    path (the path stays in the entry's provenance); a display name still wins."""
+    from pathlib import Path
+
+    from leaderboard.schema import Leaderboard
+
+    board = Leaderboard.model_validate_json((Path(__file__).resolve().parents[1] / "leaderboard" /
+                                             "leaderboard.json").read_text())
+    entry = next(e for e in board.entries if e.results.model.name.startswith("hf:"))
+    assert entry.label().startswith("smollm2-135m-instruct (") and "/tmp/" not in entry.label()
+    assert entry.results.model.name.startswith("hf:/") and entry.results.model.config["training"] == "zero-shot"
+    named = entry.model_copy(update={"results": entry.results.model_copy(update={
+        "model": entry.results.model.model_copy(update={"display_name": "SmolLM2 first-token"})})})
+    assert named.label().startswith("SmolLM2 first-token (")
