@@ -54,3 +54,34 @@ def test_first_token_refusals(tiny_model):
     assert id_scheme(Digits(), 30)[0] == "letter"
     with pytest.raises(FlexRecError, match=r"no single-token labels for 60 candidates"):
         id_scheme(Digits(), 60)
+
+
+def test_a_killed_first_token_run_resumes_from_its_finished_batches(ml100k, tiny_model, tmp_path):
+    """The side file keeps each finished batch's label logits: a rerun forwards only the rest and
+    ranks as an uninterrupted run does."""
+    split = load_split(ml100k, "ml-100k", "interest", "test").head(5)
+    side = tmp_path / ".test.partial.jsonl"
+    ref = make_ranker(f"hf:{tiny_model}", scoring="first_token", progress=False, batch_size=2).rank(split)
+
+    def counted(ranker, die_after=None):
+        ranker._load()
+        real, ranker.calls = ranker._model, 0
+
+        def forward(**kw):
+            ranker.calls += 1
+            if die_after is not None and ranker.calls > die_after:
+                raise KeyboardInterrupt("killed")
+            return real(**kw)
+
+        ranker._model = forward
+        ranker.resume_path = side
+        return ranker
+
+    first = counted(make_ranker(f"hf:{tiny_model}", scoring="first_token", progress=False, batch_size=2), die_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        first.rank(split)
+    assert len(side.read_text().strip().splitlines()) == 2  # the header and one finished batch
+    again = counted(make_ranker(f"hf:{tiny_model}", scoring="first_token", progress=False, batch_size=2))
+    res = again.rank(split)
+    assert again.calls == 2  # 3 instances left, batches of 2
+    assert np.array_equal(res.order, ref.order) and res.outputs == ref.outputs

@@ -188,7 +188,7 @@ class HFRanker(LLMRanker):
         from ..parsing import short_id
         from ..permutations import ParseStats, RankResult, scores_to_order
         from ..prompts import split_messages
-        from .llm import _new_usage
+        from .llm import _new_usage, _SideFile
 
         self._load()
         if not keep_usage:
@@ -200,13 +200,25 @@ class HFRanker(LLMRanker):
         count = lambda text: len(self._tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
         msgs = [split_messages(split, i, self.prompt, count, labels[: int(nvalid[i])]) for i in range(n)]
         scores = np.zeros((n, k))
-        bar = tqdm(total=n, desc=f"rank ({self.name}, first token)", disable=not self.progress)
-        for idx in self.schedule(msgs):
+        ids = split.instance_ids
+        side = _SideFile(self.resume_path, {"model": self.name, "config": self.info()["config"],
+                                            "fingerprint": split.fingerprint, "need": split.need,
+                                            "split": split.split}) if self.resume_path else None
+        done = side.load() if side else {}  # a killed run's finished batches: each instance's label logits
+        for i in range(n):
+            if ids[i] in done:
+                scores[i] = done[ids[i]]
+        todo = [i for i in range(n) if ids[i] not in done]
+        bar = tqdm(total=n, initial=n - len(todo), desc=f"rank ({self.name}, first token)", disable=not self.progress)
+        for sub in self.schedule([msgs[i] for i in todo]):
+            idx = [todo[j] for j in sub]
             texts = [self._prompt_text(msgs[i]) + ANSWER_OPEN for i in idx]
             enc = self._tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self._device)
             with torch.no_grad():
                 logits = self._model(**enc, logits_to_keep=1).logits[:, -1, :].float()  # the last position only
             scores[idx] = logits[:, tokens].cpu().numpy()
+            if side:
+                side.append({ids[i]: scores[i].tolist() for i in idx})
             self.usage["calls"] += 1
             self.usage["prompts"] += len(idx)
             self.usage["prompt_tokens"] += int(enc["attention_mask"].sum())
