@@ -531,7 +531,7 @@ def _p(p: float | None) -> str:
     return "" if p is None else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
 
 
-def shown(label: str, model: str) -> str:
+def row_name(label: str, model: str) -> str:
     """A row as the page shows it: the paper's rows name its model (Qwen2.5-3B-Instruct); run with
     another --model, the row names the model run and keeps the paper's row in brackets (the paper's
     numbers beside it are that row's)."""
@@ -588,10 +588,10 @@ def markdown(table: dict) -> str:
             echoes = [r["results"][need].get("echo_share") for r in row.get("runs", []) if need in r["results"]]
             echoes = [e for e in echoes if e is not None]
             echo = f"{sum(echoes) / len(echoes):.2f}" if echoes else ""
-            lines.append(f"| {shown(row['label'], table['model'])} | " + " | ".join(cells) + f" | {vs_text} | {echo} |")
+            lines.append(f"| {row_name(row['label'], table['model'])} | " + " | ".join(cells) + f" | {vs_text} | {echo} |")
     missing = [r for r in table["rows"] if r["missing"]]
     if missing:
-        lines += ["", "Not run here:"] + [f"- {shown(r['label'], table['model'])}: {r['missing']}" for r in missing]
+        lines += ["", "Not run here:"] + [f"- {row_name(r['label'], table['model'])}: {r['missing']}" for r in missing]
     return "\n".join(lines) + "\n"
 
 
@@ -637,7 +637,7 @@ def plot(table: dict, path: Path) -> None:
                 err[0].append(max(0.0, v["mean"] - ci[0]))
                 err[1].append(max(0.0, ci[1] - v["mean"]))
             ax.bar(xs, ys, width, yerr=err, capsize=2,
-                   label=shown(row["label"], table["model"]) + (" (not run)" if row["missing"] else ""))
+                   label=row_name(row["label"], table["model"]) + (" (not run)" if row["missing"] else ""))
             if len(needs) == 1:
                 px = [i + (j - len(rows) / 2 + 0.5) * width for i, (_, m) in enumerate(groups) if m in row["paper"]]
                 py = [row["paper"][m] for _, m in groups if m in row["paper"]]

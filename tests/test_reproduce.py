@@ -307,13 +307,13 @@ def test_a_failing_worker_is_named_in_one_error():
 
 
 def test_rows_name_the_model_run_and_keep_the_papers_row():
-    from reproduce.grid import shown
+    from reproduce.grid import row_name
 
-    assert shown("Qwen2.5-3B-Instruct + FlexRec", "/m/smollm2-135m-instruct-b179") == \
+    assert row_name("Qwen2.5-3B-Instruct + FlexRec", "/m/smollm2-135m-instruct-b179") == \
         "smollm2-135m-instruct-b179 + FlexRec (paper: Qwen2.5-3B-Instruct + FlexRec)"
-    assert shown("Qwen2.5-3B + SFT", "hf:/x/tiny") == "tiny + SFT (paper: Qwen2.5-3B + SFT)"
-    assert shown("Qwen2.5-3B-Instruct + Rec-R1", "Qwen/Qwen2.5-3B-Instruct") == "Qwen2.5-3B-Instruct + Rec-R1"
-    assert shown("STAR", "/m/tiny") == "STAR"
+    assert row_name("Qwen2.5-3B + SFT", "hf:/x/tiny") == "tiny + SFT (paper: Qwen2.5-3B + SFT)"
+    assert row_name("Qwen2.5-3B-Instruct + Rec-R1", "Qwen/Qwen2.5-3B-Instruct") == "Qwen2.5-3B-Instruct + Rec-R1"
+    assert row_name("STAR", "/m/tiny") == "STAR"
     table = {"kind": "table", "number": 1, "model": "/m/tiny", "dataset": "ml-100k", "train_need": "interest",
              "test_needs": ["interest"], "miniature": True, "seeds": 1, "metrics": ["ndcg@5"], "paper_dataset": None,
              "rows": [{"label": "Qwen2.5-3B-Instruct + FlexRec", "missing": "why", "needs": {}, "paper": {}}]}
