@@ -460,7 +460,8 @@ def _test_against_base(rows: list[dict], cfg: ReproduceConfig) -> None:
                 ps = [p for p in d["p"] if p is not None]
                 pooled = float(stats.combine_pvalues([max(p, 1e-300) for p in ps], method="fisher").pvalue) \
                     if len(ps) > 1 else (ps[0] if ps else None)
-                d.update(mean_diff=sum(d["diff"]) / len(d["diff"]), p_fisher=pooled)
+                diffs = [x for x in d["diff"] if x is not None]  # None: the metric is defined on no shared instance
+                d.update(mean_diff=sum(diffs) / len(diffs) if diffs else None, p_fisher=pooled)
             row["vs_base"][need] = per_metric
 
 
@@ -584,7 +585,7 @@ def markdown(table: dict) -> str:
                 paper = row["paper"].get(m) if len(table["test_needs"]) == 1 else None
                 cells.append(f"{ours} | {over_all} | {'' if paper is None else f'{paper:.3f}'}")
             vs = (row.get("vs_base") or {}).get(need, {}).get("ndcg@5")
-            vs_text = f"{vs['mean_diff']:+.3f} (p {_p(vs['p_fisher'])})" if vs else ""
+            vs_text = f"{vs['mean_diff']:+.3f} (p {_p(vs['p_fisher'])})" if vs and vs["mean_diff"] is not None else ""
             echoes = [r["results"][need].get("echo_share") for r in row.get("runs", []) if need in r["results"]]
             echoes = [e for e in echoes if e is not None]
             echo = f"{sum(echoes) / len(echoes):.2f}" if echoes else ""

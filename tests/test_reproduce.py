@@ -318,3 +318,14 @@ def test_rows_name_the_model_run_and_keep_the_papers_row():
              "test_needs": ["interest"], "miniature": True, "seeds": 1, "metrics": ["ndcg@5"], "paper_dataset": None,
              "rows": [{"label": "Qwen2.5-3B-Instruct + FlexRec", "missing": "why", "needs": {}, "paper": {}}]}
     assert "| tiny + FlexRec (paper: Qwen2.5-3B-Instruct + FlexRec) | not run |" in markdown(table)
+
+
+def test_a_metric_defined_on_no_instance_leaves_vs_base_blank():
+    """A tiny --limit can leave NDCG undefined on every shared instance: no mean difference, no crash."""
+    table = {"kind": "figure", "number": 3, "model": "/m/tiny", "dataset": "ml-100k", "train_need": "interest",
+             "test_needs": ["interest"], "miniature": True, "seeds": 1, "metrics": ["ndcg@5"], "paper_dataset": None,
+             "rows": [{"label": "CausalSwap (FlexRec)", "missing": None, "paper": {},
+                       "needs": {"interest": {"metrics": {"ndcg@5": {"mean": None, "ci95": None}},
+                                              "metrics_over_all": {"ndcg@5": {"mean": 0.0, "ci95": [0.0, 0.0]}}}},
+                       "vs_base": {"interest": {"ndcg@5": {"mean_diff": None, "p_fisher": None}}}}]}
+    assert "| CausalSwap (FlexRec) |" in markdown(table)
