@@ -188,7 +188,7 @@ class HFRanker(LLMRanker):
         from ..parsing import short_id
         from ..permutations import ParseStats, RankResult, scores_to_order
         from ..prompts import split_messages
-        from .llm import _new_usage, _SideFile
+        from .llm import _new_usage
 
         self._load()
         if not keep_usage:
@@ -201,9 +201,7 @@ class HFRanker(LLMRanker):
         msgs = [split_messages(split, i, self.prompt, count, labels[: int(nvalid[i])]) for i in range(n)]
         scores = np.zeros((n, k))
         ids = split.instance_ids
-        side = _SideFile(self.resume_path, {"model": self.name, "config": self.info()["config"],
-                                            "fingerprint": split.fingerprint, "need": split.need,
-                                            "split": split.split}) if self.resume_path else None
+        side = self.side_file(split)
         done = side.load() if side else {}  # a killed run's finished batches: each instance's label logits
         for i in range(n):
             if ids[i] in done:

@@ -156,9 +156,7 @@ class LLMRanker(Ranker):
         nvalid = split.mask.sum(1)
         msgs = [split_messages(split, i, self.prompt, counter) for i in range(n)]
         ids = split.instance_ids
-        side = _SideFile(self.resume_path, {"model": self.name, "config": self.info()["config"],
-                                            "fingerprint": split.fingerprint, "need": split.need,
-                                            "split": split.split}) if self.resume_path else None
+        side = self.side_file(split)
         done = side.load() if side else {}
         bar = tqdm(total=n, desc=f"rank ({self.name})", disable=not self.progress)
         bar.update(sum(1 for i in ids if i in done))
@@ -180,6 +178,14 @@ class LLMRanker(Ranker):
             order[i, : len(perm)] = perm
             outputs[i] = done[ids[i]]
         return RankResult(order, outputs, stats, usage=dict(self.usage))
+
+    def side_file(self, split) -> _SideFile | None:
+        """Where this run keeps its finished batches (``resume_path``, set by the evaluator), with the
+        header that names the run; None when it keeps none."""
+        if not self.resume_path:
+            return None
+        return _SideFile(self.resume_path, {"model": self.name, "config": self.info()["config"],
+                                            "fingerprint": split.fingerprint, "need": split.need, "split": split.split})
 
     def _count_usage(self, batch, texts, counter) -> None:
         """Calls, prompts and (where the ranker has a tokenizer) tokens in and out."""
