@@ -7,6 +7,8 @@
 2. The reward-loop manager scores one rollout (its NDCG); the agent-loop manager replaces a training
    batch's scalar scores with the environment's per-token credit; verl's compute_advantage with
    ``flexrec_token`` returns exactly that credit.
+3. A planted advantage per item comes back on exactly the item's tokens, and verl's configured
+   policy loss has gradient -A_t / N on each token's log-probability (issue 46 b).
 """
 
 from __future__ import annotations
@@ -176,10 +178,108 @@ def check_credit() -> None:
     assert loop_manager.generate_sequences(batch_in).batch["rm_scores"].abs().sum() == 0
 
 
+def check_planted() -> None:
+    """Issue 46 (b): a known advantage planted on every item comes back, through verl's
+    compute_advantage, on exactly the tokens that name the item (found here by prefix decodes and
+    a regex, not by the environment's own span code), and verl's configured policy loss pushes each
+    token's log-probability by -A_t / N."""
+    import re
+
+    from verl import DataProto
+    from verl.experimental.agent_loop import AgentLoopManager
+    from verl.trainer.ppo import core_algos
+    from verl.trainer.ppo.ray_trainer import compute_advantage
+    from verl.trainer.ppo.reward import extract_reward
+    from omegaconf import OmegaConf
+
+    import training.verl_plugin as plugin
+    from flexrec_bench.tiny import build_tokenizer
+    from training.advantages import _quadratic_offsets
+    from training.config import load_config
+    from training.env import RankingEnv, _Instance
+    from training.verl_backend import verl_overrides
+
+    plant_seq = -0.77
+
+    class Planted(RankingEnv):
+        def group_advantages(self, rollouts):
+            return [np.array([0.1 * (p + 1) for p in r.order]) for r in rollouts], np.full(len(rollouts), plant_seq)
+
+    tok = build_tokenizer(tempfile.mkdtemp())
+    env = Planted("flexrec", "causal_swap", uncertainty=False)
+    for key in ("p0", "p1"):
+        env.instances[key] = _Instance(key, 8, np.linspace(1, 0, 8), np.zeros(8), 1.0)
+    config = OmegaConf.create({"flexrec": {"data": "planted", "dataset": "toy", "needs": ["toy"]},
+                               "actor_rollout_ref": {"model": {"path": "unused"}, "rollout": {}}})
+    plugin._ENVS[tuple(sorted((k, str(v)) for k, v in dict(config.flexrec).items()))] = (env, "grpo")
+    rng = np.random.default_rng(0)
+    answers = ["<answer>" + ", ".join(f"C{j + 1}" for j in rng.permutation(8)) + "</answer>" for _ in range(4)]
+    keys, uids = ["p0", "p0", "p1", "p1"], ["u0", "u0", "u1", "u1"]
+    prompt = tok("<|im_start|>user\nrank<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    resp = [tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for a in answers]
+    t = max(len(r) for r in resp) + 3
+    responses = torch.full((4, t), tok.pad_token_id)
+    attn = torch.zeros((4, len(prompt) + t), dtype=torch.long)
+    attn[:, : len(prompt)] = 1
+    for i, r in enumerate(resp):
+        responses[i, : len(r)] = torch.tensor(r)
+        attn[i, len(prompt): len(prompt) + len(r)] = 1
+    prompts_t = torch.tensor([prompt] * 4)
+    output = DataProto.from_dict(tensors={
+        "prompts": prompts_t, "responses": responses, "attention_mask": attn, "response_mask": attn[:, len(prompt):],
+        "input_ids": torch.cat([prompts_t, responses], 1), "rm_scores": torch.zeros((4, t))})
+    batch_in = DataProto.from_dict(tensors={"input_ids": prompts_t}, non_tensors={
+        "uid": np.array(uids, dtype=object), "extra_info": np.array([{"instance_key": k} for k in keys], dtype=object)})
+
+    async def fake_generate(self, prompts):
+        return output
+
+    AgentLoopManager.generate_sequences = fake_generate
+    loop_manager = plugin.FlexRecAgentLoopManager.__new__(plugin.FlexRecAgentLoopManager)
+    loop_manager.config, loop_manager._fx_tok = config, tok
+    relabelled = loop_manager.generate_sequences(batch_in)
+    tmp = Path(tempfile.mkdtemp())
+    run_cfg = load_config(Path(__file__).resolve().parents[1] / "training" / "configs" / "flexrec.yaml",
+                          {"model": "m", "output_dir": str(tmp)}).resolved()
+    full = compose(verl_overrides(run_cfg, tmp / "t.parquet", tmp / "v.parquet", 1))
+    relabelled.batch["token_level_rewards"] = extract_reward(relabelled)[0]
+    adv = compute_advantage(relabelled, adv_estimator=full.algorithm.adv_estimator,
+                            config=full.algorithm).batch["advantages"]
+    items = 0
+    for i, r in enumerate(resp):
+        text, offsets = _quadratic_offsets(tok, r)
+        item_of = {}
+        for m in re.finditer(r"C(\d+)", text):
+            for tt, (a, b) in enumerate(offsets):
+                if a < m.end() and b > m.start() and b > a:
+                    item_of[tt] = int(m.group(1)) - 1
+        assert sorted(set(item_of.values())) == list(range(8)), text
+        for tt in range(len(r)):
+            want = 0.1 * (item_of[tt] + 1) if tt in item_of else plant_seq
+            assert abs(float(adv[i, tt]) - want) < 1e-5, (text, tt, float(adv[i, tt]), want)
+            items += tt in item_of
+        assert (adv[i, len(r):] == 0).all()
+    assert items >= 4 * 16
+    # verl's configured policy loss at ratio 1: d loss / d log p_t = -A_t / (number of response tokens)
+    actor = OmegaConf.create(OmegaConf.to_container(full.actor_rollout_ref.actor, resolve=True))
+    mask = relabelled.batch["response_mask"].float()
+    # what verl's actor worker fills in before the loss, for one data-parallel rank
+    actor.global_batch_info = {"dp_size": 1, "batch_num_tokens": int(mask.sum())}
+    loss_fn = core_algos.get_policy_loss_fn(actor.policy_loss.loss_mode)
+    logp = torch.randn(mask.shape, dtype=torch.float64, requires_grad=True)
+    loss, _ = loss_fn(old_log_prob=logp.detach(), log_prob=logp, advantages=adv.double(), response_mask=mask,
+                      loss_agg_mode=actor.loss_agg_mode, config=actor)
+    loss.backward()
+    assert actor.loss_agg_mode == "token-mean", actor.loss_agg_mode
+    expected = -adv.double() * mask / mask.sum()
+    assert torch.allclose(logp.grad, expected, atol=1e-9), (logp.grad - expected).abs().max()
+
+
 def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     check_resolution()
     check_credit()
+    check_planted()
     print("VERL OK")
 
 
