@@ -316,7 +316,7 @@ def completion_budget(cfg: TrainConfig, k_max: int | None) -> int | None:
     return int(given)
 
 
-PRESETS = ("smoke", "miniature", "paper", "gpu")
+PRESETS = ("smoke", "miniature", "learnability", "paper", "gpu")
 
 
 def preset_path(name: str) -> Path:

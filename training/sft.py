@@ -68,7 +68,10 @@ def sft_rows(splits: list[DatasetSplit], prompt: PromptConfig, seed: int = 0, co
     return rows
 
 
-def sft_train(model: str, splits: list[DatasetSplit], out_dir: str | Path, s: SFTSettings, progress: bool = True) -> Path:
+def sft_train(model: str, splits: list[DatasetSplit], out_dir: str | Path, s: SFTSettings, progress: bool = True,
+              callbacks: list | None = None) -> Path:
+    """SFT on the splits' targets; returns the final weights' folder. ``callbacks``: transformers
+    TrainerCallbacks (benchmarks/learnability.py reads a validation curve through one)."""
     trl = require("trl", "train", "SFT")
     datasets = require("datasets", "train", "SFT")
     import torch
@@ -100,7 +103,7 @@ def sft_train(model: str, splits: list[DatasetSplit], out_dir: str | Path, s: SF
     with hub_access(model, "model") as hub_kw:
         base = AutoModelForCausalLM.from_pretrained(model, **hub_kw)
     trainer = trl.SFTTrainer(model=base, args=args, train_dataset=ds,
-                             processing_class=tok, peft_config=peft_config)
+                             processing_class=tok, peft_config=peft_config, callbacks=callbacks)
     trainer.train()
     final = out / "final"
     m = trainer.model
