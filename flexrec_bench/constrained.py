@@ -156,18 +156,24 @@ class ConstrainedLogits:
         return scores + mask
 
 
-def allowed_masks(grammar: AnswerGrammar, completion: list[int], vocab: int):
+def allowed_masks(grammar: AnswerGrammar, completion: list[int], vocab: int, lenient: bool = False):
     """(T, vocab) bool: the tokens the grammar allowed at each position of ``completion`` (positions
-    after the eos allow only the eos)."""
+    after the eos allow only the eos). ``lenient`` (a free rollout, training's squeeze_guard): from
+    the first token the grammar does not allow, every token is allowed (the model's own
+    distribution) instead of an error."""
     import torch
 
     out = torch.zeros(len(completion), vocab, dtype=torch.bool)
     s = grammar.start()
     for i, t in enumerate(completion):
-        out[i, grammar.allowed(s)] = True
-        if s.phase != "done":
-            if t not in grammar.allowed(s):
+        allowed = grammar.allowed(s)
+        if s.phase != "done" and t not in allowed:
+            if not lenient:
                 raise FlexRecError(f"constrained decoding: token {t} at position {i} is not allowed by the grammar")
+            out[i:] = True
+            return out
+        out[i, allowed] = True
+        if s.phase != "done":
             s = grammar.step(s, t)
     return out
 

@@ -140,3 +140,23 @@ def test_grpo_trains_on_constrained_rollouts_with_their_renormalised_logprobs(ml
     rows = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert any(r["kind"] == "eval" and r["val/interest/format_ok"] == 1.0 for r in rows)
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["flexrec"]["constrained_decoding"]
+
+
+def test_lenient_masks_follow_the_grammar_up_to_the_first_invalid_token_then_allow_everything(tok_model):
+    """squeeze_guard (issue 46 f): a free rollout's valid prefix is scored under the grammar, the rest
+    under the model's whole distribution; the strict replay refuses the same rollout."""
+    tok, _ = tok_model
+    g = AnswerGrammar.build(tok, 4)
+    s, good = g.start(), []
+    for _ in range(6):  # a valid prefix, walked through the grammar
+        t = g.allowed(s)[-1]
+        good.append(t)
+        s = g.step(s, t)
+    invalid = next(t for t in range(len(tok)) if t not in g.allowed(s))
+    completion = good + [invalid] + good[:3]
+    mask = allowed_masks(g, completion, len(tok), lenient=True)
+    assert torch.equal(mask[: len(good)], allowed_masks(g, good, len(tok)))  # exactly the grammar's masks
+    assert not mask[: len(good)].all(-1).any()  # each valid position restricts something
+    assert mask[len(good):].all()  # from the first invalid token: the whole distribution
+    with pytest.raises(FlexRecError, match="not allowed by the grammar"):
+        allowed_masks(g, completion, len(tok))

@@ -70,6 +70,7 @@ class TrainConfig:
     max_prompt_tokens: int = 3072
     reasoning: bool = False                 #: ask for a <think> block before the permutation (the paper's optional reasoning)
     format_reward_weight: float = 0.1       #: Rec-R1 format reward weight
+    squeeze_guard: bool = False             #: ours (issue 46 f): rollouts stay free (the paper's protocol), but the policy gradient reads each answer's valid prefix through the answer grammar's renormalised distribution and only the tokens from the first invalid one on through the model's own, so negative item credit moves mass among the ids still allowed and cannot push it off the format (Appendix F's squeeze). Off: the paper's loss
     constrained_decoding: bool = False      #: ours: rollouts (and validation) may write only permutations; the policy gradient uses the constrained distribution's log-probs (renormalised over the allowed tokens; flexrec_bench.constrained). Off: the paper's protocol
     sft_warmup_steps: int = 0               #: supervised warm-up before RL (Rec-R1: 25)
     sft_warmup_target: str = "ideal"        #: ideal (the oracle list, Rec-R1's warm-up) or random (a random permutation: the answer format only, no ranking signal; ours)
@@ -111,6 +112,9 @@ class TrainConfig:
         if self.constrained_decoding and self.reasoning:
             raise ConfigError("constrained_decoding=true writes the answer directly: it cannot be combined with "
                               "reasoning=true")
+        if self.squeeze_guard and (self.constrained_decoding or self.reasoning):
+            raise ConfigError("squeeze_guard=true acts on free rollouts without reasoning: constrained_decoding=true "
+                              "already keeps every rollout valid, and the answer grammar has no reasoning block")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ConfigError(f"max_minutes must be > 0 (or unset), got {self.max_minutes!r}")
         lo, hi = self.uncertainty_clip

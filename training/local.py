@@ -40,14 +40,16 @@ def _build_trainer_class():
     class RankingGRPOTrainer(trl.GRPOTrainer):
         """GRPO with per-token advantages from the ranking environment."""
 
-        def __init__(self, *args, ranking_env: RankingEnv, constrained: bool = False, **kwargs):
+        def __init__(self, *args, ranking_env: RankingEnv, constrained: bool = False, squeeze_guard: bool = False,
+                     **kwargs):
             super().__init__(*args, **kwargs)
             self.ranking_env = ranking_env
             self.constrained = constrained
+            self.squeeze_guard = squeeze_guard
             self._rank_index = None
 
         def _get_per_token_logps_and_entropies(self, *args, **kwargs):
-            if self.constrained:
+            if self.constrained or self.squeeze_guard:
                 out = self._constrained_logps(*args, **kwargs)
             else:
                 out = super()._get_per_token_logps_and_entropies(*args, **kwargs)
@@ -101,7 +103,9 @@ def _build_trainer_class():
             """Per-token log-probs (and entropies) of the completions under the constrained
             distribution: the model's logits renormalised over the tokens the grammar allowed at
             each position (flexrec_bench.constrained.constrained_logprobs). Positions after the
-            answer ended score 0 (the completion mask drops them)."""
+            answer ended score 0 (the completion mask drops them). With ``squeeze_guard`` the rollouts
+            were free: a completion's valid prefix is scored under the grammar, the rest (from its
+            first invalid token) under the model's whole distribution."""
             import torch
 
             from flexrec_bench.constrained import allowed_masks
@@ -114,7 +118,8 @@ def _build_trainer_class():
                     logits = model(input_ids=ids, attention_mask=att).logits[:, -logits_to_keep - 1:-1, :].float()
                 comp = ids[:, -logits_to_keep:]
                 masks = torch.stack([allowed_masks(self._grammar(row[:-logits_to_keep][a[:-logits_to_keep].bool()]
-                                                                 .tolist()), c.tolist(), logits.shape[-1])
+                                                                 .tolist()), c.tolist(), logits.shape[-1],
+                                                   lenient=self.squeeze_guard)
                                      for row, a, c in zip(ids, att, comp)]).to(logits.device)
                 masked = logits.masked_fill(~masks, float("-inf"))
                 lp = torch.log_softmax(masked, dim=-1)
@@ -444,7 +449,7 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
     helper = _JsonlAndEval(cfg, log_path, val, progress)
     trainer = _build_trainer_class()(model=model, reward_funcs=reward_funcs, args=args, train_dataset=train_ds,
                                      processing_class=tok, peft_config=peft_config, ranking_env=env,
-                                     constrained=cfg.constrained_decoding,
+                                     constrained=cfg.constrained_decoding, squeeze_guard=cfg.squeeze_guard,
                                      callbacks=[_make_callback(helper)])
     helper.trainer = trainer
     write_json_atomic(out / "train_config.json", {"flexrec": asdict(cfg), "reward_signal": signal_line,

@@ -39,6 +39,10 @@ def verl_overrides(cfg: TrainConfig, train_file: Path, val_file: Path, n_gpus: i
     local backend's). The reward path is named explicitly, so verl cannot fall back to its default:
     the reward-loop manager is loaded by module path, and the agent-loop manager that turns each
     batch's rollouts into per-token credit is ours."""
+    for flag in ("constrained_decoding", "squeeze_guard"):
+        if getattr(cfg, flag):
+            raise MissingCapabilityError(f"{flag}=true is local-backend only (verl's vLLM rollouts and actor loss do not "
+                                         f"apply the answer grammar here): use --backend local, or --set {flag}=false")
     ppo = cfg.estimator == "ppo"
     lr = cfg.rl("learning_rate")
     ov = [
