@@ -71,6 +71,32 @@ def check_resolution() -> None:
     assert get_reward_manager_cls("flexrec") is plugin.FlexRecRewardLoopManager
 
 
+def rollout_batch(tok, answers: list[str], keys: list[str], uids: list[str], slack: int = 2):
+    """A batch as verl's rollout hands it over: one prompt, the answers as responses (eos, then
+    padding), unscored; and the training batch it came from. Returns (output, batch_in, responses'
+    token lists, padded length)."""
+    from verl import DataProto
+
+    n = len(answers)
+    prompt = tok("<|im_start|>user\nrank<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    resp = [tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for a in answers]
+    t = max(len(r) for r in resp) + slack
+    responses = torch.full((n, t), tok.pad_token_id)
+    attn = torch.zeros((n, len(prompt) + t), dtype=torch.long)
+    attn[:, : len(prompt)] = 1
+    for i, r in enumerate(resp):
+        responses[i, : len(r)] = torch.tensor(r)
+        attn[i, len(prompt): len(prompt) + len(r)] = 1
+    prompts_t = torch.tensor([prompt] * n)
+    extra = np.array([{"instance_key": k} for k in keys], dtype=object)
+    output = DataProto.from_dict(tensors={
+        "prompts": prompts_t, "responses": responses, "attention_mask": attn, "response_mask": attn[:, len(prompt):],
+        "input_ids": torch.cat([prompts_t, responses], 1), "rm_scores": torch.zeros((n, t))})
+    batch_in = DataProto.from_dict(tensors={"input_ids": prompts_t},
+                                   non_tensors={"uid": np.array(uids, dtype=object), "extra_info": extra})
+    return output, batch_in, resp, t
+
+
 def check_credit() -> None:
     from verl import DataProto
     from verl.experimental.agent_loop import AgentLoopManager
@@ -95,22 +121,8 @@ def check_credit() -> None:
     answers = ["<answer>C1, C3, C2</answer>", "<answer>C2, C3, C1</answer>", "<answer>C3, C2, C1</answer>",
                "<answer>C1</answer>"]
     keys, uids = ["i0", "i0", "i1", "i1"], ["u0", "u0", "u1", "u1"]
-    prompt = tok("<|im_start|>user\nrank<|im_end|>\n", add_special_tokens=False)["input_ids"]
-    resp = [tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for a in answers]
-    t = max(len(r) for r in resp) + 2
-    responses = torch.full((4, t), tok.pad_token_id)
-    attn = torch.zeros((4, len(prompt) + t), dtype=torch.long)
-    attn[:, : len(prompt)] = 1
-    for i, r in enumerate(resp):
-        responses[i, : len(r)] = torch.tensor(r)
-        attn[i, len(prompt): len(prompt) + len(r)] = 1
-    prompts_t = torch.tensor([prompt] * 4)
-    extra = np.array([{"instance_key": k} for k in keys], dtype=object)
-    output = DataProto.from_dict(tensors={
-        "prompts": prompts_t, "responses": responses, "attention_mask": attn, "response_mask": attn[:, len(prompt):],
-        "input_ids": torch.cat([prompts_t, responses], 1), "rm_scores": torch.zeros((4, t))})
-    batch_in = DataProto.from_dict(tensors={"input_ids": prompts_t},
-                                   non_tensors={"uid": np.array(uids, dtype=object), "extra_info": extra})
+    output, batch_in, resp, t = rollout_batch(tok, answers, keys, uids)
+    extra = batch_in.non_tensor_batch["extra_info"]
 
     # the reward-loop manager scores one sample: its NDCG
     manager = plugin.FlexRecRewardLoopManager(config, tok)
@@ -185,7 +197,6 @@ def check_planted() -> None:
     token's log-probability by -A_t / N."""
     import re
 
-    from verl import DataProto
     from verl.experimental.agent_loop import AgentLoopManager
     from verl.trainer.ppo import core_algos
     from verl.trainer.ppo.ray_trainer import compute_advantage
@@ -214,22 +225,7 @@ def check_planted() -> None:
     plugin._ENVS[tuple(sorted((k, str(v)) for k, v in dict(config.flexrec).items()))] = (env, "grpo")
     rng = np.random.default_rng(0)
     answers = ["<answer>" + ", ".join(f"C{j + 1}" for j in rng.permutation(8)) + "</answer>" for _ in range(4)]
-    keys, uids = ["p0", "p0", "p1", "p1"], ["u0", "u0", "u1", "u1"]
-    prompt = tok("<|im_start|>user\nrank<|im_end|>\n", add_special_tokens=False)["input_ids"]
-    resp = [tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for a in answers]
-    t = max(len(r) for r in resp) + 3
-    responses = torch.full((4, t), tok.pad_token_id)
-    attn = torch.zeros((4, len(prompt) + t), dtype=torch.long)
-    attn[:, : len(prompt)] = 1
-    for i, r in enumerate(resp):
-        responses[i, : len(r)] = torch.tensor(r)
-        attn[i, len(prompt): len(prompt) + len(r)] = 1
-    prompts_t = torch.tensor([prompt] * 4)
-    output = DataProto.from_dict(tensors={
-        "prompts": prompts_t, "responses": responses, "attention_mask": attn, "response_mask": attn[:, len(prompt):],
-        "input_ids": torch.cat([prompts_t, responses], 1), "rm_scores": torch.zeros((4, t))})
-    batch_in = DataProto.from_dict(tensors={"input_ids": prompts_t}, non_tensors={
-        "uid": np.array(uids, dtype=object), "extra_info": np.array([{"instance_key": k} for k in keys], dtype=object)})
+    output, batch_in, resp, t = rollout_batch(tok, answers, ["p0", "p0", "p1", "p1"], ["u0", "u0", "u1", "u1"], 3)
 
     async def fake_generate(self, prompts):
         return output
