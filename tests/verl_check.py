@@ -97,9 +97,35 @@ def rollout_batch(tok, answers: list[str], keys: list[str], uids: list[str], sla
     return output, batch_in, resp, t
 
 
+def relabel(config, tok, output, batch_in):
+    """The agent-loop manager on a batch: verl's generation stubbed (no GPU here) to return
+    ``output``, then the environment's per-token credit in its rm_scores."""
+    from verl.experimental.agent_loop import AgentLoopManager
+
+    import training.verl_plugin as plugin
+
+    async def fake_generate(self, prompts):
+        return output
+
+    AgentLoopManager.generate_sequences = fake_generate
+    loop_manager = plugin.FlexRecAgentLoopManager.__new__(plugin.FlexRecAgentLoopManager)
+    loop_manager.config, loop_manager._fx_tok = config, tok
+    return loop_manager, loop_manager.generate_sequences(batch_in)
+
+
+def backend_config():
+    """verl's main_ppo config as ``train --backend verl`` composes it from the shipped FlexRec config."""
+    from training.config import load_config
+    from training.verl_backend import verl_overrides
+
+    tmp = Path(tempfile.mkdtemp())
+    run_cfg = load_config(Path(__file__).resolve().parents[1] / "training" / "configs" / "flexrec.yaml",
+                          {"model": "m", "output_dir": str(tmp)}).resolved()
+    return compose(verl_overrides(run_cfg, tmp / "t.parquet", tmp / "v.parquet", 1))
+
+
 def check_credit() -> None:
     from verl import DataProto
-    from verl.experimental.agent_loop import AgentLoopManager
     from verl.trainer.ppo.ray_trainer import compute_advantage
     from omegaconf import OmegaConf
 
@@ -132,13 +158,7 @@ def check_credit() -> None:
     assert scored["reward_score"] == env.sequence_reward(env.parse("i0", answers[0], None)) and scored["reward_score"] > 0.9
 
     # the agent-loop manager: verl's generation (stubbed: no GPU here), then the per-token credit
-    async def fake_generate(self, prompts):
-        return output
-
-    AgentLoopManager.generate_sequences = fake_generate
-    loop_manager = plugin.FlexRecAgentLoopManager.__new__(plugin.FlexRecAgentLoopManager)
-    loop_manager.config, loop_manager._fx_tok = config, tok
-    relabelled = loop_manager.generate_sequences(batch_in)
+    loop_manager, relabelled = relabel(config, tok, output, batch_in)
     # verl's own reward -> advantage step, as RayPPOTrainer.fit runs it with the backend's config:
     # extract_reward reads rm_scores into token_level_scores; with use_kl_in_reward False (the
     # backend's choice: KL is a loss) they become token_level_rewards; then compute_advantage with the
@@ -146,13 +166,7 @@ def check_credit() -> None:
     from verl.trainer.ppo.ray_trainer import apply_kl_penalty
     from verl.trainer.ppo.reward import extract_reward
 
-    from training.config import load_config
-    from training.verl_backend import verl_overrides
-
-    tmp = Path(tempfile.mkdtemp())
-    run_cfg = load_config(Path(__file__).resolve().parents[1] / "training" / "configs" / "flexrec.yaml",
-                          {"model": "m", "output_dir": str(tmp)}).resolved()
-    full = compose(verl_overrides(run_cfg, tmp / "t.parquet", tmp / "v.parquet", 1))
+    full = backend_config()
     reward_tensor, _ = extract_reward(relabelled)
     relabelled.batch["token_level_scores"] = reward_tensor
     assert full.algorithm.use_kl_in_reward is False
@@ -197,7 +211,6 @@ def check_planted() -> None:
     token's log-probability by -A_t / N."""
     import re
 
-    from verl.experimental.agent_loop import AgentLoopManager
     from verl.trainer.ppo import core_algos
     from verl.trainer.ppo.ray_trainer import compute_advantage
     from verl.trainer.ppo.reward import extract_reward
@@ -206,9 +219,7 @@ def check_planted() -> None:
     import training.verl_plugin as plugin
     from flexrec_bench.tiny import build_tokenizer
     from training.advantages import _quadratic_offsets
-    from training.config import load_config
     from training.env import RankingEnv, _Instance
-    from training.verl_backend import verl_overrides
 
     plant_seq = -0.77
 
@@ -227,17 +238,8 @@ def check_planted() -> None:
     answers = ["<answer>" + ", ".join(f"C{j + 1}" for j in rng.permutation(8)) + "</answer>" for _ in range(4)]
     output, batch_in, resp, t = rollout_batch(tok, answers, ["p0", "p0", "p1", "p1"], ["u0", "u0", "u1", "u1"], 3)
 
-    async def fake_generate(self, prompts):
-        return output
-
-    AgentLoopManager.generate_sequences = fake_generate
-    loop_manager = plugin.FlexRecAgentLoopManager.__new__(plugin.FlexRecAgentLoopManager)
-    loop_manager.config, loop_manager._fx_tok = config, tok
-    relabelled = loop_manager.generate_sequences(batch_in)
-    tmp = Path(tempfile.mkdtemp())
-    run_cfg = load_config(Path(__file__).resolve().parents[1] / "training" / "configs" / "flexrec.yaml",
-                          {"model": "m", "output_dir": str(tmp)}).resolved()
-    full = compose(verl_overrides(run_cfg, tmp / "t.parquet", tmp / "v.parquet", 1))
+    _, relabelled = relabel(config, tok, output, batch_in)
+    full = backend_config()
     relabelled.batch["token_level_rewards"] = extract_reward(relabelled)[0]
     adv = compute_advantage(relabelled, adv_estimator=full.algorithm.adv_estimator,
                             config=full.algorithm).batch["advantages"]
