@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -179,6 +178,7 @@ def test_scores(model, tok, data: Path, needs: tuple[str, ...], constrained: boo
     """Final test NDCG@5 per need (greedy, the whole test split) and, with two needs, the share of
     instances whose top 3 changes when only the need line changes."""
     from flexrec_bench.evaluator import evaluate
+    from flexrec_bench.prompts import answer_tokens
     from flexrec_bench.rankers.hf import HFRanker
     from flexrec_bench.splits import load_split
 
@@ -187,7 +187,8 @@ def test_scores(model, tok, data: Path, needs: tuple[str, ...], constrained: boo
     for need in needs:
         split = load_split(data, "toy", need, "test")
         ranker = HFRanker.from_loaded(model, tok, name=f"test {need}", batch_size=16, progress=False, seed=0,
-                                      max_new_tokens=8 * int(split.mask.sum(1).max()) + 16, constrained=constrained)
+                                      max_new_tokens=answer_tokens(int(split.mask.sum(1).max()), False),
+                                      constrained=constrained)
         res = ranker.rank(split)
         out["by_need"][need] = evaluate(res, split, ("ndcg@5",), bootstrap=0).metrics["ndcg@5"].mean
         out["format_ok"][need] = res.parse.complete / max(1, res.parse.instances)
@@ -203,8 +204,8 @@ def run_cell(a_dict: dict, design: str, seed: int) -> dict:
     import torch
 
     a = argparse.Namespace(**a_dict)
-    a.json, a.plot = Path(a.json), Path(a.plot)
-    torch.set_num_threads(1 if a.jobs > 1 else max(1, torch.get_num_threads()))
+    if a.jobs > 1:  # the cells share the cores
+        torch.set_num_threads(1)
     cell = Path(a.out) / build_key(a) / "cells" / a.rung / f"{design}-seed{seed}"
     done = cell / "result.json"
     if done.exists():
@@ -228,6 +229,7 @@ def _sft_cell(a, data: Path, base: Path, cell: Path, seed: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     from flexrec_bench.evaluator import evaluate
+    from flexrec_bench.prompts import answer_tokens
     from flexrec_bench.rankers.hf import HFRanker
     from flexrec_bench.splits import load_split
     from training.sft import SFTSettings, sft_train
@@ -240,7 +242,7 @@ def _sft_cell(a, data: Path, base: Path, cell: Path, seed: int):
         was = model.training
         model.eval()
         r = HFRanker.from_loaded(model, tok, name=f"sft step {step}", batch_size=16, progress=False, seed=0,
-                                 max_new_tokens=8 * a.k + 16)
+                                 max_new_tokens=answer_tokens(a.k, False))
         curve.append((step, evaluate(r.rank(val), val, ("ndcg@5",), bootstrap=0).metrics["ndcg@5"].mean))
         model.train(was)
 
@@ -281,19 +283,9 @@ def _rl_cell(a, data: Path, warm: Path, cell: Path, design: str, seed: int):
 
 
 # -- over seeds ------------------------------------------------------------------------------------
-def t_interval(values: list[float]) -> tuple[float, list[float] | None]:
-    """Mean and t 95% interval over seeds (None for one value)."""
-    from scipy import stats
-
-    mu = sum(values) / len(values)
-    if len(values) < 2:
-        return mu, None
-    sd = math.sqrt(sum((x - mu) ** 2 for x in values) / (len(values) - 1))
-    h = float(stats.t.ppf(0.975, len(values) - 1)) * sd / math.sqrt(len(values))
-    return mu, [mu - h, mu + h]
-
-
 def summarise(runs: dict[str, list[dict]], budget: int) -> dict[str, dict]:
+    from reproduce.grid import t_interval
+
     out = {}
     for design, rs in runs.items():
         finals = [r["final_ndcg@5"] for r in rs]
@@ -379,7 +371,9 @@ def main(argv: list[str] | None = None) -> dict:
                "thresholds_on": "validation NDCG@5 (128 instances; the need rung: the lower of the two needs)",
                "final_on": "test NDCG@5, greedy, the whole test split (400 instances)",
                "summary": summary, "runs": runs, "wall_s": time.time() - t0}
-    write_json_atomic(a.json, payload)
+    from flexrec_bench.secrets import redact
+
+    write_json_atomic(a.json, redact(payload))  # a --set hub_token=... never reaches the file
     title = f"learnability, rung {a.rung}: {a.types} type(s), K={a.k}, slots {a.slots_seed if a.slots_seed is not None else 'classic'}"
     plot(runs, a.plot, title)
     print(markdown(summary))

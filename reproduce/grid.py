@@ -408,11 +408,21 @@ def run_grid(cfg: ReproduceConfig, reported: list[dict] | None = None, progress:
     return table
 
 
+def t_interval(values: list[float]) -> tuple[float, list[float] | None]:
+    """Mean and t 95% interval over seeds' values (None for one value)."""
+    from scipy import stats
+
+    mu = sum(values) / len(values)
+    if len(values) < 2:
+        return mu, None
+    sd = math.sqrt(sum((x - mu) ** 2 for x in values) / (len(values) - 1))
+    h = float(stats.t.ppf(0.975, len(values) - 1)) * sd / math.sqrt(len(values))
+    return mu, [mu - h, mu + h]
+
+
 def _over_seeds(results: list[dict], metrics: tuple[str, ...]) -> dict:
     """Mean over the seeds' runs with a 95% interval: t over the seeds' means (several seeds) or
     the run's own bootstrap interval (one)."""
-    from scipy import stats
-
     out: dict[str, Any] = {"seeds": len(results)}
     for block in ("metrics", "metrics_over_all"):
         agg = {}
@@ -421,12 +431,8 @@ def _over_seeds(results: list[dict], metrics: tuple[str, ...]) -> dict:
             if not means:
                 agg[m] = {"mean": None, "ci95": None, "per_seed": []}
                 continue
-            mu = sum(means) / len(means)
-            if len(means) > 1:
-                sd = math.sqrt(sum((x - mu) ** 2 for x in means) / (len(means) - 1))
-                h = float(stats.t.ppf(0.975, len(means) - 1)) * sd / math.sqrt(len(means))
-                ci = [mu - h, mu + h]
-            else:
+            mu, ci = t_interval(means)
+            if ci is None:
                 ci = results[0][block][m]["ci95"]
             agg[m] = {"mean": mu, "ci95": ci, "per_seed": means}
         out[block] = agg

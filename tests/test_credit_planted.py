@@ -6,8 +6,6 @@ learning-rate schedule."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 import torch
@@ -90,7 +88,7 @@ def _run_one_step(toy_run, monkeypatch, algo="flexrec", beta=0.0, **extra):
 def test_planted_item_advantages_reach_the_loss_on_the_tokens_of_their_item(toy_run, monkeypatch):
     from transformers import AutoTokenizer
 
-    from training.advantages import _quadratic_offsets
+    from verl_check import item_tokens  # tests/: the same reference map as the verl check's
 
     seen = _run_one_step(toy_run, monkeypatch)
     tok = AutoTokenizer.from_pretrained(str(toy_run[2]))
@@ -104,17 +102,12 @@ def test_planted_item_advantages_reach_the_loss_on_the_tokens_of_their_item(toy_
     for row in range(ids.shape[0]):
         n = int(mask[row].sum())
         # the reference offsets (prefix decodes), not the O(T) ones the trainer uses
-        text, offsets = _quadratic_offsets(tok, ids[row, :n].tolist())
+        text, item_of = item_tokens(tok, ids[row, :n].tolist())
         assert text.startswith("<answer>"), text  # constrained: every rollout is a permutation
-        item_of = {}
-        for m in re.finditer(r"C(\d+)", text):
-            for t, (a, b) in enumerate(offsets):
-                if a < m.end() and b > m.start() and b > a:
-                    item_of[t] = int(m.group(1)) - 1
         assert sorted(set(item_of.values())) == list(range(8)), text
         for t in range(n):
             want = _plant(item_of[t]) if t in item_of else PLANT_SEQ
-            assert adv[row, t].item() == pytest.approx(want, abs=1e-6), (text, t, offsets[t])
+            assert adv[row, t].item() == pytest.approx(want, abs=1e-6), (text, t)
             checked_items += t in item_of
             checked_format += t not in item_of
         assert torch.all(adv[row, n:] == 0)  # padding after the answer carries nothing

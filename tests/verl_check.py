@@ -204,13 +204,28 @@ def check_credit() -> None:
     assert loop_manager.generate_sequences(batch_in).batch["rm_scores"].abs().sum() == 0
 
 
+def item_tokens(tok, ids: list[int]) -> tuple[str, dict[int, int]]:
+    """The text of a completion and, for each token that names an item (``C<n>``), that item's
+    position (n - 1). Found by prefix decodes and a regex, independently of the trainers' own span
+    code (training.advantages.token_offsets), so the planted-credit checks can test that code."""
+    import re
+
+    from training.advantages import _quadratic_offsets
+
+    text, offsets = _quadratic_offsets(tok, ids)
+    item_of = {}
+    for m in re.finditer(r"C(\d+)", text):
+        for t, (a, b) in enumerate(offsets):
+            if a < m.end() and b > m.start() and b > a:
+                item_of[t] = int(m.group(1)) - 1
+    return text, item_of
+
+
 def check_planted() -> None:
     """Issue 46 (b): a known advantage planted on every item comes back, through verl's
     compute_advantage, on exactly the tokens that name the item (found here by prefix decodes and
     a regex, not by the environment's own span code), and verl's configured policy loss pushes each
     token's log-probability by -A_t / N."""
-    import re
-
     from verl.trainer.ppo import core_algos
     from verl.trainer.ppo.ray_trainer import compute_advantage
     from verl.trainer.ppo.reward import extract_reward
@@ -218,7 +233,6 @@ def check_planted() -> None:
 
     import training.verl_plugin as plugin
     from flexrec_bench.tiny import build_tokenizer
-    from training.advantages import _quadratic_offsets
     from training.env import RankingEnv, _Instance
 
     plant_seq = -0.77
@@ -245,12 +259,7 @@ def check_planted() -> None:
                             config=full.algorithm).batch["advantages"]
     items = 0
     for i, r in enumerate(resp):
-        text, offsets = _quadratic_offsets(tok, r)
-        item_of = {}
-        for m in re.finditer(r"C(\d+)", text):
-            for tt, (a, b) in enumerate(offsets):
-                if a < m.end() and b > m.start() and b > a:
-                    item_of[tt] = int(m.group(1)) - 1
+        text, item_of = item_tokens(tok, r)
         assert sorted(set(item_of.values())) == list(range(8)), text
         for tt in range(len(r)):
             want = 0.1 * (item_of[tt] + 1) if tt in item_of else plant_seq
