@@ -14,7 +14,8 @@ RL runs use the ``learnability`` preset (training/configs/presets/learnability.y
 start from one format warm-up per build (SFT on random permutations: the answer format, nothing of
 the labels). Every design and seed reports the validation curve (N@5 every ``eval_steps``), the
 steps to validation N@5 0.5 / 0.8 / 0.9 (None: not reached within the budget) and the final test
-NDCG@5 (greedy, the whole test split). Finished cells are reused on a rerun (``<out>/cells``).
+NDCG@5 (greedy, the whole test split). Finished cells are reused on a rerun with the same options
+(``<out>/<toy>/cells``; another ``--steps``, ``--preset``, ``--set``, warm-up or width is a new cell).
 
     python benchmarks/learnability.py --rung conditional --types 4 --k 8 --design causal_swap,rec-r1 \\
         --seeds 3 --json benchmarks/out/learnability-conditional.json
@@ -66,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "candidates, else seed 0)")
     ap.add_argument("--design", default=",".join(DESIGNS), help=f"comma-separated, of {', '.join(DESIGNS)}")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=None, help="training steps per run (RL: the preset's 300; SFT: 600)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps per run (RL: the preset's 600, ended early by its stop_at_ndcg; SFT: 600)")
     ap.add_argument("--preset", default="learnability", help="the RL preset (training/configs/presets)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a training option on top of the preset (repeatable), e.g. --set learning_rate=1e-4")
@@ -133,6 +134,27 @@ def check_args(a: argparse.Namespace) -> argparse.Namespace:
 # -- the build, the tiny model and the format warm-up ---------------------------------------------
 def build_key(a) -> str:
     return f"t{a.types}-k{a.k}-s{'classic' if a.slots_seed is None else a.slots_seed}" + ("-need" if a.rung == "need" else "")
+
+
+def cell_dir(a, design: str, seed: int) -> Path:
+    """Where one (design, seed) is cached: ``<design>-seed<N>-<digest>``, the digest of everything
+    the result depends on beyond the build and the seed (the resolved training config: preset, --set
+    and --steps; the warm-up and the width). A rerun with another budget, or after a preset changed,
+    gets a new cell instead of reusing a result it did not produce."""
+    import dataclasses
+    import hashlib
+
+    if a.rung == "sft":
+        given: dict[str, Any] = {"steps": a.steps or 600, "hidden": a.hidden}
+    else:
+        from training.config import layered_config
+
+        algo, over = DESIGNS[design]
+        overrides = {"algo": algo, **over, **({"max_steps": a.steps} if a.steps else {})}
+        cfg = dataclasses.asdict(layered_config(None, a.preset, overrides, a.sets)[0])
+        given = {"config": cfg, "warmup_steps": a.warmup_steps, "hidden": a.hidden}
+    tag = hashlib.sha256(json.dumps(given, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return Path(a.out) / build_key(a) / "cells" / a.rung / f"{design}-seed{seed}-{tag}"
 
 
 def needs_of(a) -> tuple[str, ...]:
@@ -206,7 +228,7 @@ def run_cell(a_dict: dict, design: str, seed: int) -> dict:
     a = argparse.Namespace(**a_dict)
     if a.jobs > 1:  # the cells share the cores
         torch.set_num_threads(1)
-    cell = Path(a.out) / build_key(a) / "cells" / a.rung / f"{design}-seed{seed}"
+    cell = cell_dir(a, design, seed)
     done = cell / "result.json"
     if done.exists():
         return json.loads(done.read_text())
@@ -214,10 +236,11 @@ def run_cell(a_dict: dict, design: str, seed: int) -> dict:
     t0 = time.time()
     if a.rung == "sft":
         curve, model, tok = _sft_cell(a, data, base, cell, seed)
-        constrained = False
+        constrained, stopped = False, None
     else:
-        curve, model, tok, constrained = _rl_cell(a, data, warm, cell, design, seed)
-    res = {"design": design, "seed": seed, "curve": curve, **test_scores(model, tok, data, needs_of(a), constrained),
+        curve, model, tok, constrained, stopped = _rl_cell(a, data, warm, cell, design, seed)
+    res = {"design": design, "seed": seed, "curve": curve, "stopped_at": stopped,
+           **test_scores(model, tok, data, needs_of(a), constrained),
            "steps_to": {str(t): steps_to(curve, t) for t in THRESHOLDS}, "train_s": time.time() - t0}
     from flexrec_bench.io import write_json_atomic
 
@@ -273,13 +296,15 @@ def _rl_cell(a, data: Path, warm: Path, cell: Path, design: str, seed: int):
     cfg, _ = layered_config(None, a.preset, given, a.sets)
     final = train_local(cfg, progress=False)
     rows = [json.loads(x) for x in (cell / "run" / "train_log.jsonl").read_text().splitlines()]
-    curve = []
+    curve, stopped = [], None
     for r in rows:
+        if r["kind"] == "stopped":
+            stopped = int(r["step"])
         if r["kind"] == "eval":
             vals = [r[f"val/{n}/ndcg@5"] for n in needs_of(a)]
             curve.append((int(r["step"]), min(vals)))  # every need must reach the threshold
     model = AutoModelForCausalLM.from_pretrained(str(final))
-    return curve, model, AutoTokenizer.from_pretrained(str(final)), cfg.constrained_decoding
+    return curve, model, AutoTokenizer.from_pretrained(str(final)), cfg.constrained_decoding, stopped
 
 
 # -- over seeds ------------------------------------------------------------------------------------

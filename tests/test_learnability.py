@@ -98,3 +98,32 @@ def test_the_unconditional_rung_is_learned_by_causal_swap(tmp_path):
     assert run["final_ndcg@5"] >= 0.9, run
     assert out["summary"]["causal_swap"]["steps_to_0.9"]["reached"] == 1
     assert (tmp_path / "fixed.png").stat().st_size > 1000
+
+
+def test_stop_at_ndcg_needs_two_validations_at_the_target_and_is_refused_where_it_cannot_act(tmp_path):
+    from types import SimpleNamespace
+
+    from training.config import ConfigError, layered_config
+    from training.local import _JsonlAndEval
+
+    helper = _JsonlAndEval(SimpleNamespace(stop_at_ndcg=0.9), tmp_path / "log.jsonl", {}, progress=False)
+    assert not helper.reached_target()
+    helper.val_rows += [{"val/toy/ndcg@5": 0.95, "val/toy-alt/ndcg@5": 0.91}]
+    assert not helper.reached_target()  # one validation is not enough
+    helper.val_rows += [{"val/toy/ndcg@5": 0.97, "val/toy-alt/ndcg@5": 0.89}]
+    assert not helper.reached_target()  # every need must be at the target
+    helper.val_rows += [{"val/toy/ndcg@5": 0.97, "val/toy-alt/ndcg@5": 0.93}]
+    assert not helper.reached_target()  # ... in two validations in a row
+    helper.val_rows += [{"val/toy/ndcg@5": 0.99, "val/toy-alt/ndcg@5": 0.90}]
+    assert helper.reached_target()
+    for bad, match in ((1.5, "stop_at_ndcg must be in"), (0, "stop_at_ndcg must be in")):
+        with pytest.raises(ConfigError, match=match):
+            layered_config(None, "learnability", {"model": "m"}, {"stop_at_ndcg": str(bad)})[0].resolved()
+    with pytest.raises(ConfigError, match="stop_at_ndcg reads the validations"):
+        layered_config(None, "learnability", {"model": "m"}, {"eval_steps": "0"})[0].resolved()
+    from flexrec_bench.errors import MissingCapabilityError
+    from training.verl_backend import verl_overrides
+
+    cfg = layered_config(None, "learnability", {"model": "m"}, {"constrained_decoding": "false"})[0].resolved()
+    with pytest.raises(MissingCapabilityError, match="stop_at_ndcg is local-backend only"):
+        verl_overrides(cfg, tmp_path / "t.parquet", tmp_path / "v.parquet", 1)

@@ -80,6 +80,7 @@ class TrainConfig:
     precision: str = "auto"                 #: auto (bf16 where the GPU supports it, else fp32), bf16, fp16 or fp32
     save_final: bool = True
     max_minutes: float | None = None        #: ours: stop after this many minutes of training (the step in progress ends, then the run ends as at max_steps: validation, the final model; the step reached is logged). For runs that share a deadline, e.g. parallel cells on one GPU (local backend). None: max_steps alone
+    stop_at_ndcg: float | None = None       #: ours: end the run once every validation need's NDCG@5 has reached this at two validations in a row (then as at max_steps: the final model; the step is logged). For budgets stated as "up to N steps". None: max_steps alone
     trl: dict[str, Any] = field(default_factory=dict)  #: GRPOConfig fields, passed through as TRL defines them
 
     # -- reading ------------------------------------------------------------------------------------
@@ -117,6 +118,10 @@ class TrainConfig:
                               "already keeps every rollout valid, and the answer grammar has no reasoning block")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ConfigError(f"max_minutes must be > 0 (or unset), got {self.max_minutes!r}")
+        if self.stop_at_ndcg is not None and not 0 < self.stop_at_ndcg <= 1:
+            raise ConfigError(f"stop_at_ndcg must be in (0, 1] (or unset), got {self.stop_at_ndcg!r}")
+        if self.stop_at_ndcg is not None and not self.eval_steps:
+            raise ConfigError("stop_at_ndcg reads the validations: set eval_steps > 0")
         lo, hi = self.uncertainty_clip
         if not (self.uncertainty_eps > 0 and 0 < lo <= 1 <= hi):
             raise ConfigError(f"uncertainty_eps must be > 0 and uncertainty_clip (lo, hi) must hold 1 with lo > 0, got "

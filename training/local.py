@@ -295,10 +295,17 @@ class _JsonlAndEval:
         self.cfg, self.log_path, self.val_splits, self.progress = cfg, log_path, val_splits, progress
         self.trainer = None
         self.t0 = time.time()
+        self.val_rows: list[dict] = []  # each validation's NDCG@5 per need (stop_at_ndcg)
 
     def past_deadline(self) -> bool:
         """max_minutes has passed since the run began (loading and the step-0 validation included)."""
         return self.cfg.max_minutes is not None and time.time() - self.t0 >= 60 * self.cfg.max_minutes
+
+    def reached_target(self) -> bool:
+        """stop_at_ndcg: every validation need's NDCG@5 at or above it in the last two validations."""
+        target, last = self.cfg.stop_at_ndcg, self.val_rows[-2:]
+        return target is not None and len(last) == 2 and all(
+            v >= target for row in last for k, v in row.items() if k.endswith("/ndcg@5"))
 
     def write(self, row: dict) -> None:
         from flexrec_bench.secrets import redact
@@ -338,6 +345,7 @@ class _JsonlAndEval:
         tok.padding_side = side
         if was_training:
             model.train()
+        self.val_rows.append({k: v for k, v in row.items() if k.endswith("/ndcg@5")})
         self.write(row)
         log_validation(self.cfg, self.trainer.args, step, row)
         return row
@@ -358,6 +366,10 @@ def _make_callback(helper: _JsonlAndEval):
         def on_step_end(self, args, state, control, **kw):
             if helper.cfg.eval_steps and state.global_step % helper.cfg.eval_steps == 0:
                 helper.validate(state.global_step)
+                if helper.reached_target() and state.global_step < state.max_steps:
+                    helper.write({"step": state.global_step, "kind": "stopped", "reason": "stop_at_ndcg",
+                                  "stop_at_ndcg": helper.cfg.stop_at_ndcg, "elapsed_s": time.time() - helper.t0})
+                    control.should_training_stop = True
             if helper.past_deadline() and state.global_step < state.max_steps:
                 helper.write({"step": state.global_step, "kind": "stopped", "reason": "max_minutes",
                               "max_minutes": helper.cfg.max_minutes, "elapsed_s": time.time() - helper.t0})

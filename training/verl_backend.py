@@ -43,6 +43,9 @@ def verl_overrides(cfg: TrainConfig, train_file: Path, val_file: Path, n_gpus: i
         if getattr(cfg, flag):
             raise MissingCapabilityError(f"{flag}=true is local-backend only (verl's vLLM rollouts and actor loss do not "
                                          f"apply the answer grammar here): use --backend local, or --set {flag}=false")
+    if cfg.stop_at_ndcg is not None:
+        raise MissingCapabilityError("stop_at_ndcg is local-backend only (verl's trainer has no stop on a validation "
+                                     "target here): use --backend local, or leave stop_at_ndcg unset")
     ppo = cfg.estimator == "ppo"
     lr = cfg.rl("learning_rate")
     ov = [
