@@ -29,6 +29,29 @@ def test_noncausal_swap_equals_brute_force(g):
     np.testing.assert_allclose(noncausal_swap_rewards(g), brute_force_swap_rewards(g, causal=False), atol=1e-12)
 
 
+def test_noncausal_swap_is_an_own_term_with_a_sign_changing_weight_plus_a_shared_sequence_term():
+    """docs/training.md, the ladder's rung c: the non-causal credit of rank k is
+    [g_k (K d_k - sum d) - d_k sum g + DCG(list)] / ((K - 1) IDCG). The own gain's weight is negative
+    wherever d_k is below the list's mean discount (from rank 3 on at K = 6; about 0 at rank 3 at
+    K = 8): a good item placed low is pushed further down, not up."""
+    from flexrec_bench.metrics import discounts
+
+    rng = np.random.default_rng(0)
+    for k in (6, 8, 16):
+        g = rng.choice([0.0, 0.25, 0.5, 1.0], size=(5, k))
+        d = discounts(k)
+        own = g * (k * d - d.sum())
+        shared = -d * g.sum(1, keepdims=True) + (g @ d)[:, None]
+        np.testing.assert_allclose(noncausal_swap_rewards(g), (own + shared) / (k - 1) / ideal_dcg(g)[:, None], atol=1e-12)
+    weight = 8 * discounts(8) - discounts(8).sum()
+    assert weight[1] > 1 and abs(weight[2]) < 0.05 and (weight[3:] < 0).all()
+    # the toy's fixed point (one type, K = 8): the 0.25 item last instead of third costs only 0.012 of its own
+    # credit at rank 3, but 0.25 * 0.51 at rank 4; causal swap credits it at rank 3 over every item below
+    g_last = np.array([[1.0, 0.5, 0, 0, 0, 0, 0, 0.25]])
+    g_third = np.array([[1.0, 0.5, 0.25, 0, 0, 0, 0, 0]])
+    assert causal_swap_rewards(g_third)[0, 2] > 0 > causal_swap_rewards(g_last)[0, 2]
+
+
 def test_hand_worked_example():
     # ranking puts gains [0, 1, 0.5]; d = [1, 1/log2 3, 1/2]; IDCG = 1 + 0.5/log2 3
     g = np.array([[0.0, 1.0, 0.5]])
