@@ -166,6 +166,14 @@ def _padded(lists, k: int) -> tuple[np.ndarray, np.ndarray]:
     return out, mask
 
 
+def label_arrays(table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(relevance, relevant, mask) of a label table (pyarrow), (n, K) in presented order."""
+    rel_lists = table.column("relevance").to_pylist()
+    k = max((len(r) for r in rel_lists), default=0)
+    rel, mask = _padded(rel_lists, k)
+    return rel, _padded(table.column("relevant").to_pylist(), k)[0] > 0, mask
+
+
 def audit_table(table, seed: int = 0, columns: tuple[str, ...] = ()) -> SplitAudit:
     """Audit a label table (pyarrow): its relevance in presented order and the named per-candidate
     columns."""
@@ -180,7 +188,7 @@ def summarize_audit(results: dict[str, dict[str, SplitAudit]], formula: dict[str
     """The manifest's ``audit`` entry: the verdict, the rule, every split's figures, and each need's
     formula audit (flexrec_bench.formula_audit; a need solvable from what the ranker is shown is
     listed, not flagged as a leak)."""
-    from .formula_audit import SOLVABLE
+    from .formula_audit import NEED_BLIND, REFERENCE_NEED, SOLVABLE
 
     flagged = [f"{need}/{split}" for need, by in results.items() for split, a in by.items() if a.leak]
     formula = formula or {}
@@ -189,6 +197,10 @@ def summarize_audit(results: dict[str, dict[str, SplitAudit]], formula: dict[str
             "formula_rule": f"a need is solvable from what the ranker is shown when a ranker fitted on the train split "
                             f"from shown features reaches {SOLVABLE:g} of the oracle's NDCG@{AUDIT_K} on test "
                             f"(not a leak of order)",
+            "need_blind": [n for n, f in formula.items() if f.get("need_blind")],
+            "need_blind_rule": f"a need is need-blind (a need-blind ranker solves it) when ranking by the "
+                               f"{REFERENCE_NEED} labels, scored under the need's labels, reaches NDCG@{AUDIT_K} "
+                               f"{NEED_BLIND:g} on test",
             "needs": {need: {split: asdict(a) for split, a in by.items()} for need, by in results.items()},
             "formula": formula}
 
@@ -196,13 +208,14 @@ def summarize_audit(results: dict[str, dict[str, SplitAudit]], formula: dict[str
 def audit_build(data_dir, dataset: str, seed: int = 0) -> dict:
     """Audit every need and split of a built dataset (what ``flexrec-bench audit`` runs), with each
     need's formula audit."""
-    from .formula_audit import formula_audit, shown_inputs
+    from .formula_audit import add_need_blind, formula_audit, shown_inputs
     from .labeling import make_need
     from .splits import SPLITS, load_manifest, load_split
 
     manifest = load_manifest(data_dir, dataset)
     out: dict[str, dict[str, SplitAudit]] = {}
     formula: dict[str, dict] = {}
+    test_labels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for need in manifest["needs"]:
         out[need] = {}
         loaded = {}
@@ -222,7 +235,9 @@ def audit_build(data_dir, dataset: str, seed: int = 0) -> dict:
             obj = None
         formula[need] = formula_audit(inputs["train"], inputs["test"], obj, loaded["train"].signal_kind,
                                       seed=seed)
-    return summarize_audit(out, formula)
+        t = loaded["test"]
+        test_labels[need] = (t.relevance, t.relevant, t.mask)
+    return summarize_audit(out, add_need_blind(formula, test_labels, seed))
 
 
 def format_audit(summary: dict) -> str:
@@ -255,7 +270,7 @@ def format_formula(formula: dict[str, dict]) -> list[str]:
     lines = ["", f"formula audit (rankers fitted on train from what a ranker is shown, NDCG@{AUDIT_K} on test; "
                  f"solvable at {SOLVABLE:g} of the oracle):",
              f"{'need':<9} {'tested':>6} {'random':>7} {'popular':>7} {'retr.':>7} {'linear':>7} {'boosted':>7} "
-             f"{'oracle':>7} {'ceiling':>8}  label formula on shown inputs"]
+             f"{'oracle':>7} {'ceiling':>8} {'blind':>6}  label formula on shown inputs"]
     for need, f in formula.items():
         sc = f.get("scores")
         if not sc:
@@ -266,6 +281,17 @@ def format_formula(formula: dict[str, dict]) -> list[str]:
                if lf.get("evaluated") else "not a formula of shown inputs" if lf else "-")
         lines.append(f"{need:<9} {f['instances']:>6} {sc['random']:>7.3f} {sc['popularity']:>7.3f} "
                      f"{sc['retrieval_scores']:>7.3f} {sc['linear']:>7.3f} {sc['boosted']:>7.3f} {sc['oracle']:>7.3f} "
-                     f"{f['formula_ceiling']:>8.3f}  {lab}"
-                     + ("  SOLVABLE from what the ranker is shown" if f["solvable"] else ""))
+                     f"{f['formula_ceiling']:>8.3f} {_blind(f):>6}  {lab}"
+                     + ("  SOLVABLE from what the ranker is shown" if f["solvable"] else "")
+                     + ("  NEED-BLIND: a need-blind ranker solves it" if f.get("need_blind") else ""))
+    from .formula_audit import NEED_BLIND, REFERENCE_NEED
+
+    if any(f.get("need_blind_ceiling") is not None for f in formula.values()):
+        lines.append(f"blind: the need-blind ceiling, ranking by the {REFERENCE_NEED} labels scored under the need's "
+                     f"(flagged need-blind at {NEED_BLIND:g}; {REFERENCE_NEED}: the reference itself)")
     return lines
+
+
+def _blind(f: dict) -> str:
+    v = f.get("need_blind_ceiling")
+    return "-" if v is None else "ref" if f.get("need_blind_reference") else f"{v:.3f}"

@@ -29,7 +29,7 @@ from .build_config import BuildConfig
 from .embed import Embedder
 from .pinned import resolve as resolve_pinned
 from .errors import DataError, FlexRecError, MissingDataError
-from .audit import SplitAudit, audit_table, summarize_audit
+from .audit import SplitAudit, audit_table, label_arrays, summarize_audit
 from .digests import FINGERPRINT_DECIMALS, label_digest, shown_columns
 from .io import sha256_file, write_json_atomic, write_parquet_atomic, writing
 from .labeling import LabelContext, Need, make_need
@@ -111,7 +111,7 @@ def _build(cfg: BuildConfig, progress: bool, device: str | None, background: Thr
         if spec.signal_kind not in need.signal_kinds:
             reading = cfg.need_options.get(need.name, {}).get("relevance")
             why = (f" (--need-option {need.name}.relevance={reading} reads a held-out user signal, which {spec.name} "
-                   f"has none of; allowed: paper, heldout)" if reading else "")
+                   f"has none of; allowed there: paper)" if reading in ("heldout", "mixed") else "")
             raise FlexRecError(f"need {need.name!r} cannot label {spec.name} (signal {spec.signal_kind}){why}; "
                                f"{spec.name} supports: {', '.join(spec.default_needs)}")
     timer = _Timer()
@@ -153,6 +153,7 @@ def _build(cfg: BuildConfig, progress: bool, device: str | None, background: Thr
             counts: dict[str, dict[str, int]] = {}
             audits: dict[str, dict[str, SplitAudit]] = {}
             formulas: dict[str, dict] = {}
+            test_labels: dict[str, tuple] = {}  # need -> the test split's (relevance, relevant, mask)
             labels = hashlib.sha256()
             with timer.stage("label+write"):
                 contexts = {split: _label_context(inst, spec, item_topics, counter) for split, inst in splits.items()}
@@ -170,6 +171,11 @@ def _build(cfg: BuildConfig, progress: bool, device: str | None, background: Thr
                         audits[need.name][split] = audit_table(table, cfg.seed,
                                                                ("retrieval_scores", *shown_columns(table)))
                     formulas[need.name] = _formula_audit(need, tables, ids, item_topics, train_counts, spec, cfg.seed)
+                    if "test" in tables:
+                        test_labels[need.name] = label_arrays(tables["test"])
+                from .formula_audit import add_need_blind
+
+                add_need_blind(formulas, test_labels, cfg.seed)
                 write_parquet_atomic(tmp / "items.parquet", _items_table(items, train_counts))
                 written.result()
                 with writing(final):

@@ -64,6 +64,7 @@ def write_card(root: Path, manifest: dict, spec) -> Path:
     command = BuildConfig.from_manifest(manifest).command()
     needs = "\n".join(f"- **{n}**: {v['instruction']} Label: {v['label_source']}." for n, v in manifest["needs"].items())
     recall = (manifest.get("candidate_quality") or {}).get("test", {}).get("recall")
+    ceilings = _ceilings(manifest)
     body = f"""# flexrec-bench: {spec.name}, build {manifest['fingerprint']}
 
 {spec.description}. Need-aware ranking instances made by `flexrec-bench build-data` (flexrec-bench
@@ -79,7 +80,7 @@ with a fixed candidate set in presented order, and the need's graded labels per 
 
 ## Needs
 {needs}
-
+{ceilings}
 ## Licence
 {spec.license_text or spec.license}{'' if spec.redistributable else ' **Not for upload**: `flexrec-bench publish-build` refuses it.'}
 
@@ -95,6 +96,30 @@ with a fixed candidate set in presented order, and the need's graded labels per 
     path.write_text("---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + body,
                     encoding="utf-8")
     return path
+
+
+def _ceilings(manifest: dict) -> str:
+    """The audit's two tests of each need's reading (flexrec_bench.formula_audit), as a Markdown table."""
+    formula = (manifest.get("audit") or {}).get("formula") or {}
+    if not formula:
+        return ""
+
+    def num(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    rows = []
+    for need, f in formula.items():
+        blind = "reference" if f.get("need_blind_reference") else num(f.get("need_blind_ceiling"))
+        flags = [w for w, on in (("solvable from what the ranker is shown", f.get("solvable")),
+                                 ("a need-blind ranker solves it", f.get("need_blind"))) if on]
+        rows.append(f"| {need} | {num(f.get('formula_ceiling'))} | {blind} | {num((f.get('scores') or {}).get('oracle'))} "
+                    f"| {'; '.join(flags) or '-'} |")
+    return ("\n## What the labels measure (NDCG@10 on test)\n"
+            "Formula ceiling: the best ranker fitted on train from what a ranker is shown. Need-blind ceiling: "
+            "ranking by the interest labels, which ignores the need line. A reading measures need-awareness "
+            "only when both stay well below the oracle (`flexrec-bench audit`).\n\n"
+            "| need | formula ceiling | need-blind ceiling | oracle | flag |\n|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
 
 
 def check_repo_id(repo_id: str) -> None:

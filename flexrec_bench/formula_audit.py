@@ -26,7 +26,15 @@ When a need declares that its label reads only shown inputs (:meth:`Need.label_i
 audit also evaluates the label rule itself on the shipped inputs and reports the share of instances
 it reproduces exactly (``label_formula.match``).
 
-Constants marked ours: ``SOLVABLE``, ``FIT_INSTANCES``, the model settings.
+The **need-blind ceiling** (:func:`need_blind_audit`) is the second test a reading must pass: the
+NDCG@10 on the same test instances of a ranker that knows exactly what the user likes and ignores
+the need line (the order of the interest labels), scored under the need's labels. A reading where it
+reaches ``NEED_BLIND`` is flagged ``need-blind``: a need-blind ranker solves it, so the reading
+cannot tell a need-aware ranker from one that never reads the need. A reading that measures
+need-awareness has a formula ceiling below ``SOLVABLE`` of the oracle *and* a need-blind ceiling
+below ``NEED_BLIND``.
+
+Constants marked ours: ``SOLVABLE``, ``NEED_BLIND``, ``FIT_INSTANCES``, the model settings.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from .labeling import LabelContext, Need, minmax
 from .metrics import expected_random_ndcg, per_instance_scores
 
 SOLVABLE = 0.98              #: share of the oracle's NDCG@10 at which a need is "solvable from what the ranker is shown" (ours)
+NEED_BLIND = 0.95            #: need-blind ceiling (NDCG@10) at which "a need-blind ranker solves it" (ours)
+REFERENCE_NEED = "interest"  #: the need whose labels the need-blind ranker orders by
 FIT_INSTANCES = 2000         #: train instances the rankers are fitted on, a seeded sample (ours: enough for ~30 features)
 MATCH_TOLERANCE = 1e-4       #: |formula - stored label| under which an instance counts as reproduced
 MODELS = ("linear", "boosted")
@@ -226,14 +236,56 @@ def label_formula(need: Need, inp: ShownInputs, signal_kind: str, topic_name: st
     return res
 
 
+def need_blind_audit(interest: np.ndarray, relevance: np.ndarray, relevant: np.ndarray, mask: np.ndarray,
+                     seed: int = 0, reference: bool = False) -> dict:
+    """One need's need-blind ceiling: NDCG@10 on test of ranking by the ``interest`` labels (the same
+    instances, (n, K) in presented order; ties in seeded random order), scored under the need's
+    ``relevance``/``relevant``, over the instances with a gain (as the formula audit scores).
+    ``reference``: the need is the interest need itself (its ceiling is the oracle; never flagged)."""
+    rng = np.random.default_rng([seed, 47])
+    rows = np.flatnonzero((np.where(mask, relevance, 0) > 0).any(1))
+    if not len(rows):
+        return {"need_blind_ceiling": None, "need_blind": False, "need_blind_why": "no test instance with a gain"}
+    name = f"ndcg@{AUDIT_K}"
+    order = rank_by(np.asarray(interest, np.float64)[rows], mask[rows], rng)
+    value = float(np.nanmean(per_instance_scores(order, relevance[rows], relevant[rows], (name,))[name]))
+    return {"need_blind_ceiling": value, "need_blind": bool(not reference and value >= NEED_BLIND),
+            "need_blind_instances": int(len(rows)), **({"need_blind_reference": True} if reference else {})}
+
+
+def add_need_blind(formula: dict[str, dict], labels: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                   seed: int = 0) -> dict[str, dict]:
+    """Each need's need-blind ceiling into its formula audit entry, in place. ``labels``: need ->
+    (relevance, relevant, mask) of the test split, (n, K), every need on the same instances."""
+    ref = labels.get(REFERENCE_NEED)
+    for need, entry in formula.items():
+        if need not in labels:
+            continue
+        if ref is None:
+            entry.update(need_blind_ceiling=None, need_blind=False,
+                         need_blind_why=f"the build has no {REFERENCE_NEED} need to rank by")
+            continue
+        rel, relevant, mask = labels[need]
+        if rel.shape != ref[0].shape:
+            entry.update(need_blind_ceiling=None, need_blind=False,
+                         need_blind_why=f"its test instances are not the {REFERENCE_NEED} need's")
+            continue
+        entry.update(need_blind_audit(ref[0], rel, relevant, mask, seed, reference=need == REFERENCE_NEED))
+    return formula
+
+
 def solvable_line(formula: Mapping[str, dict]) -> str:
-    """One line of every need's formula ceiling (the build's and the audit's summary)."""
+    """One line of every need's formula ceiling and need-blind ceiling (the build's and the audit's
+    summary)."""
     parts = []
     for need, f in formula.items():
         c = f.get("formula_ceiling")
+        blind = f.get("need_blind_ceiling")
+        tail = ("" if blind is None or f.get("need_blind_reference") else f", need-blind {blind:.3f}"
+                + (": a need-blind ranker solves it" if f.get("need_blind") else ""))
         if c is None:
-            parts.append(f"{need} -")
+            parts.append(f"{need} -{tail}")
             continue
         parts.append(f"{need} {c:.3f} ({f['share_of_oracle']:.2f} of the oracle"
-                     + (", solvable from what the ranker is shown" if f["solvable"] else "") + ")")
+                     + (", solvable from what the ranker is shown" if f["solvable"] else "") + f"{tail})")
     return "; ".join(parts)

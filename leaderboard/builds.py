@@ -65,7 +65,8 @@ def record(data_dir: str | Path, dataset: str) -> dict:
 
 def references(manifest: dict) -> dict[str, NeedReference]:
     """Each need's reference rows from a build's manifest: the formula audit's ceiling and oracle,
-    the label's shown inputs, and the test split's candidate recall."""
+    the need-blind ceiling (none for the interest need, whose labels it is), the label's shown
+    inputs, and the test split's candidate recall."""
     recall = (manifest.get("candidate_quality") or {}).get("test", {}).get("recall")
     out = {}
     for need, f in ((manifest.get("audit") or {}).get("formula") or {}).items():
@@ -73,7 +74,9 @@ def references(manifest: dict) -> dict[str, NeedReference]:
         out[need] = NeedReference(formula_ceiling=f.get("formula_ceiling"), ceiling_model=f.get("ceiling_model"),
                                   oracle=scores.get("oracle"), solvable=bool(f.get("solvable")),
                                   label_inputs=(f.get("label_formula") or {}).get("inputs") or [],
-                                  candidate_recall=recall)
+                                  candidate_recall=recall,
+                                  need_blind_ceiling=None if f.get("need_blind_reference") else f.get("need_blind_ceiling"),
+                                  need_blind=bool(f.get("need_blind")))
     return out
 
 

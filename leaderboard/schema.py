@@ -105,6 +105,11 @@ class NeedReference(_Strict):
         "the shown inputs the label is a formula of (empty: the label reads what no ranker is shown)"))
     candidate_recall: float | None = Field(default=None, description=(
         "share of the test instances' held-out positives among their candidates (caps every interest metric)"))
+    need_blind_ceiling: float | None = Field(default=None, description=(
+        "NDCG@10 on test of ranking by the interest labels, scored under this need's: a ranker that ignores the "
+        "need line (flexrec_bench.formula_audit.need_blind_audit)"))
+    need_blind: bool = Field(default=False, description="the need-blind ceiling reaches the audit's bar: a need-blind "
+                                                        "ranker solves this reading")
 
 
 class RegisteredBuild(_Strict):

@@ -6,10 +6,11 @@ from typing import ClassVar
 import numpy as np
 
 from flexrec_bench.signals import POSITIVE_SIGNAL
-from flexrec_bench.labeling import LabelContext, Labels, Need
+from flexrec_bench.labeling import LabelContext, Labels, Need, minmax
 
-#: how niche and trend read their relevance term (``--need-option niche.relevance=heldout``)
-RELEVANCE_READINGS = ("paper", "heldout")
+#: how niche and trend read their relevance term (``--need-option niche.relevance=heldout``): the
+#: paper's; the held-out gain times the need's factor (ours); a blend of the two terms (ours)
+RELEVANCE_READINGS = ("paper", "heldout", "mixed")
 
 
 @dataclass
@@ -58,11 +59,25 @@ def check_reading(need: str, relevance: str) -> None:
                          f"(--need-option {need}.relevance=...), got {relevance!r}")
 
 
+def check_mix(need: str, mix) -> None:
+    """Refuse a ``mix=`` weight outside [0, 1], naming the need, the option and the allowed values."""
+    if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0.0 <= mix <= 1.0:  # also refuses nan
+        raise ValueError(f"{need} mix must be a number in [0, 1] (--need-option {need}.mix=..., the held-out gain's "
+                         f"weight under relevance=mixed), got {mix!r}")
+
+
+def mixed_relevance(gain: np.ndarray, term: np.ndarray, mix: float, mask: np.ndarray) -> np.ndarray:
+    """The mixed reading (ours): mix * minmax(held-out gain) + (1 - mix) * minmax(the need's own term),
+    within each instance, 0 on padding. A need-blind ranker gets the first term and a formula of what
+    is shown the second; only a ranker that models the user and reads the need gets both."""
+    return np.where(mask, mix * minmax(gain, mask) + (1.0 - mix) * minmax(term, mask), 0.0)
+
+
 def heldout_gain(ctx: LabelContext) -> Labels:
     """The held-out reading's relevance term (ours, ``relevance=heldout``): what the user did after the
     query time, exactly as the interest need labels it (its gain, its positives, unrated candidates 0
     and unobserved)."""
     if ctx.signal_kind not in InterestNeed.signal_kinds:
-        raise ValueError(f"relevance=heldout needs a held-out user signal ({', '.join(InterestNeed.signal_kinds)}), "
+        raise ValueError(f"relevance=heldout and relevance=mixed need a held-out user signal ({', '.join(InterestNeed.signal_kinds)}), "
                          f"not {ctx.signal_kind!r}")
     return InterestNeed().label(ctx)

@@ -7,7 +7,7 @@ import numpy as np
 
 from flexrec_bench.labeling import OMIT_DEFAULT, LabelContext, Labels, Need, minmax
 
-from .interest import check_reading, heldout_gain
+from .interest import check_mix, check_reading, heldout_gain, mixed_relevance
 
 #: what ``rule`` may be: when a candidate counts as niche (its topics against the history's)
 NICHE_RULES = ("some_unseen", "none_seen", "share_unseen")
@@ -44,6 +44,11 @@ class NicheNeed(Need):
     similarity the ranker is shown; the bonus keeps its role: rel = gain * (1 + bonus * niche) /
     (1 + bonus); relevant: the user's held-out positives that are niche. Under the paper's reading
     the label is a formula of what a ranker receives (the retrieval score and the shown topics).
+
+    ``relevance="mixed"`` (ours, issue 47): rel = mix * minmax(held-out gain) + (1 - mix) *
+    minmax(niche degree), within the instance; relevant: as under ``heldout``. The shown topics alone
+    get the second term, a need-blind ranker that knows what the user likes the first; ``mix`` (ours,
+    chosen from a sweep: benchmarks/README.md) sets the balance.
     """
 
     name: ClassVar[str] = "niche"
@@ -60,12 +65,17 @@ class NicheNeed(Need):
     relevant: str = "niche"
     #: "paper": base relevance from the retrieval similarity; "heldout": from the user's later signal (ours)
     relevance: str = field(default="paper", metadata={OMIT_DEFAULT: True})
+    #: the held-out gain's weight under relevance=mixed (ours; the niche degree's is 1 - mix)
+    mix: float = field(default=0.7, metadata={OMIT_DEFAULT: True})
 
     heldout_label_source: ClassVar[str] = ("held-out (ours): the user's later signal (interest gain, unrated 0) x a "
                                            "bonus for candidates with a topic the history does not show")
+    mixed_label_source: ClassVar[str] = ("mixed (ours): mix * minmax(the user's later signal, unrated 0) + (1 - mix) * "
+                                         "minmax(niche degree: a topic the history does not show)")
 
     def __post_init__(self) -> None:
         check_reading("niche", self.relevance)
+        check_mix("niche", self.mix)
         for name, allowed in (("rule", NICHE_RULES), ("base", NICHE_BASES), ("relevant", NICHE_RELEVANT)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"niche {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -89,16 +99,18 @@ class NicheNeed(Need):
         return out
 
     def describe(self) -> str:
-        return self.heldout_label_source if self.relevance == "heldout" else self.label_source
+        return {"heldout": self.heldout_label_source, "mixed": self.mixed_label_source}.get(self.relevance,
+                                                                                               self.label_source)
 
     def label_inputs(self) -> tuple[str, ...]:
         return ("retrieval_scores", "topics") if self.relevance == "paper" else ()
 
     def label(self, ctx: LabelContext) -> Labels:
         niche = self.niche_degree(ctx)
-        if self.relevance == "heldout":
+        if self.relevance in ("heldout", "mixed"):
             held = heldout_gain(ctx)
-            rel = np.where(ctx.mask, held.relevance * (1.0 + self.bonus * niche) / (1.0 + self.bonus), 0.0)
+            rel = (np.where(ctx.mask, held.relevance * (1.0 + self.bonus * niche) / (1.0 + self.bonus), 0.0)
+                   if self.relevance == "heldout" else mixed_relevance(held.relevance, niche, self.mix, ctx.mask))
             return Labels(rel, held.relevant & (niche > 0), held.observed)
         sim = ctx.similarity.astype(np.float64)
         base = minmax(sim, ctx.mask) if self.base == "minmax" else np.clip(sim, 0.0, None)

@@ -7,7 +7,7 @@ import numpy as np
 
 from flexrec_bench.labeling import OMIT_DEFAULT, LabelContext, Labels, Need, minmax
 
-from .interest import check_reading, heldout_gain
+from .interest import check_mix, check_reading, heldout_gain, mixed_relevance
 
 
 @dataclass
@@ -25,7 +25,12 @@ class TrendNeed(Need):
     alpha) * minmax(count) reaches ``relevant_threshold``. (Multiplying, not adding: an added count
     term would rank the many unrated candidates by the shown count alone, a formula again.) Under the
     paper's reading the label is a formula of what a ranker receives (the retrieval score and the
-    shown count)."""
+    shown count).
+
+    ``relevance="mixed"`` (ours, issue 47): rel = mix * minmax(held-out gain) + (1 - mix) *
+    minmax(recent count), within the instance; relevant: as under ``heldout``. The count alone (a
+    formula of what is shown) gets the second term, a need-blind ranker that knows what the user likes
+    the first; ``mix`` (ours, chosen from a sweep: benchmarks/README.md) sets the balance."""
 
     name: ClassVar[str] = "trend"
     instruction: ClassVar[str] = (
@@ -39,12 +44,17 @@ class TrendNeed(Need):
     relevant_threshold: float = 0.6
     #: "paper": the similarity term; "heldout": the user's later signal as the relevance term (ours)
     relevance: str = field(default="paper", metadata={OMIT_DEFAULT: True})
+    #: the held-out gain's weight under relevance=mixed (ours; the count's is 1 - mix)
+    mix: float = field(default=0.8, metadata={OMIT_DEFAULT: True})
 
     heldout_label_source: ClassVar[str] = ("held-out (ours): the user's later signal (interest gain, unrated 0) x "
                                            "(alpha + (1 - alpha) * minmax(recent count))")
+    mixed_label_source: ClassVar[str] = ("mixed (ours): mix * minmax(the user's later signal, unrated 0) + (1 - mix) * "
+                                         "minmax(recent count)")
 
     def __post_init__(self) -> None:
         check_reading("trend", self.relevance)
+        check_mix("trend", self.mix)
         for name in ("alpha", "relevant_threshold"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:  # also refuses nan
@@ -53,7 +63,8 @@ class TrendNeed(Need):
             raise ValueError(f"trend window_seconds must be an integer >= 1, got {self.window_seconds!r}")
 
     def describe(self) -> str:
-        return self.heldout_label_source if self.relevance == "heldout" else self.label_source
+        return {"heldout": self.heldout_label_source, "mixed": self.mixed_label_source}.get(self.relevance,
+                                                                                               self.label_source)
 
     def label_inputs(self) -> tuple[str, ...]:
         return ("retrieval_scores", "recent_count") if self.relevance == "paper" else ()
@@ -61,10 +72,11 @@ class TrendNeed(Need):
     def label(self, ctx: LabelContext) -> Labels:
         counts = ctx.window_counts(self.window_seconds).astype(np.float64)
         shown = {"recent_count": np.where(ctx.mask, counts, 0.0)}
-        if self.relevance == "heldout":
+        if self.relevance in ("heldout", "mixed"):
             held = heldout_gain(ctx)
             weight = self.alpha + (1.0 - self.alpha) * minmax(counts, ctx.mask)
-            rel = np.where(ctx.mask, held.relevance * weight, 0.0)
+            rel = (np.where(ctx.mask, held.relevance * weight, 0.0) if self.relevance == "heldout" else
+                   mixed_relevance(held.relevance, counts, self.mix, ctx.mask))
             return Labels(rel, held.relevant & (weight >= self.relevant_threshold), held.observed, shown=shown)
         rel = self.alpha * minmax(ctx.similarity.astype(np.float64), ctx.mask) + (1.0 - self.alpha) * minmax(counts, ctx.mask)
         rel = np.where(ctx.mask, rel, 0.0)

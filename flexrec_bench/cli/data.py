@@ -157,7 +157,8 @@ def build_data_cmd(cfg: BuildConfig, device: str = "auto", quiet: bool = False) 
 
 def _ceiling_line(manifest: dict) -> str:
     """The build's last line: each need's formula ceiling (NDCG@10 on test of the best ranker of
-    shown inputs, flexrec_bench.formula_audit) and the candidate recall that caps every metric."""
+    shown inputs, flexrec_bench.formula_audit), its need-blind ceiling (ranking by the interest
+    labels) and the candidate recall that caps every metric."""
     from ..formula_audit import solvable_line
 
     recall = (manifest.get("candidate_quality") or {}).get("test", {}).get("recall")
