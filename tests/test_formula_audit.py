@@ -106,11 +106,13 @@ def test_the_reading_option_leaves_the_default_config_and_refuses_bad_values(tmp
     # refused before the build starts (the command line prints it as one line and exits 2)
     assert isinstance(r.exception, ConfigError) and "trend relevance must be one of paper, heldout" in str(r.exception)
     assert not (tmp_path / "o" / "ml-1m").exists()
-    r = runner.invoke(app, ["build-data", "--dataset", "esci", "--raw-dir", str(fx.write_esci(tmp_path / "esci")),
-                            "--out", str(tmp_path / "e"), "--needs", "search,niche", "--need-option",
-                            "niche.relevance=heldout", "--quiet"])
-    msg = str(r.exception)
-    assert isinstance(r.exception, FlexRecError) and "niche.relevance=heldout" in msg and "esci" in msg and "\n" not in msg
+    esci = fx.write_esci(tmp_path / "esci")
+    for reading in ("heldout", "mixed"):  # both read a held-out user signal, which ESCI has none of
+        r = runner.invoke(app, ["build-data", "--dataset", "esci", "--raw-dir", str(esci), "--out", str(tmp_path / "e"),
+                                "--needs", "search,niche", "--need-option", f"niche.relevance={reading}", "--quiet"])
+        msg = str(r.exception)
+        assert isinstance(r.exception, FlexRecError) and f"niche.relevance={reading}" in msg and "esci" in msg
+        assert "\n" not in msg and not (tmp_path / "e" / "esci").exists()
     # the build's last line: each need's formula ceiling and the candidate recall
     r = runner.invoke(app, ["build-data", "--dataset", "ml-1m", "--raw-dir", str(raw), "--out", str(tmp_path / "o"),
                             "--embedder", "hashing-32", "--train-size", "30", "--test-size", "10", "--candidates", "8",

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from flexrec_bench.build import build
 from flexrec_bench.build_config import BuildConfig
 from flexrec_bench.cli import app
-from flexrec_bench.errors import ConfigError, FlexRecError
+from flexrec_bench.errors import ConfigError
 from flexrec_bench.formula_audit import NEED_BLIND, add_need_blind, need_blind_audit
 from flexrec_bench.labeling import make_need, minmax
 from flexrec_bench.splits import load_split
@@ -92,6 +92,7 @@ def test_the_build_last_line_names_the_need_blind_ceiling(tmp_path):
 
 
 def test_bad_mixed_options_are_refused_before_the_build(tmp_path):
+    """(``mixed`` on ESCI: tests/test_formula_audit.py, beside ``heldout``.)"""
     assert "mix" not in make_need("trend", {"relevance": "mixed"}).config()  # the default weight is not written
     with pytest.raises(ConfigError, match=r"need 'niche': niche mix must be a number in \[0, 1\] \(--need-option niche.mix"):
         make_need("niche", {"relevance": "mixed", "mix": 1.5})
@@ -102,9 +103,3 @@ def test_bad_mixed_options_are_refused_before_the_build(tmp_path):
                             "--need-option", "trend.relevance=mixed", "--need-option", "trend.mix=-0.1", "--quiet"])
     assert isinstance(r.exception, ConfigError) and "trend mix must be a number in [0, 1]" in str(r.exception)
     assert not (tmp_path / "o" / "ml-1m").exists()
-    r = runner.invoke(app, ["build-data", "--dataset", "esci", "--raw-dir", str(fx.write_esci(tmp_path / "esci")),
-                            "--out", str(tmp_path / "e"), "--needs", "search,trend", "--need-option",
-                            "trend.relevance=mixed", "--quiet"])
-    msg = str(r.exception)
-    assert isinstance(r.exception, FlexRecError) and "trend.relevance=mixed" in msg and "esci" in msg and "\n" not in msg
-    assert not (tmp_path / "e" / "esci").exists()
