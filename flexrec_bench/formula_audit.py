@@ -149,9 +149,15 @@ def features(inp: ShownInputs) -> tuple[np.ndarray, list[str]]:
 
 
 def _ndcg(scores: np.ndarray, inp: ShownInputs, rng: np.random.Generator) -> float:
+    return _ndcg_of(scores, inp.mask, inp.relevance, inp.relevant, rng)
+
+
+def _ndcg_of(scores: np.ndarray, mask: np.ndarray, relevance: np.ndarray, relevant: np.ndarray,
+             rng: np.random.Generator) -> float:
+    """Mean NDCG@AUDIT_K of ranking by ``scores`` (ties in random order) under the given labels."""
     name = f"ndcg@{AUDIT_K}"
-    order = rank_by(scores, inp.mask, rng)
-    return float(np.nanmean(per_instance_scores(order, inp.relevance, inp.relevant, (name,))[name]))
+    order = rank_by(scores, mask, rng)
+    return float(np.nanmean(per_instance_scores(order, relevance, relevant, (name,))[name]))
 
 
 def shown_label_context(inp: ShownInputs, signal_kind: str, topic_name: str = "Topics") -> LabelContext:
@@ -246,9 +252,7 @@ def need_blind_audit(interest: np.ndarray, relevance: np.ndarray, relevant: np.n
     rows = np.flatnonzero((np.where(mask, relevance, 0) > 0).any(1))
     if not len(rows):
         return {"need_blind_ceiling": None, "need_blind": False, "need_blind_why": "no test instance with a gain"}
-    name = f"ndcg@{AUDIT_K}"
-    order = rank_by(np.asarray(interest, np.float64)[rows], mask[rows], rng)
-    value = float(np.nanmean(per_instance_scores(order, relevance[rows], relevant[rows], (name,))[name]))
+    value = _ndcg_of(np.asarray(interest, np.float64)[rows], mask[rows], relevance[rows], relevant[rows], rng)
     return {"need_blind_ceiling": value, "need_blind": bool(not reference and value >= NEED_BLIND),
             "need_blind_instances": int(len(rows)), **({"need_blind_reference": True} if reference else {})}
 
