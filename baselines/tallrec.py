@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from flexrec_bench.splits import load_split
-from flexrec_bench.errors import FlexRecError
+from flexrec_bench.building.splits import load_split
+from flexrec_bench.foundation.errors import FlexRecError
 from training.sft import SFTSettings, sft_train
 
 CONFIG = Path(__file__).with_name("tallrec.yaml")
@@ -20,12 +20,12 @@ def tallrec_settings(path: Path = CONFIG, **overrides) -> SFTSettings:
     strings or values) on top, each converted to its field's type by the one converter."""
     import typing
 
-    from flexrec_bench.options import convert
+    from flexrec_bench.foundation.options import convert
 
     raw = {**(yaml.safe_load(Path(path).read_text()) or {}), **overrides}
     bad = sorted(set(raw) - set(SFTSettings.__dataclass_fields__))
     if bad:
-        from flexrec_bench.registry import did_you_mean
+        from flexrec_bench.foundation.registry import did_you_mean
 
         raise FlexRecError(f"unknown SFT setting {bad[0]!r}; {did_you_mean(bad[0], sorted(SFTSettings.__dataclass_fields__))}")
     hints = typing.get_type_hints(SFTSettings)

@@ -26,10 +26,10 @@ def main() -> None:
     ap.add_argument("--need", default="interest")
     ap.add_argument("--out", default="benchmarks/out/ablation")
     a = ap.parse_args()
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.build import build
-    from flexrec_bench.splits import load_split
-    from flexrec_bench.tiny import build_tiny_model
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.building.build import build
+    from flexrec_bench.building.splits import load_split
+    from flexrec_bench.ranking.tiny import build_tiny_model
     from training.config import from_dict
     from training.local import train_local
     from training.sft import SFTSettings, sft_train

@@ -15,7 +15,7 @@ from _util import PeakRSS, rss_mib, save
 
 
 def run(label: str, out: str) -> dict:
-    import flexrec_bench.build as b
+    import flexrec_bench.building.build as b
 
     stages: dict[str, dict] = {}
 

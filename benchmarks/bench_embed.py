@@ -56,7 +56,7 @@ def main() -> None:
     os.environ.setdefault("FLEXREC_HOME", tempfile.mkdtemp())  # no cache of ours is read
     import torch
 
-    from flexrec_bench.embed import Embedder
+    from flexrec_bench.building.embed import Embedder
 
     ours = Embedder(progress=False)
     model = ours._load()

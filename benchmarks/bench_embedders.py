@@ -25,7 +25,7 @@ def unk_share(texts: list[str], embedder: str) -> float | None:
     """Share of the tokenizer's pieces of ``texts`` that are its unknown token (None: no tokenizer)."""
     if embedder.startswith(("hashing-", "ngrams-", "openai:")):
         return None
-    from flexrec_bench.embed import Embedder
+    from flexrec_bench.building.embed import Embedder
 
     tok = Embedder(embedder, progress=False, device="cpu")._load().tokenizer
     unk, total = tok.unk_token_id, 0
@@ -47,8 +47,8 @@ def main() -> None:
     a = ap.parse_args()
     import pyarrow.parquet as pq
 
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.build import build
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.building.build import build
 
     rows = []
     for name in a.embedders.split(","):

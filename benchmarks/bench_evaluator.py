@@ -23,7 +23,8 @@ def main() -> None:
     ap.add_argument("--ref-n", type=int, default=100_000)
     ap.add_argument("--k", type=int, default=30)
     a = ap.parse_args()
-    from flexrec_bench.metrics import per_instance_scores, summarize
+    from flexrec_bench.foundation.metrics import per_instance_scores
+    from flexrec_bench.scoring.summary import summarize
 
     rng = np.random.default_rng(0)
     rel = (rng.integers(0, 4, size=(a.n, a.k)) * (rng.random((a.n, a.k)) < 0.3)).astype(np.float64)

@@ -10,7 +10,7 @@ On the registered ML-100K build (test split, K = 30), with SmolLM2-135M-Instruct
 - quality: first-token NDCG@5/@10 on the first ``--n`` test instances of interest, niche and trend,
   and generation's on the first ``--gen-n`` (generation costs about 40 s per ranking on 2 CPU
   cores), each against random on the same instances with a paired bootstrap
-  (flexrec_bench.compare).
+  (flexrec_bench.scoring.compare).
 
 Writes benchmarks/out/first_token.json and prints a Markdown table.
 """
@@ -36,15 +36,15 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
-    from flexrec_bench.build import build
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.compare import paired_bootstrap, paired_test
-    from flexrec_bench.first_token import ANSWER_OPEN, id_scheme
-    from flexrec_bench.metrics import per_instance_scores
-    from flexrec_bench.models import install
-    from flexrec_bench.prompts import split_messages
-    from flexrec_bench.rankers.base import make_ranker
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.building.build import build
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.scoring.compare import paired_bootstrap, paired_test
+    from flexrec_bench.ranking.first_token import ANSWER_OPEN, id_scheme
+    from flexrec_bench.foundation.metrics import per_instance_scores
+    from flexrec_bench.ranking.models import install
+    from flexrec_bench.ranking.prompts import split_messages
+    from flexrec_bench.ranking.rankers.base import make_ranker
+    from flexrec_bench.building.splits import load_split
 
     if not (Path(a.data) / "ml-100k" / "manifest.json").exists():
         build(BuildConfig(out=a.data), progress=False)

@@ -34,12 +34,12 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from flexrec_bench.build import build
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.models import install
-    from flexrec_bench.prompts import split_messages
-    from flexrec_bench.rankers.hf import HFRanker
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.building.build import build
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.ranking.models import install
+    from flexrec_bench.ranking.prompts import split_messages
+    from flexrec_bench.ranking.rankers.hf import HFRanker
+    from flexrec_bench.building.splits import load_split
 
     if a.threads:
         torch.set_num_threads(a.threads)

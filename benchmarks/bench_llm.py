@@ -52,10 +52,10 @@ def _server(latency: float):
 
 
 def server_part(a) -> None:
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.build import build
-    from flexrec_bench.eval_config import EvalConfig
-    from flexrec_bench.evaluator import run_eval
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.building.build import build
+    from flexrec_bench.scoring.eval_config import EvalConfig
+    from flexrec_bench.scoring.evaluator import run_eval
 
     tmp = tempfile.mkdtemp()
     data = a.data or os.path.join(tmp, "data")
@@ -101,11 +101,11 @@ def main() -> None:
         return
     import torch
 
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.build import build
-    from flexrec_bench.splits import load_split
-    from flexrec_bench.rankers import make_ranker
-    from flexrec_bench.tiny import build_tiny_model
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.building.build import build
+    from flexrec_bench.building.splits import load_split
+    from flexrec_bench.ranking.rankers import make_ranker
+    from flexrec_bench.ranking.tiny import build_tiny_model
 
     tmp = tempfile.mkdtemp()
     data = a.data

@@ -24,8 +24,8 @@ GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "
           "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
 CHILD = """
 import json, resource, sys, time
-from flexrec_bench.build_config import BuildConfig
-from flexrec_bench.build import build
+from flexrec_bench.building.config import BuildConfig
+from flexrec_bench.building.build import build
 t0 = time.perf_counter()
 res = build(BuildConfig(dataset="ml-1m", raw_dir=sys.argv[1], out=sys.argv[2]), progress=False)
 print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

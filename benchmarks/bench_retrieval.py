@@ -1,5 +1,5 @@
 """Retrieval of a 100k-item catalogue for 10k queries: the numpy shortlist against FAISS's exact
-IndexFlatIP, in the same run, through flexrec_bench.retrieval.retrieve (the exact float64
+IndexFlatIP, in the same run, through flexrec_bench.building.retrieval.retrieve (the exact float64
 re-scoring included), with a check that both return the same candidates. Also times the crossover
 sizes that set FAISS_MIN_ITEMS.
 
@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--k", type=int, default=30)
     a = ap.parse_args()
-    from flexrec_bench.retrieval import FAISS_MIN_ITEMS, retrieve
+    from flexrec_bench.building.retrieval import FAISS_MIN_ITEMS, retrieve
 
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((a.items, a.dim)).astype(np.float32)

@@ -16,9 +16,9 @@ from _util import save
 
 
 def main() -> None:
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.build import build
-    from flexrec_bench.tiny import build_tiny_model
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.building.build import build
+    from flexrec_bench.ranking.tiny import build_tiny_model
 
     tmp = tempfile.mkdtemp()
     data = os.path.join(tmp, "data")

@@ -42,7 +42,8 @@ def _best(fn, repeats: int) -> tuple[float, object]:
 
 
 def part_bootstrap(repeats: int) -> dict:
-    from flexrec_bench.metrics import per_instance_scores, summarize
+    from flexrec_bench.foundation.metrics import per_instance_scores
+    from flexrec_bench.scoring.summary import summarize
 
     rng = np.random.default_rng(0)
     n, k = 100_000, 30
@@ -62,7 +63,7 @@ def part_bootstrap(repeats: int) -> dict:
 def part_retrieval(repeats: int) -> dict:
     import faiss
 
-    from flexrec_bench.retrieval import retrieve
+    from flexrec_bench.building.retrieval import retrieve
 
     rng = np.random.default_rng(0)
     items, queries, dim, k = 3883, 6040, 384, 30
@@ -124,7 +125,7 @@ def part_ml1m(repeats: int, tmp: Path) -> dict:
 
 
 def part_offsets(repeats: int) -> dict:
-    from flexrec_bench.tiny import build_tiny_model
+    from flexrec_bench.ranking.tiny import build_tiny_model
     from training.advantages import _quadratic_offsets, token_offsets
     from transformers import AutoTokenizer
 
@@ -144,7 +145,7 @@ def part_embed(repeats: int) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_embed import real_length_texts
 
-    from flexrec_bench.embed import Embedder
+    from flexrec_bench.building.embed import Embedder
 
     ours = Embedder(progress=False)
     model = ours._load()

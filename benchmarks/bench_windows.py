@@ -27,22 +27,22 @@ def main() -> None:
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--data", default=str(OUT / "k100"))
     a = ap.parse_args()
-    from flexrec_bench.build import build
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.metrics import per_instance_scores
-    from flexrec_bench.rankers.base import make_ranker
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.building.build import build
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.foundation.metrics import per_instance_scores
+    from flexrec_bench.ranking.rankers.base import make_ranker
+    from flexrec_bench.building.splits import load_split
 
     if not (Path(a.data) / "ml-100k" / "manifest.json").exists():
         build(BuildConfig(out=a.data, candidates=100), progress=False)
     if a.model == "tiny":
-        from flexrec_bench.tiny import build_tiny_model
+        from flexrec_bench.ranking.tiny import build_tiny_model
 
         folder = OUT / "tiny-model"
         if not (folder / "config.json").exists():
             build_tiny_model(folder)
     else:
-        from flexrec_bench.models import install
+        from flexrec_bench.ranking.models import install
 
         folder = install(a.model).folder
     split = load_split(a.data, "ml-100k", "interest", "test").head(a.n)

@@ -109,7 +109,7 @@ def part_qwen_shape(work: Path, data: Path, steps: int, cuda: bool, shape: str =
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from flexrec_bench.tiny import build_tokenizer
+    from flexrec_bench.ranking.tiny import build_tokenizer
 
     name, arch, extra = SHAPES[shape]
     cfg = Qwen2Config(**arch)
@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown or not chosen:
         raise SystemExit(f"--parts: unknown {', '.join(unknown) or '(none given)'}; the parts: {', '.join(PARTS)}")
     from flexrec_bench.datasets.toy import write_toy_build
-    from flexrec_bench.io import write_json_atomic
-    from flexrec_bench.tiny import build_tiny_model
+    from flexrec_bench.foundation.io import write_json_atomic
+    from flexrec_bench.ranking.tiny import build_tiny_model
 
     cuda = _cuda()
     if not cuda and not a.cpu_check:

@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_args(a: argparse.Namespace) -> argparse.Namespace:
     """One-line errors for options that cannot run, before anything is built or loaded."""
     from flexrec_bench.datasets.toy import toy_slots
-    from flexrec_bench.registry import did_you_mean
+    from flexrec_bench.foundation.registry import did_you_mean
 
     if a.rung == "fixed":
         if a.types not in (None, 1):
@@ -166,9 +166,9 @@ def needs_of(a) -> tuple[str, ...]:
 def prepare(a) -> tuple[Path, Path, Path]:
     """(data root, base model, warm-up model) of the rung's toy, each written once."""
     from flexrec_bench.datasets.toy import write_toy_build
-    from flexrec_bench.prompts import PromptConfig, split_messages
-    from flexrec_bench.splits import load_split
-    from flexrec_bench.tiny import build_tiny_model
+    from flexrec_bench.ranking.prompts import PromptConfig, split_messages
+    from flexrec_bench.building.splits import load_split
+    from flexrec_bench.ranking.tiny import build_tiny_model
     from training.sft import SFTSettings, sft_train
 
     root = Path(a.out) / build_key(a)
@@ -199,10 +199,10 @@ def steps_to(curve: list[tuple[int, float]], threshold: float) -> int | None:
 def test_scores(model, tok, data: Path, needs: tuple[str, ...], constrained: bool) -> dict[str, Any]:
     """Final test NDCG@5 per need (greedy, the whole test split) and, with two needs, the share of
     instances whose top 3 changes when only the need line changes."""
-    from flexrec_bench.evaluator import evaluate
-    from flexrec_bench.prompts import answer_tokens
-    from flexrec_bench.rankers.hf import HFRanker
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.scoring.evaluator import evaluate
+    from flexrec_bench.ranking.prompts import answer_tokens
+    from flexrec_bench.ranking.rankers.hf import HFRanker
+    from flexrec_bench.building.splits import load_split
 
     out: dict[str, Any] = {"by_need": {}, "format_ok": {}}
     tops = []
@@ -242,7 +242,7 @@ def run_cell(a_dict: dict, design: str, seed: int) -> dict:
     res = {"design": design, "seed": seed, "curve": curve, "stopped_at": stopped,
            **test_scores(model, tok, data, needs_of(a), constrained),
            "steps_to": {str(t): steps_to(curve, t) for t in THRESHOLDS}, "train_s": time.time() - t0}
-    from flexrec_bench.io import write_json_atomic
+    from flexrec_bench.foundation.io import write_json_atomic
 
     write_json_atomic(done, res)
     return res
@@ -251,10 +251,10 @@ def run_cell(a_dict: dict, design: str, seed: int) -> dict:
 def _sft_cell(a, data: Path, base: Path, cell: Path, seed: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-    from flexrec_bench.evaluator import evaluate
-    from flexrec_bench.prompts import answer_tokens
-    from flexrec_bench.rankers.hf import HFRanker
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.scoring.evaluator import evaluate
+    from flexrec_bench.ranking.prompts import answer_tokens
+    from flexrec_bench.ranking.rankers.hf import HFRanker
+    from flexrec_bench.building.splits import load_split
     from training.sft import SFTSettings, sft_train
 
     val = load_split(data, "toy", "toy", "val")
@@ -377,7 +377,7 @@ def plot(runs: dict[str, list[dict]], path: Path, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     a = parse_args(argv)
-    from flexrec_bench.io import write_json_atomic
+    from flexrec_bench.foundation.io import write_json_atomic
     from reproduce.grid import in_parallel
 
     t0 = time.time()
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> dict:
                "thresholds_on": "validation NDCG@5 (128 instances; the need rung: the lower of the two needs)",
                "final_on": "test NDCG@5, greedy, the whole test split (400 instances)",
                "summary": summary, "runs": runs, "wall_s": time.time() - t0}
-    from flexrec_bench.secrets import redact
+    from flexrec_bench.foundation.secrets import redact
 
     write_json_atomic(a.json, redact(payload))  # a --set hub_token=... never reaches the file
     title = f"learnability, rung {a.rung}: {a.types} type(s), K={a.k}, slots {a.slots_seed if a.slots_seed is not None else 'classic'}"

@@ -49,10 +49,10 @@ def main() -> None:
                     help="table8: the unreliable estimates: the truth plus N(0, 0.5^2), or uniform draws that "
                          "ignore the truth (written to <out>/table8 or <out>/table8-uniform)")
     a = ap.parse_args()
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.building.splits import load_split
     from flexrec_bench.datasets.toy import ToyCriticNoise, write_toy_build, write_toy_critic
-    from flexrec_bench.prompts import PromptConfig, split_messages
-    from flexrec_bench.tiny import build_tiny_model
+    from flexrec_bench.ranking.prompts import PromptConfig, split_messages
+    from flexrec_bench.ranking.tiny import build_tiny_model
     from training.sft import SFTSettings, sft_train
 
     out = Path(a.out)

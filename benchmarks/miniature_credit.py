@@ -74,7 +74,7 @@ def uncertainty(a: argparse.Namespace) -> None:
     from pathlib import Path
 
     from flexrec_bench.datasets.toy import ToyCriticNoise, write_toy_build, write_toy_critic
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.building.splits import load_split
     from training.env import RankingEnv, Rollout, reward_filler
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@
 
 For each weight ``mix`` it builds the dataset with ``niche.relevance=mixed niche.mix=W
 trend.relevance=mixed trend.mix=W`` and reads, per need, the two tests a reading must pass
-(flexrec_bench.formula_audit): the formula ceiling as a share of the oracle (a formula of what a
+(flexrec_bench.building.formula_audit): the formula ceiling as a share of the oracle (a formula of what a
 ranker is shown; target <= 0.90) and the need-blind ceiling (ranking by the interest labels, which
 ignores the need line; target <= 0.85), and scores random, popularity and STAR with the one
 evaluator (NDCG@10, 95% bootstrap CIs; target: popularity and STAR above random with the CIs apart).
@@ -25,8 +25,8 @@ NEEDS = ("niche", "trend")
 
 
 def sweep(dataset: str, raw_dir: str | None, data: Path, mixes: list[float]) -> list[dict]:
-    from flexrec_bench.evaluator import evaluate
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.scoring.evaluator import evaluate
+    from flexrec_bench.building.splits import load_split
 
     rows = []
     for w in mixes:

@@ -6,7 +6,7 @@ conventions a reader of the paper's Table 1 could mean.
 Builds the dataset twice (``relevance=paper``, the default, and ``niche.relevance=heldout
 trend.relevance=heldout``) and, on each test split, scores random, popularity and STAR with the
 one evaluator (NDCG@10 with 95% bootstrap CIs), beside the build's formula ceiling and oracle
-(flexrec_bench.formula_audit). For each need it also measures how often the ideal top-10 under the
+(flexrec_bench.building.formula_audit). For each need it also measures how often the ideal top-10 under the
 need differs from the ideal top-10 under interest (a need that reorders nothing is not a need).
 Then it scores the same three rankers on the interest split under eight conventions (gain linear
 or exponential, unrated candidates 0 or a rating-1 floor, defined-only or empty-as-zero averaging)
@@ -35,8 +35,8 @@ CONVENTION_METRICS = ("ndcg@5", "ndcg@10", "ndcg@30", "precision@5", "mrr@5")
 
 
 def _build(dataset: str, raw_dir: str | None, out: Path, options: dict) -> dict:
-    from flexrec_bench.build import build
-    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.building.build import build
+    from flexrec_bench.building.config import BuildConfig
 
     manifest = out / dataset / "manifest.json"
     if manifest.exists():
@@ -48,7 +48,7 @@ def _build(dataset: str, raw_dir: str | None, out: Path, options: dict) -> dict:
 
 
 def _rank(name: str, split):
-    from flexrec_bench.rankers.base import make_ranker
+    from flexrec_bench.ranking.rankers.base import make_ranker
 
     return make_ranker(name, seed=0).rank(split).order
 
@@ -68,8 +68,8 @@ def _reorder_share(top: dict[str, np.ndarray], need: str) -> dict:
 
 
 def readings_table(dataset: str, raw_dir: str | None, data: Path) -> dict:
-    from flexrec_bench.evaluator import evaluate
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.scoring.evaluator import evaluate
+    from flexrec_bench.building.splits import load_split
 
     out: dict = {}
     for reading, options in READINGS.items():
@@ -103,8 +103,8 @@ def _paper_star_row() -> dict[str, float]:
 def conventions_table(dataset: str, data: Path) -> dict:
     """The interest split scored under each convention. Ratings come back from the stored gain
     (2^r - 1) / 31 of observed candidates; the relevant set is r >= 4 under every convention."""
-    from flexrec_bench.metrics import per_instance_scores
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.foundation.metrics import per_instance_scores
+    from flexrec_bench.building.splits import load_split
 
     split = load_split(data / "paper", dataset, "interest", "test")
     mask, observed = split.mask, split.observed & split.mask

@@ -31,10 +31,10 @@ def main() -> None:
     ap.add_argument("--leaderboard", default="leaderboard/leaderboard.json")
     a = ap.parse_args()
     from baselines.bert4rec.runner import Bert4RecSettings, train_bert4rec
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.build import build
-    from flexrec_bench.eval_config import EvalConfig
-    from flexrec_bench.evaluator import run_eval
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.building.build import build
+    from flexrec_bench.scoring.eval_config import EvalConfig
+    from flexrec_bench.scoring.evaluator import run_eval
 
     if not (Path(a.data) / "ml-100k" / "manifest.json").exists():
         build(BuildConfig(out=a.data), progress=False)

@@ -113,7 +113,7 @@ def need_sensitivity(paths: dict[str, str]) -> dict:
     interest ranking and their mean Kendall tau with it."""
     from scipy.stats import kendalltau
 
-    from flexrec_bench.evaluator import read_rankings
+    from flexrec_bench.scoring.evaluator import read_rankings
 
     ranks = {need: read_rankings(Path(p).with_name("rankings.parquet")) for need, p in paths.items()}
     base = ranks["interest"]
@@ -148,9 +148,9 @@ def main() -> None:
     ap.add_argument("--eval-batch", type=int, default=8, help="the hf ranker's batch size when scoring")
     ap.add_argument("--lr", default=TRAIN["learning_rate"], help="learning rate of every row (LoRA)")
     a = ap.parse_args()
-    from flexrec_bench.compare import compare_runs, compare_seed_means
-    from flexrec_bench.io import write_json_atomic, write_text_atomic
-    from flexrec_bench.results import ResultsFile
+    from flexrec_bench.scoring.compare import compare_runs, compare_seed_means
+    from flexrec_bench.foundation.io import write_json_atomic, write_text_atomic
+    from flexrec_bench.scoring.results import ResultsFile
     from leaderboard.schema import load_paper
     from reproduce import ReproduceConfig, run_grid
     from reproduce.grid import eval_config, evaluate_cell, in_parallel

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from flexrec_bench.splits import SPLITS, DatasetSplit, load_manifest, load_split
-from flexrec_bench.digests import instance_digests, label_digest
-from flexrec_bench.errors import DataError, FlexRecError
-from flexrec_bench.io import sha256_file, write_json_atomic
-from flexrec_bench.paths import data_flag
+from flexrec_bench.building.splits import SPLITS, DatasetSplit, load_manifest, load_split
+from flexrec_bench.foundation.digests import instance_digests, label_digest
+from flexrec_bench.foundation.errors import DataError, FlexRecError
+from flexrec_bench.foundation.io import sha256_file, write_json_atomic
+from flexrec_bench.foundation.paths import data_flag
 
-from .schema import Leaderboard, NeedReference, RegisteredBuild
+from .schema import DEFAULT_PATH, Leaderboard, NeedReference, RegisteredBuild, load
 
 #: the splits whose instances are digested one by one (entries are accepted on these only)
 REGISTERED_SPLITS = ("test",)
@@ -45,7 +45,7 @@ def _inputs(manifest: dict) -> dict:
 
 def record(data_dir: str | Path, dataset: str) -> dict:
     """The registration record of a local build: its inputs, a digest per (need, split), and the
-    per-instance digests of REGISTERED_SPLITS (flexrec_bench.digests.instance_digests)."""
+    per-instance digests of REGISTERED_SPLITS (flexrec_bench.foundation.digests.instance_digests)."""
     manifest = load_manifest(data_dir, dataset)
     root = Path(data_dir, dataset).resolve()
     splits, instances = {}, {}
@@ -103,8 +103,6 @@ def register(data_dir: str | Path, dataset: str, board_path: str | Path, command
     """Write the record of a local build and name it in the board's ``registered_builds`` (a reviewed
     edit: run by a maintainer, committed with the board; entries on the previous build are left to
     the maintainer to re-seed)."""
-    from .submit import load
-
     rec = record(data_dir, dataset)
     if not allow_machine_specific and (load_manifest(data_dir, dataset).get("embedder") or {}).get("machine_specific"):
         raise FlexRecError(f"{dataset}: this build computed its embeddings on this machine; register only builds "
@@ -211,8 +209,6 @@ def format_comparison(c: dict) -> str:
 
 def main(argv: list[str]) -> None:
     import argparse
-
-    from .submit import DEFAULT_PATH
 
     ap = argparse.ArgumentParser(prog="python -m leaderboard.builds", description="register a build (reviewed edit)")
     sub = ap.add_subparsers(dest="cmd", required=True)

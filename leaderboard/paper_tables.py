@@ -119,7 +119,7 @@ def transcribe(text: str) -> tuple[list[dict], list[dict]]:
 def main(argv: list[str]) -> None:
     import json
 
-    from flexrec_bench.io import write_json_atomic
+    from flexrec_bench.foundation.io import write_json_atomic
 
     from .schema import PAPER_PATH, PaperResults
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flexrec_bench.io import write_text_atomic
+from flexrec_bench.foundation.io import write_text_atomic
 
 from .schema import PRIMARY_METRIC, Entry, Leaderboard, PaperResults, load_paper
 
@@ -48,7 +48,7 @@ def significance(entries: list[Entry]) -> dict[int, str]:
     """A marker per entry against the best (highest mean PRIMARY_METRIC) of its tab: "best", "lower"
     (paired Wilcoxon on the per-instance values, Holm-corrected over the tab's entries, p < ALPHA),
     "tie" (not distinguishable), or "n/a" (no per-instance values stored)."""
-    from flexrec_bench.compare import holm, paired_test
+    from flexrec_bench.scoring.compare import holm, paired_test
 
     def mean(e: Entry) -> float:
         v = e.results.metrics.get(PRIMARY_METRIC)
@@ -103,7 +103,7 @@ def _rows(entries: list[Entry], label_inputs: list[str] = ()) -> list[dict]:
                  f"{p.missing_items} padded; {p.echoed} of {p.instances} repeat the presented order, "
                  f"{p.first_shown_first} rank the first-shown candidate first") if p else ""
         if e.results.position_bias:
-            from flexrec_bench.position_bias import format_probe
+            from flexrec_bench.scoring.position_bias import format_probe
 
             parse += "; " + format_probe(e.results.position_bias)
         rows.append({"name": e.label(), "cells": cells, "provenance": _provenance(e), "parse": parse,
@@ -192,8 +192,8 @@ def render(board: Leaderboard, out_dir: str | Path, paper: PaperResults | None =
         primary=PRIMARY_METRIC, alpha=ALPHA,
         ablations=[r for r in reported_rows(paper) if r["dataset"] not in PAPER_DATASETS])
     out = Path(out_dir)
-    from flexrec_bench.io import remove_stale_tmp
-    from flexrec_bench.publish import locked
+    from flexrec_bench.foundation.io import remove_stale_tmp
+    from flexrec_bench.foundation.publish import locked
 
     with locked(out / "index.html", timeout=60.0, what="page"):  # one writer: a dead one's temp files go
         remove_stale_tmp(out / "index.html")

@@ -8,9 +8,13 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flexrec_bench.results import ResultsFile
+from flexrec_bench.foundation.errors import FlexRecError
+from flexrec_bench.scoring.results import ResultsFile
+
+#: the board this checkout ships
+DEFAULT_PATH = Path(__file__).with_name("leaderboard.json")
 
 LEADERBOARD_SCHEMA_VERSION = 2
 #: the metric the page ranks by and tests significance on
@@ -53,7 +57,7 @@ class Entry(_Strict):
 
     def options_text(self) -> str:
         """The options that make the variant, as ``a=0.7, window=20`` (secrets and transport left out)."""
-        from flexrec_bench.eval_config import variant_options
+        from flexrec_bench.scoring.eval_config import variant_options
 
         return ", ".join(f"{k}={v}" for k, v in sorted(variant_options(self.results.config.get("options") or {}).items()))
 
@@ -96,7 +100,7 @@ class NeedReference(_Strict):
     """What the registered build's audit says of one need: reference rows on the page, not rankers."""
 
     formula_ceiling: float | None = Field(description=(
-        "NDCG@10 on test of the best ranker of what a ranker is shown, fitted on train (flexrec_bench.formula_audit)"))
+        "NDCG@10 on test of the best ranker of what a ranker is shown, fitted on train (flexrec_bench.building.formula_audit)"))
     ceiling_model: str | None = Field(default=None, description="which shown-input ranker reached the ceiling")
     oracle: float | None = Field(default=None, description="NDCG@10 on test of the labels themselves")
     solvable: bool = Field(description="the ceiling reaches the audit's share of the oracle: solvable from what the "
@@ -107,7 +111,7 @@ class NeedReference(_Strict):
         "share of the test instances' held-out positives among their candidates (caps every interest metric)"))
     need_blind_ceiling: float | None = Field(default=None, description=(
         "NDCG@10 on test of ranking by the interest labels, scored under this need's: a ranker that ignores the "
-        "need line (flexrec_bench.formula_audit.need_blind_audit)"))
+        "need line (flexrec_bench.building.formula_audit.need_blind_audit)"))
     need_blind: bool = Field(default=False, description="the need-blind ceiling reaches the audit's bar: a need-blind "
                                                         "ranker solves this reading")
 
@@ -159,6 +163,23 @@ def paper_json_schema() -> dict:
 
 def write_schema(path: Path = SCHEMA_PATH) -> None:
     path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
+
+
+def load(path: str | Path) -> Leaderboard:
+    p = Path(path)
+    if p.is_dir():
+        raise FlexRecError(f"{p}: is a folder; --leaderboard names the leaderboard's JSON file")
+    if not p.exists():
+        return Leaderboard()
+    try:
+        return Leaderboard.model_validate_json(p.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise FlexRecError(f"{p}: invalid leaderboard at {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    except UnicodeDecodeError as exc:
+        raise FlexRecError(f"{p}: not UTF-8 text (byte {exc.start}); expected the leaderboard's JSON") from None
+    except OSError as exc:
+        raise FlexRecError(f"{p}: cannot read ({exc.strerror or exc})") from None
 
 
 if __name__ == "__main__":

@@ -13,46 +13,28 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from flexrec_bench import __version__
-from flexrec_bench.splits import SPLITS, load_split
+from flexrec_bench.building.splits import SPLITS, load_split
 from flexrec_bench.datasets import DATASETS
-from flexrec_bench.errors import FlexRecError
-from flexrec_bench.eval_config import MIN_BOOTSTRAP
-from flexrec_bench.evaluator import evaluate
-from flexrec_bench.parsing import parse_ranking, short_id, to_permutation
-from flexrec_bench.permutations import ParseStats
-from flexrec_bench.io import remove_stale_tmp, sha256_file, write_json_atomic, writing
-from flexrec_bench.labeling import NEEDS
-from flexrec_bench.lockfile import LockTimeout, acquire, release
-from flexrec_bench.paths import data_flag
-from flexrec_bench.rankers import RANKERS
-from flexrec_bench.results import ResultsFile
+from flexrec_bench.foundation.errors import FlexRecError
+from flexrec_bench.scoring.eval_config import MIN_BOOTSTRAP
+from flexrec_bench.scoring.evaluator import evaluate
+from flexrec_bench.ranking.parsing import parse_ranking, short_id, to_permutation
+from flexrec_bench.ranking.permutations import ParseStats
+from flexrec_bench.foundation.io import remove_stale_tmp, sha256_file, write_json_atomic, writing
+from flexrec_bench.building.labeling import NEEDS
+from flexrec_bench.foundation.lockfile import LockTimeout, acquire, release
+from flexrec_bench.foundation.paths import data_flag
+from flexrec_bench.ranking.rankers import RANKERS
+from flexrec_bench.scoring.results import ResultsFile
 
 from .builds import REGISTERED_SPLITS, check_labels
-from .schema import PRIMARY_METRIC, Entry, Leaderboard, Verification
+from .schema import DEFAULT_PATH, PRIMARY_METRIC, Entry, Leaderboard, Verification, load  # noqa: F401  (load: the board's reader)
 
-DEFAULT_PATH = Path(__file__).with_name("leaderboard.json")
 TOLERANCE = 1e-9
 
 
 class SubmissionRefused(FlexRecError):
     pass
-
-
-def load(path: str | Path) -> Leaderboard:
-    p = Path(path)
-    if p.is_dir():
-        raise FlexRecError(f"{p}: is a folder; --leaderboard names the leaderboard's JSON file")
-    if not p.exists():
-        return Leaderboard()
-    try:
-        return Leaderboard.model_validate_json(p.read_text(encoding="utf-8"))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise FlexRecError(f"{p}: invalid leaderboard at {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    except UnicodeDecodeError as exc:
-        raise FlexRecError(f"{p}: not UTF-8 text (byte {exc.start}); expected the leaderboard's JSON") from None
-    except OSError as exc:
-        raise FlexRecError(f"{p}: cannot read ({exc.strerror or exc})") from None
 
 
 def _read_results(path: Path) -> ResultsFile:
@@ -219,7 +201,7 @@ def rankings_file_name(sha256: str) -> str:
 def _check_reproduced(res: ResultsFile, split, rankings: dict[str, list[str]], path: Path) -> None:
     """Rank the split again with the named built-in ranker (seeded, offline) and refuse rankings it
     does not produce: for these models a verified entry proves the model made them."""
-    from flexrec_bench.rankers import make_ranker
+    from flexrec_bench.ranking.rankers import make_ranker
 
     opts = {k: v for k, v in ((res.config or {}).get("options") or {}).items() if k != "progress"}
     try:

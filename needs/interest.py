@@ -5,8 +5,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from flexrec_bench.signals import POSITIVE_SIGNAL
-from flexrec_bench.labeling import LabelContext, Labels, Need, minmax
+from flexrec_bench.datasets.signals import POSITIVE_SIGNAL
+from flexrec_bench.building.labeling import LabelContext, Labels, Need, minmax
 
 #: how niche and trend read their relevance term (``--need-option niche.relevance=heldout``): the
 #: paper's; the held-out gain times the need's factor (ours); a blend of the two terms (ours)

@@ -5,7 +5,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from flexrec_bench.labeling import OMIT_DEFAULT, LabelContext, Labels, Need, minmax
+from flexrec_bench.building.labeling import OMIT_DEFAULT, LabelContext, Labels, Need, minmax
 
 from .interest import check_mix, check_reading, heldout_gain, mixed_relevance
 

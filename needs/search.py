@@ -5,8 +5,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from flexrec_bench.signals import ESCI_CODE
-from flexrec_bench.labeling import LabelContext, Labels, Need
+from flexrec_bench.datasets.signals import ESCI_CODE
+from flexrec_bench.building.labeling import LabelContext, Labels, Need
 
 
 @dataclass

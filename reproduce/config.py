@@ -1,6 +1,6 @@
 """The options of ``flexrec-bench reproduce`` (``ReproduceConfig``) and the grids they can name.
 
-A light module (the standard library and ``flexrec_bench.errors``): the CLI derives the command's
+A light module (the standard library and ``flexrec_bench.foundation.errors``): the CLI derives the command's
 options from these fields at import time without loading the trainers.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flexrec_bench.errors import FlexRecError
+from flexrec_bench.foundation.errors import FlexRecError
 
 TABLES = (1, 2, 3, 6, 7, 8, 9)
 FIGURES = (2, 3, 4)

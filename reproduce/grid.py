@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flexrec_bench.errors import FlexRecError
-from flexrec_bench.io import write_json_atomic, write_text_atomic
+from flexrec_bench.foundation.errors import FlexRecError
+from flexrec_bench.foundation.io import write_json_atomic, write_text_atomic
 
 from .config import JOINT_NEEDS, ReproduceConfig
 
@@ -174,7 +174,7 @@ def _eval_options(cfg: ReproduceConfig, model: str) -> dict[str, str]:
 
 def _check_options(cfg: ReproduceConfig, grid: list[Cell]) -> None:
     """-o is checked against every kind of LLM ranker the grid will score, before anything trains."""
-    from flexrec_bench.rankers.base import check_options
+    from flexrec_bench.ranking.rankers.base import check_options
 
     kinds = {"hf" if (c.algo or c.baseline == "tallrec" or c.base) else (c.ranker or "").partition(":")[0]
              for c in grid if c.missing is None}
@@ -184,7 +184,7 @@ def _check_options(cfg: ReproduceConfig, grid: list[Cell]) -> None:
 
 def eval_config(cfg: ReproduceConfig, model: str, need: str, seed: int):
     """How the grid scores a cell's ranker on a need (the run of training seed ``seed``)."""
-    from flexrec_bench.eval_config import EvalConfig
+    from flexrec_bench.scoring.eval_config import EvalConfig
 
     kind, n = cfg.kind
     return EvalConfig(model=model, dataset=cfg.dataset, need=need, data=cfg.data,
@@ -200,10 +200,10 @@ def evaluate_cell(ecfg, progress: bool = True):
     import json
     from dataclasses import asdict
 
-    from flexrec_bench.evaluator import results_dir, run_eval
-    from flexrec_bench.results import ResultsFile
-    from flexrec_bench.secrets import redact
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.scoring.evaluator import results_dir, run_eval
+    from flexrec_bench.scoring.results import ResultsFile
+    from flexrec_bench.foundation.secrets import redact
+    from flexrec_bench.building.splits import load_split
 
     path = results_dir(ecfg) / "results.json"
     if path.exists():
@@ -220,7 +220,7 @@ def evaluate_cell(ecfg, progress: bool = True):
 
 
 def _check_build(cfg: ReproduceConfig) -> None:
-    from flexrec_bench.splits import load_manifest
+    from flexrec_bench.building.splits import load_manifest
 
     m = load_manifest(cfg.data, cfg.dataset)
     if cfg.kind == ("table", 9) and float((m.get("config") or {}).get("observed_fraction", 1.0)) < 1.0:
@@ -444,7 +444,7 @@ def _test_against_base(rows: list[dict], cfg: ReproduceConfig) -> None:
     paired Wilcoxon test per seed on NDCG@5 and @10, pooled over seeds with Fisher's method."""
     from scipy import stats
 
-    from flexrec_bench.compare import compare_runs
+    from flexrec_bench.scoring.compare import compare_runs
 
     base = next((r for r in rows if r["base"] and r["runs"]), None)
     if base is None:
@@ -570,7 +570,7 @@ def markdown(table: dict) -> str:
              f"presented order (C1, C2, ...), mean over seeds."
              + (" Miniature run (the CPU smoke preset): the numbers only show that every cell runs."
                 if table["miniature"] else "")]
-    from flexrec_bench.secrets import redact
+    from flexrec_bench.foundation.secrets import redact
 
     if table.get("rows_selected"):
         lines += ["", f"Rows run: `--rows {table['rows_selected']}` (the base model runs with any trained row)."]

@@ -44,8 +44,8 @@ def _isolated_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ml100k(tmp_path_factory, _isolated_home):
     """The bundled MovieLens-100K, built end to end with the default embedder (small samples)."""
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.build import build
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.building.build import build
 
     out = tmp_path_factory.mktemp("data")
     build(BuildConfig(out=str(out), train_size=400, test_size=200, val_size=100), progress=False)
@@ -54,7 +54,7 @@ def ml100k(tmp_path_factory, _isolated_home):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from flexrec_bench.tiny import build_tiny_model
+    from flexrec_bench.ranking.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 

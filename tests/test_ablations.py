@@ -58,7 +58,7 @@ def test_rank_grpo_spreads_each_ranks_advantage_over_its_tokens():
 
 
 def test_ppo_rewards_sit_on_each_items_last_token():
-    from flexrec_bench.tiny import build_tokenizer
+    from flexrec_bench.ranking.tiny import build_tokenizer
     from training.advantages import token_offsets
     from training.rewards import causal_swap_rewards
 
@@ -231,8 +231,8 @@ def test_critic_targets_follow_the_builds_interest_options(tmp_path):
     """The critic learns the labels the build made: an interest option changes its targets."""
     import rawfixtures as fx
 
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.build import build
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.building.build import build
     from training.critic import CriticConfig, training_pairs
 
     raw = fx.write_ml1m(tmp_path / "raw")

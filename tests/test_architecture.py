@@ -94,8 +94,8 @@ def test_a_source_checkout_lists_the_needs_without_installing(tmp_path):
 
 
 def test_a_registry_refuses_a_second_registration_unless_replaced():
-    from flexrec_bench.errors import FlexRecError
-    from flexrec_bench.registry import Registry
+    from flexrec_bench.foundation.errors import FlexRecError
+    from flexrec_bench.foundation.registry import Registry
 
     reg: Registry[int] = Registry("thing")
     reg.register("a", 1)

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
-from flexrec_bench.results import ResultsFile
+from flexrec_bench.scoring.results import ResultsFile
 
 runner = CliRunner()
 
@@ -130,7 +130,7 @@ def test_tallrec_lora_sft_checkpoint_loads_in_eval(ml100k, tiny_model, tmp_path)
 
 def test_tallrec_config_holds_the_paper_settings():
     from baselines.tallrec import tallrec_settings
-    from flexrec_bench.errors import FlexRecError
+    from flexrec_bench.foundation.errors import FlexRecError
 
     s = tallrec_settings()
     assert (s.lora, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules) == (True, 8, 16, 0.05, ("q_proj", "v_proj"))
@@ -153,7 +153,7 @@ def test_a_recbole_failure_reports_its_cause_not_the_last_log_line(tmp_path):
     import pytest as _pytest
 
     from baselines.bert4rec.runner import _cause, _run_worker
-    from flexrec_bench.errors import FlexRecError
+    from flexrec_bench.foundation.errors import FlexRecError
 
     spec = {"result_out": str(tmp_path / "train_result.json")}
     (tmp_path / "train_result.json.error").write_text(json.dumps({"type": "RuntimeError", "message": "CUDA out of memory",

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from flexrec_bench.beyond import beyond_accuracy, gini
+from flexrec_bench.scoring.beyond import beyond_accuracy, gini
 from flexrec_bench.cli import app
-from flexrec_bench.compare import holm, paired_test
-from flexrec_bench.splits import load_split
-from flexrec_bench.eval_config import EvalConfig
-from flexrec_bench.evaluator import run_eval
+from flexrec_bench.scoring.compare import holm, paired_test
+from flexrec_bench.building.splits import load_split
+from flexrec_bench.scoring.eval_config import EvalConfig
+from flexrec_bench.scoring.evaluator import run_eval
 
 runner = CliRunner()
 
@@ -35,7 +35,7 @@ def test_gini_and_holm_by_hand():
 def test_a_zero_mean_difference_of_mostly_tied_rankers_is_not_significant():
     """Two rankers tie on 900 of 1,000 instances; of the rest, 90 favour B by 0.001 and 10 favour A by
     0.009: the mean difference is 0. Wilcoxon with zero_method="wilcox" drops the ties and finds p ~ 3e-9."""
-    from flexrec_bench.compare import DEFAULT_TEST, MetricComparison, PairComparison, format_table
+    from flexrec_bench.scoring.compare import DEFAULT_TEST, MetricComparison, PairComparison, format_table
 
     a = np.random.default_rng(0).random(1000)
     d = np.zeros(1000)
@@ -117,7 +117,7 @@ def test_results_files_carry_beyond_metrics_and_compare_prints_p_values(ml100k, 
 def test_rows_of_several_seeds_are_compared_on_their_seed_means(ml100k, tmp_path):
     """compare_seed_means: each instance's score averaged over a row's runs, then the paired test;
     a one-run row is its run, and the row means are the runs' means averaged."""
-    from flexrec_bench.compare import compare_runs, compare_seed_means
+    from flexrec_bench.scoring.compare import compare_runs, compare_seed_means
 
     paths = {}
     for name, seed in (("popularity", 0), ("random", 0), ("random", 1)):

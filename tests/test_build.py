@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 import rawfixtures as fx
 
-from flexrec_bench.build_config import BuildConfig
-from flexrec_bench.build import build
-from flexrec_bench.errors import DataError, FlexRecError, MissingDataError
+from flexrec_bench.building.config import BuildConfig
+from flexrec_bench.building.build import build
+from flexrec_bench.foundation.errors import DataError, FlexRecError, MissingDataError
 
 SMALL = dict(embedder="hashing-64", train_size=60, test_size=20, val_size=20, candidates=10, history=8, min_history=3,
              stride=3)

@@ -8,11 +8,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flexrec_bench.card import check_repo_id, publish_build, write_card
+from flexrec_bench.building.card import check_repo_id, publish_build, write_card
 from flexrec_bench.cli import app
 from flexrec_bench.datasets import DATASETS
-from flexrec_bench.errors import ConfigError, FlexRecError
-from flexrec_bench.splits import SPLITS, load_manifest, load_split
+from flexrec_bench.foundation.errors import ConfigError, FlexRecError
+from flexrec_bench.building.splits import SPLITS, load_manifest, load_split
 
 
 def test_a_build_loads_as_a_hugging_face_dataset_with_every_config(ml100k, tmp_path):
@@ -58,8 +58,8 @@ def test_publish_refuses_before_any_network_call(ml100k, tmp_path, monkeypatch):
 def test_a_redistributable_build_stops_at_the_network_in_one_line(tmp_path, monkeypatch):
     import rawfixtures as fx
 
-    from flexrec_bench.build import build
-    from flexrec_bench.build_config import BuildConfig
+    from flexrec_bench.building.build import build
+    from flexrec_bench.building.config import BuildConfig
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     build(BuildConfig(dataset="esci", raw_dir=str(fx.write_esci(tmp_path / "raw")), out=str(tmp_path / "o"),

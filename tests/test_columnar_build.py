@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from flexrec_bench.datasets.base import RawData
-from flexrec_bench.instance_kinds.base import Known
-from flexrec_bench.instance_kinds.sequential import (WindowCounter, _observed_subsample, _sort_rows,
+from flexrec_bench.building.instance_kinds.base import Known
+from flexrec_bench.building.instance_kinds.sequential import (WindowCounter, _observed_subsample, _sort_rows,
                                                       item_positions, sort_and_dedupe)
 
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from flexrec_bench.constrained import AnswerGrammar, ConstrainedLogits, allowed_masks, constrained_logprobs
-from flexrec_bench.errors import ConfigError, FlexRecError
-from flexrec_bench.parsing import parse_ranking, short_id
-from flexrec_bench.rankers.base import make_ranker
-from flexrec_bench.splits import load_split
+from flexrec_bench.ranking.constrained import AnswerGrammar, ConstrainedLogits, allowed_masks, constrained_logprobs
+from flexrec_bench.foundation.errors import ConfigError, FlexRecError
+from flexrec_bench.ranking.parsing import parse_ranking, short_id
+from flexrec_bench.ranking.rankers.base import make_ranker
+from flexrec_bench.building.splits import load_split
 
 
 @pytest.fixture(scope="module")

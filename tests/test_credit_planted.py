@@ -23,9 +23,9 @@ def _plant(item: int) -> float:
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     from flexrec_bench.datasets.toy import write_toy_build
-    from flexrec_bench.prompts import PromptConfig, split_messages
-    from flexrec_bench.splits import load_split
-    from flexrec_bench.tiny import build_tiny_model
+    from flexrec_bench.ranking.prompts import PromptConfig, split_messages
+    from flexrec_bench.building.splits import load_split
+    from flexrec_bench.ranking.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("planted")
     data = write_toy_build(root / "data", {"train": 64, "val": 8, "test": 8}).parent

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flexrec_bench.download import DownloadError, DownloadSpec, fetch
-from flexrec_bench.errors import DataError
+from flexrec_bench.datasets.download import DownloadError, DownloadSpec, fetch
+from flexrec_bench.foundation.errors import DataError
 
 PAYLOAD = bytes(range(256)) * 4000
 
@@ -135,7 +135,7 @@ def test_download_embeddings_fetches_the_pinned_artifact_verified(server, tmp_pa
 
     from flexrec_bench.cli import app
     from flexrec_bench.datasets import DATASETS
-    from flexrec_bench.pinned import BUNDLED_DIR, find, locate, pinned_dir
+    from flexrec_bench.datasets.pinned import BUNDLED_DIR, find, locate, pinned_dir
 
     monkeypatch.setenv("FLEXREC_HOME", str(tmp_path / "home"))
     art = find(DATASETS.get("ml-100k").embeddings, "sentence-transformers/all-MiniLM-L6-v2")  # an alias
@@ -154,8 +154,8 @@ def test_download_embeddings_fetches_the_pinned_artifact_verified(server, tmp_pa
     r = runner.invoke(app, ["download", "--embeddings", "esci"])
     assert r.exit_code != 0 and "no pinned all-MiniLM-L6-v2 embeddings are published for esci" in str(r.exception)
     # an artifact edited after the download is never used
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.build import build
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.building.build import build
 
     p = pinned_dir() / art.filename
     p.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import rawfixtures as fx
 
-from flexrec_bench.build_config import BuildConfig
-from flexrec_bench.build import build
-from flexrec_bench.embed import Embedder, hashing_embed
-from flexrec_bench.errors import FlexRecError
+from flexrec_bench.building.config import BuildConfig
+from flexrec_bench.building.build import build
+from flexrec_bench.building.embed import Embedder, hashing_embed
+from flexrec_bench.foundation.errors import FlexRecError
 from conftest import JSONHandler
 
 

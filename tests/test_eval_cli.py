@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
-from flexrec_bench.splits import load_split
-from flexrec_bench.eval_config import EvalConfig
-from flexrec_bench.evaluator import evaluate, read_rankings, run_eval
-from flexrec_bench.results import ResultsFile
+from flexrec_bench.building.splits import load_split
+from flexrec_bench.scoring.eval_config import EvalConfig
+from flexrec_bench.scoring.evaluator import evaluate, read_rankings, run_eval
+from flexrec_bench.scoring.results import ResultsFile
 
 runner = CliRunner()
 
@@ -100,10 +100,10 @@ def test_a_need_missing_from_a_build_suggests_a_command_that_works(ml100k, tmp_p
     never label the dataset it suggests no build at all."""
     import shlex
 
-    from flexrec_bench.build import build
-    from flexrec_bench.build_config import BuildConfig
-    from flexrec_bench.errors import MissingDataError
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.building.build import build
+    from flexrec_bench.building.config import BuildConfig
+    from flexrec_bench.foundation.errors import MissingDataError
+    from flexrec_bench.building.splits import load_split
 
     build(BuildConfig(out=str(tmp_path), needs=("interest",), train_size=50, test_size=20, val_size=20), progress=False)
     with pytest.raises(MissingDataError) as exc:

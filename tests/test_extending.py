@@ -24,8 +24,8 @@ def plugin(tmp_path, monkeypatch):
     need_code, ranker_code = blocks[0], blocks[1]
     (tmp_path / "my_plugin.py").write_text(need_code + "\n\n" + ranker_code)
     monkeypatch.syspath_prepend(str(tmp_path))
-    from flexrec_bench.labeling import NEEDS
-    from flexrec_bench.rankers import RANKERS
+    from flexrec_bench.building.labeling import NEEDS
+    from flexrec_bench.ranking.rankers import RANKERS
 
     NEEDS.register("freshness", lazy="my_plugin:FreshnessNeed")
     RANKERS.register("reverse", lazy="my_plugin:RecentRanker")

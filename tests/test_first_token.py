@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from flexrec_bench.errors import ConfigError, FlexRecError
-from flexrec_bench.first_token import ANSWER_OPEN, id_scheme
-from flexrec_bench.prompts import split_messages
-from flexrec_bench.rankers.base import make_ranker
-from flexrec_bench.splits import load_split
+from flexrec_bench.foundation.errors import ConfigError, FlexRecError
+from flexrec_bench.ranking.first_token import ANSWER_OPEN, id_scheme
+from flexrec_bench.ranking.prompts import split_messages
+from flexrec_bench.ranking.rankers.base import make_ranker
+from flexrec_bench.building.splits import load_split
 
 
 def test_first_token_ranks_by_the_label_logits_of_one_forward_pass(ml100k, tiny_model):

@@ -11,13 +11,13 @@ import pytest
 import rawfixtures as fx
 from typer.testing import CliRunner
 
-from flexrec_bench.build import build
-from flexrec_bench.build_config import BuildConfig
+from flexrec_bench.building.build import build
+from flexrec_bench.building.config import BuildConfig
 from flexrec_bench.cli import app
-from flexrec_bench.errors import ConfigError, FlexRecError
-from flexrec_bench.formula_audit import ShownInputs, formula_audit
-from flexrec_bench.labeling import make_need
-from flexrec_bench.splits import load_split
+from flexrec_bench.foundation.errors import ConfigError, FlexRecError
+from flexrec_bench.building.formula_audit import ShownInputs, formula_audit
+from flexrec_bench.building.labeling import make_need
+from flexrec_bench.building.splits import load_split
 
 MID = dict(embedder="hashing-64", train_size=300, test_size=150, val_size=150, candidates=10, history=8,
            min_history=3, stride=2)
@@ -125,8 +125,8 @@ def test_the_reading_option_leaves_the_default_config_and_refuses_bad_values(tmp
 
 
 def test_results_declare_what_a_ranker_reads_and_the_page_shows_the_ceiling(ml100k, tmp_path):
-    from flexrec_bench.eval_config import EvalConfig
-    from flexrec_bench.evaluator import run_eval
+    from flexrec_bench.scoring.eval_config import EvalConfig
+    from flexrec_bench.scoring.evaluator import run_eval
     from leaderboard.render import render
     from leaderboard.submit import DEFAULT_PATH, load
 

@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
-from flexrec_bench.errors import FlexRecError
-from flexrec_bench.permutations import ParseStats
-from flexrec_bench.parsing import rank_text
-from flexrec_bench.rankers.hf import AnswerComplete, HFRanker
-from flexrec_bench.splits import load_split
+from flexrec_bench.foundation.errors import FlexRecError
+from flexrec_bench.ranking.permutations import ParseStats
+from flexrec_bench.ranking.parsing import rank_text
+from flexrec_bench.ranking.rankers.hf import AnswerComplete, HFRanker
+from flexrec_bench.building.splits import load_split
 
 runner = CliRunner()
 

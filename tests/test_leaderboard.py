@@ -13,9 +13,9 @@ from conftest import fake_registration
 from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
-from flexrec_bench.eval_config import EvalConfig
-from flexrec_bench.evaluator import run_eval
-from flexrec_bench.io import sha256_file
+from flexrec_bench.scoring.eval_config import EvalConfig
+from flexrec_bench.scoring.evaluator import run_eval
+from flexrec_bench.foundation.io import sha256_file
 from leaderboard.schema import SCHEMA_PATH, Leaderboard, json_schema
 from leaderboard.submit import SubmissionRefused, load, submit
 
@@ -121,7 +121,7 @@ def test_refuses_duplicate_rows_empty_metrics_and_empty_names(ml100k, tmp_path, 
 
 
 def test_parse_statistics_are_rederived_from_the_raw_outputs(ml100k, tmp_path, results):
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.building.splits import load_split
 
     lb = _registered(ml100k, tmp_path)
     split = load_split(ml100k, "ml-100k", "interest", "test")
@@ -278,7 +278,7 @@ def test_an_edited_label_file_is_refused_by_eval_and_submit(ml100k, tmp_path, re
     fingerprint; the manifest's sha256 of each file stops it."""
     import numpy as np
 
-    from flexrec_bench.errors import DataError
+    from flexrec_bench.foundation.errors import DataError
 
     copy = tmp_path / "copy"
     shutil.copytree(ml100k, copy)
@@ -351,7 +351,7 @@ def test_page_in_a_real_browser_tabs_sorting_paper_rows_and_escaping(ml100k, tmp
 
 
 def test_options_make_a_variant_and_another_build_is_never_overwritten(ml100k, tmp_path):
-    from flexrec_bench.errors import FlexRecError
+    from flexrec_bench.foundation.errors import FlexRecError
 
     lb = _registered(ml100k, tmp_path)
     paths = []

@@ -16,12 +16,12 @@ import pytest
 import rawfixtures as fx
 from typer.testing import CliRunner
 
-from flexrec_bench.audit import audit_arrays
-from flexrec_bench.build_config import BuildConfig
-from flexrec_bench.build import build, label_digest
+from flexrec_bench.building.leak_audit import audit_arrays
+from flexrec_bench.building.config import BuildConfig
+from flexrec_bench.building.build import build, label_digest
 from flexrec_bench.cli import app
-from flexrec_bench.eval_config import EvalConfig
-from flexrec_bench.evaluator import run_eval
+from flexrec_bench.scoring.eval_config import EvalConfig
+from flexrec_bench.scoring.evaluator import run_eval
 
 MID = dict(embedder="hashing-64", train_size=300, test_size=150, val_size=150, candidates=10, history=8,
            min_history=3, stride=2)
@@ -143,8 +143,8 @@ def test_fingerprint_is_the_same_with_one_thread_or_all_and_any_paths_and_submit
         fps.append(json.loads((out / "ml-100k" / "manifest.json").read_text())["fingerprint"])
     assert fps[0] == fps[1]
     # an honest result scored on build a is accepted by submit against build b (the other machine's)
-    from flexrec_bench.eval_config import EvalConfig
-    from flexrec_bench.evaluator import run_eval
+    from flexrec_bench.scoring.eval_config import EvalConfig
+    from flexrec_bench.scoring.evaluator import run_eval
     from leaderboard.submit import submit
 
     _, _, path = run_eval(EvalConfig(model="star", data=str(tmp_path / "out-a"), out=str(tmp_path / "res"),

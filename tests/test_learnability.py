@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from flexrec_bench.datasets.toy import ALT_NEED, NEED, SLOTS, TYPE_NAMES, toy_slots, write_toy_build
-from flexrec_bench.splits import load_split
+from flexrec_bench.building.splits import load_split
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -121,7 +121,7 @@ def test_stop_at_ndcg_needs_two_validations_at_the_target_and_is_refused_where_i
             layered_config(None, "learnability", {"model": "m"}, {"stop_at_ndcg": str(bad)})[0].resolved()
     with pytest.raises(ConfigError, match="stop_at_ndcg reads the validations"):
         layered_config(None, "learnability", {"model": "m"}, {"eval_steps": "0"})[0].resolved()
-    from flexrec_bench.errors import MissingCapabilityError
+    from flexrec_bench.foundation.errors import MissingCapabilityError
     from training.verl_backend import verl_overrides
 
     cfg = layered_config(None, "learnability", {"model": "m"}, {"constrained_decoding": "false"})[0].resolved()

@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
-from flexrec_bench.errors import FlexRecError
-from flexrec_bench.eval_config import EvalConfig
-from flexrec_bench.evaluator import run_eval
-from flexrec_bench.results import ResultsFile
+from flexrec_bench.foundation.errors import FlexRecError
+from flexrec_bench.scoring.eval_config import EvalConfig
+from flexrec_bench.scoring.evaluator import run_eval
+from flexrec_bench.scoring.results import ResultsFile
 from conftest import JSONHandler
 
 
@@ -177,7 +177,7 @@ def test_api_keys_never_reach_results_cache_or_leaderboard(ml100k, tmp_path, fak
 
 
 def test_redaction_rule():
-    from flexrec_bench.secrets import redact
+    from flexrec_bench.foundation.secrets import redact
 
     got = redact({"api_key": "a", "apiKey": "b", "hf_token": "c", "max_new_tokens": 9, "keys_seen": 3,
                   "base_url": "https://u:pw@host/v1", "nested": [{"client_secret": "d"}], "token": None})
@@ -187,11 +187,11 @@ def test_redaction_rule():
 
 
 def test_llm_schedules_batch_as_asked_and_outputs_stay_in_instance_order(ml100k):
-    from flexrec_bench.splits import load_split
-    from flexrec_bench.prompts import split_messages
-    from flexrec_bench.rankers.hf import HFRanker
-    from flexrec_bench.rankers.llm import LLMRanker
-    from flexrec_bench.rankers.vllm import VLLMRanker
+    from flexrec_bench.building.splits import load_split
+    from flexrec_bench.ranking.prompts import split_messages
+    from flexrec_bench.ranking.rankers.hf import HFRanker
+    from flexrec_bench.ranking.rankers.llm import LLMRanker
+    from flexrec_bench.ranking.rankers.vllm import VLLMRanker
 
     split = load_split(ml100k, "ml-100k", "interest", "test").head(7)
 
@@ -218,7 +218,7 @@ def test_llm_schedules_batch_as_asked_and_outputs_stay_in_instance_order(ml100k)
 def test_hf_dtype_auto_is_fp32_on_cpu():
     import torch
 
-    from flexrec_bench.rankers.hf import resolve_dtype
+    from flexrec_bench.ranking.rankers.hf import resolve_dtype
 
     assert resolve_dtype("auto", "cpu") == torch.float32 and resolve_dtype("bf16", "cpu") == torch.bfloat16
     with pytest.raises(FlexRecError, match="unknown dtype 'fp8'"):
@@ -237,7 +237,7 @@ def hub_down(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    from flexrec_bench.models import hub_reachable
+    from flexrec_bench.ranking.models import hub_reachable
 
     assert not hub_reachable()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flexrec_bench.lockfile import LockTimeout, acquire, hold, release
+from flexrec_bench.foundation.lockfile import LockTimeout, acquire, hold, release
 
 
 def _bump(lock: str, counter: str, n: int) -> None:
@@ -62,7 +62,7 @@ def test_a_killed_holders_file_is_taken_by_the_next_and_then_removed(tmp_path):
 
 
 def test_a_build_and_an_eval_leave_no_lock_files(tmp_path):
-    from flexrec_bench.publish import locked
+    from flexrec_bench.foundation.publish import locked
 
     final = tmp_path / "out" / "thing"
     with locked(final):
@@ -74,7 +74,7 @@ def test_a_waiter_that_locks_a_removed_file_does_not_count_as_holder(tmp_path, m
     """The interleaving the removal risks, made to happen: between our open and our flock the holder
     removes the file and a third process locks a new one under the same name. The stale flock must
     not be taken as the lock (here: we wait for the new holder, and time out)."""
-    import flexrec_bench.lockfile as lf
+    import flexrec_bench.foundation.lockfile as lf
 
     lock = tmp_path / ".w.lock"
     real_open = os.open

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from flexrec_bench.errors import MissingCapabilityError
+from flexrec_bench.foundation.errors import MissingCapabilityError
 from training.config import TrainConfig
 
 

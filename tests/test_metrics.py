@@ -5,9 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from flexrec_bench.metrics import bootstrap_ci, parse_metric, per_instance_scores, summarize
-from flexrec_bench.permutations import check_permutations, scores_to_order
-from flexrec_bench.errors import FlexRecError
+from flexrec_bench.foundation.metrics import parse_metric, per_instance_scores
+from flexrec_bench.scoring.summary import bootstrap_ci, summarize
+from flexrec_bench.ranking.permutations import check_permutations, scores_to_order
+from flexrec_bench.foundation.errors import FlexRecError
 
 
 def test_hand_computed_golden_case():
@@ -143,7 +144,7 @@ def test_poisson_bootstrap_agrees_with_the_classical_one_within_resampling_error
     width = classical[:, 1] - classical[:, 0]
     np.testing.assert_allclose(fast, classical, atol=0.08 * width.max())
     # the same seed, the same intervals, whatever the chunking of the resamples
-    import flexrec_bench.metrics as M
+    import flexrec_bench.scoring.summary as M
 
     old = M.BOOTSTRAP_CHUNK
     try:

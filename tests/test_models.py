@@ -13,10 +13,10 @@ import torch
 from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
-from flexrec_bench.errors import DataError, FlexRecError
-from flexrec_bench.models import MODEL_RECORD, install
-from flexrec_bench.registry import UnknownNameError
-from flexrec_bench.tiny import CHATML, build_tokenizer, write_tiny_gguf
+from flexrec_bench.foundation.errors import DataError, FlexRecError
+from flexrec_bench.ranking.models import MODEL_RECORD, install
+from flexrec_bench.foundation.registry import UnknownNameError
+from flexrec_bench.ranking.tiny import CHATML, build_tokenizer, write_tiny_gguf
 
 runner = CliRunner()
 

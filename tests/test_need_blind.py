@@ -11,13 +11,13 @@ import pytest
 import rawfixtures as fx
 from typer.testing import CliRunner
 
-from flexrec_bench.build import build
-from flexrec_bench.build_config import BuildConfig
+from flexrec_bench.building.build import build
+from flexrec_bench.building.config import BuildConfig
 from flexrec_bench.cli import app
-from flexrec_bench.errors import ConfigError
-from flexrec_bench.formula_audit import NEED_BLIND, add_need_blind, need_blind_audit
-from flexrec_bench.labeling import make_need, minmax
-from flexrec_bench.splits import load_split
+from flexrec_bench.foundation.errors import ConfigError
+from flexrec_bench.building.formula_audit import NEED_BLIND, add_need_blind, need_blind_audit
+from flexrec_bench.building.labeling import make_need, minmax
+from flexrec_bench.building.splits import load_split
 
 MID = dict(embedder="hashing-64", train_size=300, test_size=150, val_size=150, candidates=10, history=8,
            min_history=3, stride=2)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexrec_bench.labeling import LabelContext, get_need, minmax
-from flexrec_bench.retrieval import history_weights, profile_vectors, retrieve
+from flexrec_bench.building.labeling import LabelContext, get_need, minmax
+from flexrec_bench.building.retrieval import history_weights, profile_vectors, retrieve
 
 
 def _ctx(**kw):
@@ -54,8 +54,8 @@ def test_niche_bonus_for_unseen_topics():
 
 
 def test_niche_options_are_checked():
-    from flexrec_bench.errors import ConfigError
-    from flexrec_bench.labeling import make_need
+    from flexrec_bench.foundation.errors import ConfigError
+    from flexrec_bench.building.labeling import make_need
 
     for opt, bad in (("rule", "most_unseen"), ("base", "rank"), ("relevant", "all"), ("bonus", "nan"), ("bonus", "-1")):
         with pytest.raises(ConfigError, match=f"niche.*{opt}"):
@@ -74,8 +74,8 @@ def test_trend_mixes_similarity_and_recent_counts():
 
 
 def test_trend_options_are_checked_before_any_build():
-    from flexrec_bench.errors import ConfigError
-    from flexrec_bench.labeling import make_need
+    from flexrec_bench.foundation.errors import ConfigError
+    from flexrec_bench.building.labeling import make_need
 
     for opt, bad in (("alpha", "nan"), ("alpha", "5"), ("relevant_threshold", "-0.1"), ("window_seconds", "0")):
         with pytest.raises(ConfigError, match=f"trend {opt}"):
@@ -117,7 +117,7 @@ def test_unknown_need_did_you_mean():
 
 
 def test_ngram_embedder_reads_chinese_and_word_hashing_does_not():
-    from flexrec_bench.embed import hashing_embed, ngram_embed
+    from flexrec_bench.building.embed import hashing_embed, ngram_embed
 
     a, b, c = "Video caption: 今天去五爱市场吃美食", "Video caption: 五爱市场的美食真好吃", "Video caption: 篮球比赛精彩瞬间"
     w = hashing_embed([a, b, c], 512)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from flexrec_bench.parsing import parse_ranking, rank_text
-from flexrec_bench.prompts import PromptConfig, build_messages
-from flexrec_bench.permutations import ParseStats
+from flexrec_bench.ranking.parsing import parse_ranking, rank_text
+from flexrec_bench.ranking.prompts import PromptConfig, build_messages
+from flexrec_bench.ranking.permutations import ParseStats
 
 
 IDS = [f"C{j}" for j in range(1, 13)]
@@ -18,7 +18,7 @@ def test_answer_block_with_reasoning():
     text = "<think>C9 looks bad, maybe C1</think>\nSure! <answer>C2, C3, C1</answer>"
     p = parse_ranking(text, IDS)
     assert p.positions == [1, 2, 0] and p.order == ["C2", "C3", "C1"] and p.think == "C9 looks bad, maybe C1"
-    from flexrec_bench.parsing import reasoning_text
+    from flexrec_bench.ranking.parsing import reasoning_text
 
     assert reasoning_text(text) == "C9 looks bad, maybe C1" and reasoning_text("<answer>C1</answer>") == ""
     assert [text[s:e] for s, e in p.spans] == ["C2", "C3", "C1"]  # character offsets into the text itself
@@ -99,8 +99,8 @@ def test_need_prompts_show_what_the_label_uses(ml100k):
     """Trend prompts show each candidate's recent count with the window named; niche prompts list the
     history's genres whenever the shown history texts do not name them all (here: when the budget
     drops history items); item texts are Appendix E's lines."""
-    from flexrec_bench.splits import load_split
-    from flexrec_bench.prompts import split_messages
+    from flexrec_bench.building.splits import load_split
+    from flexrec_bench.ranking.prompts import split_messages
 
     trend = load_split(ml100k, "ml-100k", "trend", "test")
     user = split_messages(trend, 0, PromptConfig())[1]["content"]

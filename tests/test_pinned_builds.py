@@ -16,12 +16,12 @@ import rawfixtures as fx
 from conftest import register_build
 from typer.testing import CliRunner
 
-from flexrec_bench.build_config import BuildConfig
-from flexrec_bench.build import build
+from flexrec_bench.building.config import BuildConfig
+from flexrec_bench.building.build import build
 from flexrec_bench.cli import app
-from flexrec_bench.eval_config import EvalConfig
-from flexrec_bench.evaluator import run_eval
-from flexrec_bench.io import sha256_file, write_json_atomic
+from flexrec_bench.scoring.eval_config import EvalConfig
+from flexrec_bench.scoring.evaluator import run_eval
+from flexrec_bench.foundation.io import sha256_file, write_json_atomic
 from leaderboard.submit import DEFAULT_PATH, SubmissionRefused, load, submit
 
 runner = CliRunner()

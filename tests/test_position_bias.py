@@ -10,13 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
-from flexrec_bench.errors import ConfigError
-from flexrec_bench.eval_config import EvalConfig
-from flexrec_bench.evaluator import run_eval
-from flexrec_bench.permutations import RankResult
-from flexrec_bench.position_bias import MAX_SHUFFLES, probe, shuffled
-from flexrec_bench.rankers.base import Ranker, make_ranker
-from flexrec_bench.splits import load_split
+from flexrec_bench.foundation.errors import ConfigError
+from flexrec_bench.scoring.eval_config import EvalConfig
+from flexrec_bench.scoring.evaluator import run_eval
+from flexrec_bench.ranking.permutations import RankResult
+from flexrec_bench.scoring.position_bias import MAX_SHUFFLES, probe, shuffled
+from flexrec_bench.ranking.rankers.base import Ranker, make_ranker
+from flexrec_bench.building.splits import load_split
 
 
 class Positional(Ranker):

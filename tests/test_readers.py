@@ -7,7 +7,7 @@ import rawfixtures as fx
 from flexrec_bench.datasets.esci import read_esci
 from flexrec_bench.datasets.kuairec import read_kuairec
 from flexrec_bench.datasets.movielens import bundled_ml100k_dir, read_ml1m, read_ml100k
-from flexrec_bench.errors import DataError
+from flexrec_bench.foundation.errors import DataError
 
 
 def test_bundled_ml100k_counts_and_records():

@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 import rawfixtures as fx
 
-from flexrec_bench.build_config import BuildConfig
-from flexrec_bench.build import build
-from flexrec_bench.download import DownloadSpec, fetch
-from flexrec_bench.errors import DataError, FlexRecError
-from flexrec_bench.eval_config import EvalConfig
-from flexrec_bench.evaluator import run_eval
+from flexrec_bench.building.config import BuildConfig
+from flexrec_bench.building.build import build
+from flexrec_bench.datasets.download import DownloadSpec, fetch
+from flexrec_bench.foundation.errors import DataError, FlexRecError
+from flexrec_bench.scoring.eval_config import EvalConfig
+from flexrec_bench.scoring.evaluator import run_eval
 
 SMALL = dict(embedder="hashing-32", train_size=40, test_size=15, val_size=15, candidates=8, history=6, min_history=3,
              stride=3)
@@ -229,7 +229,7 @@ def test_submit_lock_timeout_is_one_line_and_stale_temp_files_go(tmp_path):
     register_build(lb, tmp_path / "data", "ml-1m")
     stale = lb.parent / ".leaderboard.json.abc123.tmp"
     stale.write_text("{half a file")
-    from flexrec_bench.lockfile import hold
+    from flexrec_bench.foundation.lockfile import hold
 
     with hold(str(lb) + ".lock", 1.0):
         with pytest.raises(SubmissionRefused, match="another submit has held .* for 0 s; try again") as e:
@@ -342,7 +342,7 @@ def test_writes_to_a_full_disk_a_read_only_folder_or_a_folder_are_one_line(small
 def test_write_errors_name_the_path_and_the_cause(tmp_path, monkeypatch):
     import errno
 
-    from flexrec_bench.io import write_json_atomic, write_text_atomic
+    from flexrec_bench.foundation.io import write_json_atomic, write_text_atomic
 
     (tmp_path / "folder").mkdir()
     with pytest.raises(FlexRecError, match=r"cannot write .*folder: it is a folder; nothing was changed there"):

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
-from flexrec_bench.errors import FlexRecError
+from flexrec_bench.foundation.errors import FlexRecError
 from leaderboard.schema import load_paper
 from reproduce import ReproduceConfig, cells, markdown, paper_numbers
 
@@ -247,7 +247,7 @@ def test_figure3_runs_the_rows_named_with_the_constrained_decoder(tiny_model, ml
 
 
 def test_a_finished_cell_is_not_scored_again_unless_its_configuration_changed(ml100k, tmp_path):
-    from flexrec_bench.eval_config import EvalConfig
+    from flexrec_bench.scoring.eval_config import EvalConfig
     from reproduce.grid import evaluate_cell
 
     cfg = EvalConfig(model="popularity", data=str(ml100k), out=str(tmp_path), limit=6, bootstrap=0)

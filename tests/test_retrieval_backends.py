@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexrec_bench.retrieval import retrieve
+from flexrec_bench.building.retrieval import retrieve
 
 
 def test_faiss_and_numpy_retrieval_are_equal():
@@ -33,7 +33,7 @@ def test_faiss_and_numpy_retrieval_are_equal():
 
 
 def test_unknown_backend_and_missing_gpu_are_clear():
-    from flexrec_bench.errors import FlexRecError
+    from flexrec_bench.foundation.errors import FlexRecError
 
     emb = np.eye(4, dtype=np.float32)
     with pytest.raises(FlexRecError, match="unknown retrieval backend 'annoy'"):
@@ -49,7 +49,7 @@ def test_unknown_backend_and_missing_gpu_are_clear():
 def test_queries_that_exclude_most_of_the_catalogue_get_the_exact_answer(allowed):
     """A batch that would fetch most of the catalogue scores it whole with its exclusions masked
     (the dense path): the same candidates as brute force, and as the fetching path gives."""
-    import flexrec_bench.retrieval as r
+    import flexrec_bench.building.retrieval as r
 
     rng = np.random.default_rng(1)
     emb = rng.standard_normal((1500, 16)).astype(np.float32)
@@ -78,7 +78,7 @@ def test_queries_that_exclude_most_of_the_catalogue_get_the_exact_answer(allowed
 
 
 def test_retrieval_gives_the_same_answer_with_any_thread_count(monkeypatch):
-    import flexrec_bench.retrieval as r
+    import flexrec_bench.building.retrieval as r
 
     rng = np.random.default_rng(3)
     emb = rng.standard_normal((1200, 16)).astype(np.float32)
@@ -94,7 +94,7 @@ def test_retrieval_gives_the_same_answer_with_any_thread_count(monkeypatch):
 
 @pytest.mark.parametrize("n,width,group", [(64, 5, 8), (4000, 46, 8), (4000, 46, 1), (40, 39, 8), (40, 40, 8)])
 def test_grouped_selection_finds_the_smallest_values(n, width, group):
-    from flexrec_bench.retrieval import smallest_columns
+    from flexrec_bench.building.retrieval import smallest_columns
 
     rng = np.random.default_rng(n + width)
     vals = rng.standard_normal((50, n)).astype(np.float32)
@@ -110,7 +110,7 @@ def test_grouped_selection_finds_the_smallest_values(n, width, group):
 def test_rescoring_only_the_float32_window_gives_the_full_rescoring():
     """Near-ties at the k-th place (items a few float32 ulps apart) and exact ties: re-scoring only
     the items within the float32 error bound gives what re-scoring the whole shortlist gives."""
-    import flexrec_bench.retrieval as r
+    import flexrec_bench.building.retrieval as r
 
     rng = np.random.default_rng(7)
     emb = rng.standard_normal((3000, 24)).astype(np.float32)
@@ -164,7 +164,7 @@ def test_other_float32_arithmetic_within_the_error_bound_gives_the_same_answer(m
     """Another machine's float32 kernels (or BLAS thread count) change shortlist scores by at most
     the proven bound: perturbing every float32 score by up to that bound, on data full of exact ties
     and near-ties, leaves the candidates and scores equal to the brute-force exact answer."""
-    import flexrec_bench.retrieval as r
+    import flexrec_bench.building.retrieval as r
 
     rng = np.random.default_rng(5)
     emb = rng.standard_normal((1500, 12)).astype(np.float32)

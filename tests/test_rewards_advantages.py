@@ -34,7 +34,7 @@ def test_noncausal_swap_is_an_own_term_with_a_sign_changing_weight_plus_a_shared
     [g_k (K d_k - sum d) - d_k sum g + DCG(list)] / ((K - 1) IDCG). The own gain's weight is negative
     wherever d_k is below the list's mean discount (from rank 3 on at K = 6; about 0 at rank 3 at
     K = 8): a good item placed low is pushed further down, not up."""
-    from flexrec_bench.metrics import discounts
+    from flexrec_bench.foundation.metrics import discounts
 
     rng = np.random.default_rng(0)
     for k in (6, 8, 16):
@@ -162,7 +162,7 @@ def test_uncertainty_weight_constants_are_fields():
 
 
 def test_token_offsets_are_linear_and_match_the_prefix_decodes(tmp_path):
-    from flexrec_bench.tiny import build_tokenizer
+    from flexrec_bench.ranking.tiny import build_tokenizer
     from training.advantages import _quadratic_offsets, token_offsets
 
     import re

@@ -100,7 +100,7 @@ def test_planted_secrets_reach_no_file_and_no_stream(ml100k, tiny_model, tmp_pat
 
 
 def test_redaction_of_urls_and_free_text():
-    from flexrec_bench.secrets import is_secret_name, redact, redact_text, redact_url, remember, split_credentials
+    from flexrec_bench.foundation.secrets import is_secret_name, redact, redact_text, redact_url, remember, split_credentials
 
     assert redact_url("https://u:pw@host:8/v1?key=abc&model=m") == "https://<redacted>@host:8/v1?key=<redacted>&model=m"
     assert redact_url("https://host/v1?access_token=x") == "https://host/v1?access_token=<redacted>"

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from flexrec_bench.datasets.toy import SLOTS, ToyCriticNoise, write_toy_build, write_toy_critic
-from flexrec_bench.errors import FlexRecError
-from flexrec_bench.splits import load_split
+from flexrec_bench.foundation.errors import FlexRecError
+from flexrec_bench.building.splits import load_split
 from reproduce import ReproduceConfig, cells
 from training.config import TrainConfig, resolve_reward_signal
 from training.env import RankingEnv, Rollout, reward_filler

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flexrec_bench.cli import app
-from flexrec_bench.errors import FlexRecError
+from flexrec_bench.foundation.errors import FlexRecError
 from training.config import TrainConfig, completion_budget, from_dict, load_config
 from training.local import resolved_trl_args
 
@@ -27,7 +27,7 @@ def test_train_critic_cli(ml100k, tmp_path):
     m = json.loads((tmp_path / "c" / "metrics.json").read_text())
     assert sum(m["pairs"].values()) == 500  # trained on exactly the pairs asked for, split 8:1:1
     from training.critic import Critic
-    from flexrec_bench.splits import load_split
+    from flexrec_bench.building.splits import load_split
 
     mean, var = Critic.load(tmp_path / "c", ml100k).fill(load_split(ml100k, "ml-100k", "interest", "test"))
     assert mean.shape == var.shape and (var >= 0).all() and var.max() > 0  # unobserved pairs get a variance

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from flexrec_bench.splits import load_split
+from flexrec_bench.building.splits import load_split
 from training.critic import Critic, CriticConfig, beta_nll, train_critic
 from training.env import RankingEnv
 from training.rewards import causal_swap_rewards
@@ -142,8 +142,8 @@ def test_flexrec_trains_end_to_end_on_cpu(ml100k, tiny_model, tmp_path):
     cfg_json = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert cfg_json["trl"]["beta"] == 0.001 and cfg_json["trl"]["entropy_coef"] == 0.001
     # the checkpoint loads in eval
-    from flexrec_bench.eval_config import EvalConfig
-    from flexrec_bench.evaluator import run_eval
+    from flexrec_bench.scoring.eval_config import EvalConfig
+    from flexrec_bench.scoring.evaluator import run_eval
 
     res, _, _ = run_eval(EvalConfig(model=f"hf:{final}", data=str(ml100k), out=str(tmp_path / "res"), limit=2,
                                     bootstrap=0, options={"max_new_tokens": "8"}), progress=False)

@@ -35,7 +35,7 @@ def test_verl_estimator_and_reward_manager_through_compute_advantage():
 
 
 def test_verl_backend_reports_missing_pieces(tmp_path):
-    from flexrec_bench.errors import MissingCapabilityError
+    from flexrec_bench.foundation.errors import MissingCapabilityError
     from training.config import TrainConfig
     from training.verl_backend import launch_verl, verl_overrides
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexrec_bench.errors import ConfigError
-from flexrec_bench.rankers.hf import HFRanker
-from flexrec_bench.rankers.base import make_ranker
-from flexrec_bench.splits import load_split
-from flexrec_bench.windows import window_starts
+from flexrec_bench.foundation.errors import ConfigError
+from flexrec_bench.ranking.rankers.hf import HFRanker
+from flexrec_bench.ranking.rankers.base import make_ranker
+from flexrec_bench.building.splits import load_split
+from flexrec_bench.ranking.windows import window_starts
 
 
 class Reverse(HFRanker):

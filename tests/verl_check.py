@@ -130,7 +130,7 @@ def check_credit() -> None:
     from omegaconf import OmegaConf
 
     import training.verl_plugin as plugin
-    from flexrec_bench.tiny import build_tokenizer
+    from flexrec_bench.ranking.tiny import build_tokenizer
     from training.advantages import token_offsets
     from training.env import RankingEnv, _Instance
 
@@ -232,7 +232,7 @@ def check_planted() -> None:
     from omegaconf import OmegaConf
 
     import training.verl_plugin as plugin
-    from flexrec_bench.tiny import build_tokenizer
+    from flexrec_bench.ranking.tiny import build_tokenizer
     from training.env import RankingEnv, _Instance
 
     plant_seq = -0.77

@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flexrec_bench.errors import ConfigError, FlexRecError
-from flexrec_bench.paths import data_flag
-from flexrec_bench.retrieval import STAR_LAMBDA
+from flexrec_bench.foundation.errors import ConfigError, FlexRecError
+from flexrec_bench.foundation.paths import data_flag
+from flexrec_bench.building.retrieval import STAR_LAMBDA
 
 ALGOS = ("flexrec", "rec-r1", "rank-grpo")
 #: item-level reward variants (Table 7): sequence (Rec-R1's), independent, noncausal_swap, causal_swap
@@ -71,7 +71,7 @@ class TrainConfig:
     reasoning: bool = False                 #: ask for a <think> block before the permutation (the paper's optional reasoning)
     format_reward_weight: float = 0.1       #: Rec-R1 format reward weight
     squeeze_guard: bool = False             #: ours (issue 46 f): rollouts stay free (the paper's protocol), but the policy gradient reads each answer's valid prefix through the answer grammar's renormalised distribution and only the tokens from the first invalid one on through the model's own, so negative item credit moves mass among the ids still allowed and cannot push it off the format (Appendix F's squeeze). Off: the paper's loss
-    constrained_decoding: bool = False      #: ours: rollouts (and validation) may write only permutations; the policy gradient uses the constrained distribution's log-probs (renormalised over the allowed tokens; flexrec_bench.constrained). Off: the paper's protocol
+    constrained_decoding: bool = False      #: ours: rollouts (and validation) may write only permutations; the policy gradient uses the constrained distribution's log-probs (renormalised over the allowed tokens; flexrec_bench.ranking.constrained). Off: the paper's protocol
     sft_warmup_steps: int = 0               #: supervised warm-up before RL (Rec-R1: 25)
     sft_warmup_target: str = "ideal"        #: ideal (the oracle list, Rec-R1's warm-up) or random (a random permutation: the answer format only, no ranking signal; ours)
     lora: bool = False                      #: LoRA instead of full-parameter updates
@@ -230,14 +230,14 @@ def _own_hints() -> dict[str, Any]:
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        from flexrec_bench.registry import did_you_mean
+        from flexrec_bench.foundation.registry import did_you_mean
 
         raise ConfigError(f"unknown {name} {value!r}; {did_you_mean(value, list(allowed))}")
 
 
 def _coerce(name: str, value: Any, annotation: Any, where: str) -> Any:
-    """YAML values and --set strings through the project's one converter (flexrec_bench.options)."""
-    from flexrec_bench.options import convert
+    """YAML values and --set strings through the project's one converter (flexrec_bench.foundation.options)."""
+    from flexrec_bench.foundation.options import convert
 
     if isinstance(annotation, str):  # our own annotations are strings (from __future__ import annotations)
         annotation = _own_hints()[name]
@@ -263,7 +263,7 @@ def from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
         elif not trl_fields:  # without TRL (the verl environment) values pass unchecked; verl checks its own
             trl[key] = value
         else:
-            from flexrec_bench.registry import did_you_mean
+            from flexrec_bench.foundation.registry import did_you_mean
 
             known = sorted(set(_OWN) | set(trl_fields))
             raise ConfigError(f"{where}: unknown training option {key!r} (neither a flexrec-bench field nor a "
@@ -300,7 +300,7 @@ def _read_yaml(path: Path) -> dict:
 def max_candidates(cfg: TrainConfig) -> int | None:
     """The largest candidate list among the training needs' instances, from the build's manifest
     (None when the data is not built yet)."""
-    from flexrec_bench.splits import load_manifest
+    from flexrec_bench.building.splits import load_manifest
 
     try:
         manifest = load_manifest(cfg.data, cfg.dataset)
@@ -311,7 +311,7 @@ def max_candidates(cfg: TrainConfig) -> int | None:
 
 def completion_budget(cfg: TrainConfig, k_max: int | None) -> int | None:
     """max_completion_length: the config's, else enough for k_max ids (and the reasoning block)."""
-    from flexrec_bench.prompts import answer_tokens
+    from flexrec_bench.ranking.prompts import answer_tokens
 
     given = cfg.trl.get("max_completion_length")
     if k_max is None:
@@ -333,7 +333,7 @@ def preset_path(name: str) -> Path:
     import importlib.resources
 
     if name not in PRESETS:
-        from flexrec_bench.registry import did_you_mean
+        from flexrec_bench.foundation.registry import did_you_mean
 
         raise ConfigError(f"unknown --preset {name!r}; {did_you_mean(name, list(PRESETS))}")
     return Path(str(importlib.resources.files("training") / "configs" / "presets" / f"{name}.yaml"))

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from flexrec_bench.splits import DatasetSplit, load_manifest
+from flexrec_bench.building.splits import DatasetSplit, load_manifest
 from flexrec_bench.datasets import DATASETS
-from flexrec_bench.errors import FlexRecError, MissingDataError
-from flexrec_bench.io import atomic_path, write_json_atomic, write_text_atomic
-from flexrec_bench.labeling import LabelContext, make_need
-from flexrec_bench.retrieval import profile_vectors
+from flexrec_bench.foundation.errors import FlexRecError, MissingDataError
+from flexrec_bench.foundation.io import atomic_path, write_json_atomic, write_text_atomic
+from flexrec_bench.building.labeling import LabelContext, make_need
+from flexrec_bench.building.retrieval import profile_vectors
 
 from .config import CriticConfig
 
@@ -207,7 +207,7 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
     if min(len(tr), len(va), len(te)) == 0:
         raise FlexRecError(f"{dataset}: {n} observed pairs are too few for an 8:1:1 split")
     torch.manual_seed(cfg.seed)
-    from flexrec_bench.device import resolve_device
+    from flexrec_bench.foundation.device import resolve_device
 
     dev = torch.device(resolve_device(cfg.device))
     net = CriticNet(emb.shape[1], cfg.hidden, cfg.dropout).to(dev)
@@ -281,7 +281,7 @@ def train_critic(data_dir: str | Path, dataset: str, cfg: CriticConfig, out_dir:
     meta.update(dataset=dataset, data_dir=str(data_dir), target_max=float(y.max()))
     critic = Critic(net, cfg, emb, meta)
     if out_dir is not None:
-        from flexrec_bench.publish import fault, locked, new_tmp_dir, publish, recover
+        from flexrec_bench.foundation.publish import fault, locked, new_tmp_dir, publish, recover
 
         out = Path(out_dir)
         with locked(out, what="critic"):

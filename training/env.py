@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flexrec_bench.splits import DatasetSplit
-from flexrec_bench.parsing import parse_ranking, short_id, to_permutation
-from flexrec_bench.prompts import PromptConfig, split_messages
+from flexrec_bench.building.splits import DatasetSplit
+from flexrec_bench.ranking.parsing import parse_ranking, short_id, to_permutation
+from flexrec_bench.ranking.prompts import PromptConfig, split_messages
 
 from .advantages import (item_advantages, per_token_advantages, rank_advantages, rank_index, sequence_advantages,
                          token_spans, uncertainty_weights)
@@ -97,7 +97,7 @@ class RankingEnv:
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
-            from flexrec_bench.registry import did_you_mean
+            from flexrec_bench.foundation.registry import did_you_mean
 
             raise ValueError(f"unknown algo {self.algo!r}; {did_you_mean(self.algo, list(ALGOS))}")
         if self.item_reward not in ITEM_REWARD_VARIANTS:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from flexrec_bench.errors import FlexRecError, MissingDataError
-from flexrec_bench.splits import DatasetSplit, load_manifest
+from flexrec_bench.foundation.errors import FlexRecError, MissingDataError
+from flexrec_bench.building.splits import DatasetSplit, load_manifest
 
 from .config import IMPUTATIONS_TABLE as TABLE
 META = "critic.json"

@@ -21,10 +21,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from flexrec_bench.splits import DatasetSplit
+from flexrec_bench.building.splits import DatasetSplit
 from flexrec_bench.datasets import DATASETS
-from flexrec_bench.errors import FlexRecError, MissingDataError
-from flexrec_bench.paths import data_flag
+from flexrec_bench.foundation.errors import FlexRecError, MissingDataError
+from flexrec_bench.foundation.paths import data_flag
 
 from .config import default
 
@@ -35,7 +35,7 @@ class KNNImputer:
     """``fill(split) -> (gains, variances)``, the interface of :class:`training.critic.Critic`."""
 
     def __init__(self, kind: str, data_dir: str | Path, dataset: str, k: int = default("knn_neighbors")):
-        from flexrec_bench.splits import load_manifest
+        from flexrec_bench.building.splits import load_manifest
 
         from .critic import build_interest_options, interest_targets
 

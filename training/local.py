@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from flexrec_bench.splits import load_split
-from flexrec_bench.errors import FlexRecError, MissingCapabilityError, require
-from flexrec_bench.io import write_json_atomic
+from flexrec_bench.building.splits import load_split
+from flexrec_bench.foundation.errors import FlexRecError, MissingCapabilityError, require
+from flexrec_bench.foundation.io import write_json_atomic
 
 from .config import TrainConfig, completion_budget, max_candidates, reward_signal_line, reward_signal_notice
 from .env import RankingEnv, reward_filler
@@ -62,7 +62,7 @@ def _build_trainer_class():
         # -- constrained decoding (ours): rollouts that can only be permutations ---------------------
         def _grammar(self, prompt_ids):
             """The answer grammar of a prompt: its candidate count is the number of ids it lists."""
-            from flexrec_bench.constrained import AnswerGrammar
+            from flexrec_bench.ranking.constrained import AnswerGrammar
 
             text = self.processing_class.decode(prompt_ids, skip_special_tokens=True)
             k = len(set(_CANDIDATE_MARK.findall(text)))
@@ -77,7 +77,7 @@ def _build_trainer_class():
                 return super()._generate_single_turn(prompt_ids, *args, **kwargs)
             from transformers import LogitsProcessorList
 
-            from flexrec_bench.constrained import ConstrainedLogits
+            from flexrec_bench.ranking.constrained import ConstrainedLogits
 
             target = self.accelerator.unwrap_model(self.model_wrapped)
             had = "generate" in target.__dict__
@@ -102,13 +102,13 @@ def _build_trainer_class():
                                compute_entropy=False, compute_aux_loss=False, **_):
             """Per-token log-probs (and entropies) of the completions under the constrained
             distribution: the model's logits renormalised over the tokens the grammar allowed at
-            each position (flexrec_bench.constrained.constrained_logprobs). Positions after the
+            each position (flexrec_bench.ranking.constrained.constrained_logprobs). Positions after the
             answer ended score 0 (the completion mask drops them). With ``squeeze_guard`` the rollouts
             were free: a completion's valid prefix is scored under the grammar, the rest (from its
             first invalid token) under the model's whole distribution."""
             import torch
 
-            from flexrec_bench.constrained import allowed_masks
+            from flexrec_bench.ranking.constrained import allowed_masks
 
             batch_size = batch_size or input_ids.size(0)
             logps, entropies = [], []
@@ -195,10 +195,10 @@ def _check_local(cfg: TrainConfig) -> None:
 def resolved_trl_args(cfg: TrainConfig, weights: list[float], k_max: int | None, progress: bool = True):
     """The trl.GRPOConfig of a resolved run. A hub token never enters it (TRL pickles its arguments
     into every checkpoint as training_args.bin): it goes to the process's HF_TOKEN, where the hub
-    client reads it, and is taken out of everything written (flexrec_bench.secrets)."""
+    client reads it, and is taken out of everything written (flexrec_bench.foundation.secrets)."""
     import os
 
-    from flexrec_bench.secrets import is_secret_name, remember
+    from flexrec_bench.foundation.secrets import is_secret_name, remember
 
     trl = require("trl", "train", "local training")
     kw: dict[str, Any] = cfg.grpo_kwargs()
@@ -232,7 +232,7 @@ SAMPLES = 3
 
 def _prompt_tail(split, i: int, ranker) -> str:
     """The end of an instance's prompt (the candidates and the answer format), for the samples table."""
-    from flexrec_bench.prompts import split_messages
+    from flexrec_bench.ranking.prompts import split_messages
 
     return split_messages(split, i, ranker.prompt)[-1]["content"][-600:]
 
@@ -308,15 +308,15 @@ class _JsonlAndEval:
             v >= target for row in last for k, v in row.items() if k.endswith("/ndcg@5"))
 
     def write(self, row: dict) -> None:
-        from flexrec_bench.secrets import redact
+        from flexrec_bench.foundation.secrets import redact
 
         with open(self.log_path, "a") as f:
             f.write(json.dumps(redact({k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
                                        for k, v in row.items()})) + "\n")
 
     def validate(self, step: int) -> dict:
-        from flexrec_bench.evaluator import evaluate
-        from flexrec_bench.rankers.hf import HFRanker
+        from flexrec_bench.scoring.evaluator import evaluate
+        from flexrec_bench.ranking.rankers.hf import HFRanker
 
         model, tok = self.trainer.model, self.trainer.processing_class
         was_training = model.training
@@ -404,14 +404,14 @@ def train_local(cfg: TrainConfig, progress: bool = True, resume: bool = False) -
     datasets = require("datasets", "train", "local training")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from flexrec_bench.prompts import PromptConfig
+    from flexrec_bench.ranking.prompts import PromptConfig
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     start_from = last_checkpoint(out) if resume else None
     if resume and start_from is None:
         raise FlexRecError(f"--resume: no checkpoint-<step> folder with a trainer_state.json in {out}")
-    from flexrec_bench.models import hub_access
+    from flexrec_bench.ranking.models import hub_access
 
     with hub_access(cfg.model, "--model") as hub_kw:  # a hub id with the hub down: fail (or use the cache) at once
         tok = AutoTokenizer.from_pretrained(cfg.model, **hub_kw)
@@ -503,6 +503,6 @@ def _stop_on_sigterm():
 
 
 def _versions() -> dict:
-    from flexrec_bench.results import package_versions
+    from flexrec_bench.scoring.results import package_versions
 
     return package_versions()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from flexrec_bench.metrics import discounts  # the evaluator's discount: one NDCG for rewards and scores
+from flexrec_bench.foundation.metrics import discounts  # the evaluator's discount: one NDCG for rewards and scores
 
 
 def ideal_dcg(labels: np.ndarray) -> np.ndarray:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from flexrec_bench.splits import DatasetSplit
-from flexrec_bench.errors import require
-from flexrec_bench.io import write_json_atomic
-from flexrec_bench.prompts import PromptConfig, split_messages, target_completion
-from flexrec_bench.permutations import scores_to_order
+from flexrec_bench.building.splits import DatasetSplit
+from flexrec_bench.foundation.errors import require
+from flexrec_bench.foundation.io import write_json_atomic
+from flexrec_bench.ranking.prompts import PromptConfig, split_messages, target_completion
+from flexrec_bench.ranking.permutations import scores_to_order
 
 
 @dataclass
@@ -37,11 +37,11 @@ def precision_flags(precision: str, use_cpu: bool) -> dict[str, bool]:
     """TrainingArguments' bf16/fp16 flags: ``auto`` follows the hardware (bf16 on a CUDA device
     that supports it, fp32 on CPU or older GPUs); ``bf16``, ``fp16`` and ``fp32`` force a choice."""
     if precision not in PRECISIONS:
-        from flexrec_bench.errors import ConfigError
+        from flexrec_bench.foundation.errors import ConfigError
 
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
-        from flexrec_bench.device import bf16_ok
+        from flexrec_bench.foundation.device import bf16_ok
 
         precision = "bf16" if not use_cpu and bf16_ok("cuda") else "fp32"
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
@@ -77,7 +77,7 @@ def sft_train(model: str, splits: list[DatasetSplit], out_dir: str | Path, s: SF
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from flexrec_bench.models import hub_access
+    from flexrec_bench.ranking.models import hub_access
 
     out = Path(out_dir)
     with hub_access(model, "model") as hub_kw:  # a hub id with the hub down: fail (or use the cache) at once

@@ -10,7 +10,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from flexrec_bench.errors import MissingCapabilityError, require
+from flexrec_bench.foundation.errors import MissingCapabilityError, require
 
 from .config import TrainConfig, completion_budget, max_candidates
 from .verl_plugin import AGENT_LOOP_MANAGER_FQN, ESTIMATOR, PLUGIN_MODULE, REWARD_LOOP_MANAGER
@@ -26,7 +26,7 @@ def config_file(cfg: TrainConfig) -> Path:
 
 
 def write_config_file(cfg: TrainConfig) -> Path:
-    from flexrec_bench.io import write_json_atomic
+    from flexrec_bench.foundation.io import write_json_atomic
 
     path = config_file(cfg)
     write_json_atomic(path, asdict(cfg))

@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from flexrec_bench.splits import load_split
+from flexrec_bench.building.splits import load_split
 
 if TYPE_CHECKING:
     from .config import TrainConfig
-from flexrec_bench.prompts import PromptConfig
+from flexrec_bench.ranking.prompts import PromptConfig
 
 from .advantages import token_offsets
 from .env import RankingEnv, reward_filler

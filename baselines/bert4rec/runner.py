@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from flexrec_bench.splits import load_manifest
-from flexrec_bench.errors import FlexRecError, MissingDataError
-from flexrec_bench.io import write_json_atomic
-from flexrec_bench.rankers.base import Ranker
-from flexrec_bench.permutations import RankResult, scores_to_order
+from flexrec_bench.building.splits import load_manifest
+from flexrec_bench.foundation.errors import FlexRecError, MissingDataError
+from flexrec_bench.foundation.io import write_json_atomic
+from flexrec_bench.ranking.rankers.base import Ranker
+from flexrec_bench.ranking.permutations import RankResult, scores_to_order
 
 CONFIG = Path(__file__).with_name("config.yaml")
 

@@ -1,5 +1,5 @@
 """`python -m flexrec_bench.cli`: the command, from a source checkout too."""
 
-from . import main
+from flexrec_bench.cli import main
 
 main()

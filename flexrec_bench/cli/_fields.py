@@ -4,7 +4,7 @@
 ``config_command(Config, ...)`` turns ``def cmd(cfg: Config, **extra)`` into a Typer command whose
 options are the dataclass's fields (plus ``extra``, the command's own non-config options); values
 arrive as strings where the field's type is not one Typer reads itself, and go through the one
-converter (flexrec_bench.options).
+converter (flexrec_bench.foundation.options).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..options import convert, field_docs
+from flexrec_bench.foundation.options import convert, field_docs
 
 #: field types Typer reads itself (others are given as strings and converted by the one converter)
 _PLAIN = (str, int, float, bool)

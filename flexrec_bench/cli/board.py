@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
+from flexrec_bench.cli._app import app
 
 @app.command("submit")
 def submit_cmd(

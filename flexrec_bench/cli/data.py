@@ -7,17 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import FlexRecError
-from ..build_config import BuildConfig
-from . import DataOpt, DatasetOpt, _csv, _need_options, app
-from ._fields import Extra, config_command
+from flexrec_bench.foundation.errors import FlexRecError
+from flexrec_bench.building.config import BuildConfig
+from flexrec_bench.cli._app import DataOpt, DatasetOpt, _csv, _need_options, app
+from flexrec_bench.cli._fields import Extra, config_command
 
 @app.command("ls")
 def ls_cmd() -> None:
     """List the datasets, needs and models known to the registries."""
-    from ..datasets import DATASETS
-    from ..labeling import NEEDS
-    from ..rankers import RANKERS
+    from flexrec_bench.datasets import DATASETS
+    from flexrec_bench.building.labeling import NEEDS
+    from flexrec_bench.ranking.rankers import RANKERS
 
     typer.echo("datasets:")
     for name in DATASETS.names():
@@ -41,15 +41,15 @@ def download_cmd(
     raw_dir: Annotated[Optional[Path], typer.Option(help="where to put the raw files; default $FLEXREC_HOME/raw/<dataset>")] = None,
 ) -> None:
     """Fetch a dataset's official files, or its pinned embeddings (checksum-verified, resumable, atomic)."""
-    from ..datasets import DATASETS
-    from ..download import fetch
-    from ..io import sha256_file
+    from flexrec_bench.datasets import DATASETS
+    from flexrec_bench.datasets.download import fetch
+    from flexrec_bench.foundation.io import sha256_file
 
     if (dataset is None) == (embeddings is None):
         raise FlexRecError("download needs exactly one of --dataset D (raw files) or --embeddings D (pinned embeddings)")
     if embeddings is not None:
-        from ..download import DownloadSpec
-        from ..pinned import BUNDLED_DIR, find, pinned_dir
+        from flexrec_bench.datasets.download import DownloadSpec
+        from flexrec_bench.datasets.pinned import BUNDLED_DIR, find, pinned_dir
 
         spec = DATASETS.get(embeddings)
         art = find(spec.embeddings, embedder)
@@ -67,7 +67,7 @@ def download_cmd(
         typer.echo(f"{path} (sha256 {art.sha256[:12]}…, {art.texts} vectors): builds of {embeddings} with "
                    f"{embedder} use it")
         return
-    from ..paths import raw_dir as default_raw
+    from flexrec_bench.foundation.paths import raw_dir as default_raw
 
     spec = DATASETS.get(dataset)
     dest = raw_dir or default_raw(dataset)
@@ -94,7 +94,7 @@ def embeddings_export_cmd(
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Embed every text a build of the dataset uses, on this machine, and write a pinned artifact to publish."""
-    from ..build import export_embeddings
+    from flexrec_bench.building.build import export_embeddings
 
     art = export_embeddings(BuildConfig(dataset=dataset, raw_dir=str(raw_dir) if raw_dir else None, embedder=embedder),
                             out, progress=not quiet, device=device)
@@ -130,7 +130,7 @@ def verify_build_cmd(
                        "quiet": Extra(bool, False, "no progress bars")})
 def build_data_cmd(cfg: BuildConfig, device: str = "auto", quiet: bool = False) -> None:
     """Build a dataset: STAR candidates and need labels, written to Parquet with a manifest and a leak audit."""
-    from ..build import build
+    from flexrec_bench.building.build import build
 
     dataset, out = cfg.dataset, cfg.out
     res = build(cfg, progress=not quiet, device=device)
@@ -157,9 +157,9 @@ def build_data_cmd(cfg: BuildConfig, device: str = "auto", quiet: bool = False) 
 
 def _ceiling_line(manifest: dict) -> str:
     """The build's last line: each need's formula ceiling (NDCG@10 on test of the best ranker of
-    shown inputs, flexrec_bench.formula_audit), its need-blind ceiling (ranking by the interest
+    shown inputs, flexrec_bench.building.formula_audit), its need-blind ceiling (ranking by the interest
     labels) and the candidate recall that caps every metric."""
-    from ..formula_audit import solvable_line
+    from flexrec_bench.building.formula_audit import solvable_line
 
     recall = (manifest.get("candidate_quality") or {}).get("test", {}).get("recall")
     formula = (manifest.get("audit") or {}).get("formula") or {}
@@ -189,8 +189,8 @@ def audit_cmd(
     """Leak audit: does the presented candidate order predict the labels? Exits 1 if it does. Also
     each need's formula ceiling: how far rankers fitted on what a ranker is shown get (a need they
     solve is reported as solvable from what the ranker is shown, not as a leak)."""
-    from ..audit import audit_build, format_audit
-    from ..io import write_json_atomic
+    from flexrec_bench.building.audit import audit_build, format_audit
+    from flexrec_bench.foundation.io import write_json_atomic
 
     summary = audit_build(data, dataset)
     typer.echo(format_audit(summary))
@@ -211,7 +211,7 @@ def publish_build_cmd(
     """Push a build (its Parquet files, manifest and dataset card) to the Hugging Face Hub. Refused,
     before any network call, for a malformed repo id or a dataset whose licence forbids redistribution
     (MovieLens)."""
-    from ..card import publish_build
+    from flexrec_bench.building.card import publish_build
 
     url = publish_build(data, dataset, repo_id, private=not public)
     typer.echo(f"published {dataset} to {repo_id}: {url}")

@@ -8,10 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import FlexRecError
-from ..eval_config import EvalConfig
-from . import DataOpt, DatasetOpt, _csv, _options, app
-from ._fields import Extra, config_command
+from flexrec_bench.foundation.errors import FlexRecError
+from flexrec_bench.scoring.eval_config import EvalConfig
+from flexrec_bench.cli._app import DataOpt, DatasetOpt, _csv, _options, app
+from flexrec_bench.cli._fields import Extra, config_command
 
 @app.command("eval")
 @config_command(EvalConfig, parse={"metrics": _csv, "options": _options},
@@ -29,7 +29,7 @@ from ._fields import Extra, config_command
                 extra={"quiet": Extra(bool, False, "no progress bars")})
 def eval_cmd(cfg: EvalConfig, quiet: bool = False) -> None:
     """Rank a built split with one model and score it with the one evaluator."""
-    from ..evaluator import run_eval
+    from flexrec_bench.scoring.evaluator import run_eval
 
     model, dataset, need, split = cfg.model, cfg.dataset, cfg.need, cfg.split
     res, report, path = run_eval(cfg, progress=not quiet)
@@ -45,7 +45,7 @@ def eval_cmd(cfg: EvalConfig, quiet: bool = False) -> None:
         for line in p.warnings():
             typer.echo(line, err=True)
     if res.position_bias:
-        from ..position_bias import format_probe
+        from flexrec_bench.scoring.position_bias import format_probe
 
         typer.echo(format_probe(res.position_bias))
     typer.echo(f"wrote {path}")
@@ -61,8 +61,8 @@ def prompt_cmd(
     reasoning: Annotated[bool, typer.Option(help="ask for a <think> block first")] = False,
 ) -> None:
     """Print the chat prompt every LLM ranker and trainer sends for one instance (docs/prompts.md)."""
-    from ..splits import load_split
-    from ..prompts import PromptConfig, split_messages
+    from flexrec_bench.building.splits import load_split
+    from flexrec_bench.ranking.prompts import PromptConfig, split_messages
 
     s = load_split(data, dataset, need, split)
     if not 0 <= index < len(s):
@@ -84,7 +84,7 @@ def compare_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of the table")] = False,
 ) -> None:
     """Compare runs pair by pair on their shared instances: paired bootstrap CI, paired test, Holm correction."""
-    from ..compare import compare_runs, format_table
+    from flexrec_bench.scoring.compare import compare_runs, format_table
 
     pairs = compare_runs(results, data, tuple(_csv(metrics) or ()) or None, test, bootstrap, seed)
     typer.echo(json.dumps([p.to_dict() for p in pairs], indent=2) if as_json else format_table(pairs))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
+from flexrec_bench.cli._app import app
 
 models_app = typer.Typer(help="Real language models offline: install a GGUF or a Hugging Face folder for --model hf:.",
                          no_args_is_help=True)
@@ -17,7 +17,7 @@ app.add_typer(models_app, name="models")
 @models_app.command("ls")
 def models_ls() -> None:
     """The models that install offline by name, and the folders installed here."""
-    from ..models import LOCAL_MODELS, models_dir, read_record
+    from flexrec_bench.ranking.models import LOCAL_MODELS, models_dir, read_record
 
     for name in LOCAL_MODELS.names():
         m = LOCAL_MODELS.get(name)
@@ -38,7 +38,7 @@ def models_install(
 ) -> None:
     """Convert a GGUF once into a cached Hugging Face folder (sha256 checked, chat template and eos set),
     or check a Hugging Face folder; prints the --model to use."""
-    from ..models import install
+    from flexrec_bench.ranking.models import install
 
     res = install(source, out, allow_pip=pip)
     rec = res.record

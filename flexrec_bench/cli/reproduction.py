@@ -6,8 +6,8 @@ import typer
 
 from reproduce.config import ReproduceConfig
 
-from . import _options, app
-from ._fields import Extra, config_command
+from flexrec_bench.cli._app import _options, app
+from flexrec_bench.cli._fields import Extra, config_command
 
 
 @app.command("reproduce")

@@ -11,9 +11,9 @@ import typer
 from training.config import (ALGOS, BACKENDS, ESTIMATORS, ITEM_REWARD_VARIANTS, PRESETS, REWARD_SIGNALS,
                              CriticConfig)
 
-from ..errors import FlexRecError
-from . import DataOpt, DatasetOpt, _csv, _options, app
-from ._fields import Extra, config_command
+from flexrec_bench.foundation.errors import FlexRecError
+from flexrec_bench.cli._app import DataOpt, DatasetOpt, _csv, _options, app
+from flexrec_bench.cli._fields import Extra, config_command
 
 
 @app.command("train-critic")
@@ -90,7 +90,7 @@ def train_cmd(
             from training.verl_backend import dry_run as resolve
         from training.config import reward_signal_line
 
-        from ..secrets import redact
+        from flexrec_bench.foundation.secrets import redact
 
         resolved = resolve(cfg)
         # the resolved reward signal with its reason, first in the printed JSON (stdout stays one JSON document)
@@ -170,7 +170,7 @@ def train_baseline_cmd(
                               limit=limit, progress=not quiet)
         typer.echo(f"checkpoint: {final} (evaluate with `flexrec-bench eval --model hf:{final}`)")
     else:
-        from ..registry import did_you_mean
+        from flexrec_bench.foundation.registry import did_you_mean
 
         raise FlexRecError(f"unknown baseline {name!r}; {did_you_mean(name, ['bert4rec', 'tallrec'])}. "
                            "STAR is `eval --model star`; Rec-R1 and Rank-GRPO are `train --algo rec-r1|rank-grpo`.")
@@ -184,6 +184,6 @@ def make_tiny_model_cmd(
     seed: Annotated[int, typer.Option(help="initialisation seed")] = 0,
 ) -> None:
     """Write a random-init Qwen2 causal LM with a locally trained tokenizer (no download), for smoke runs."""
-    from ..tiny import build_tiny_model
+    from flexrec_bench.ranking.tiny import build_tiny_model
 
     typer.echo(f"wrote {build_tiny_model(out, hidden_size=hidden_size, layers=layers, seed=seed)}")

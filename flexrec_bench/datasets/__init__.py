@@ -1,15 +1,15 @@
-"""Dataset registry: every dataset the toolkit can build, with its reader and download specs."""
+"""Reading raw files: every dataset the toolkit can build (the registry), its reader, its downloads and its pinned embeddings."""
 
 from __future__ import annotations
 
-from ..download import DownloadSpec
-from ..pinned import PinnedSpec
-from ..registry import Registry
-from .base import DatasetSpec, RawData
-from .esci import read_esci
-from .kuairec import read_kuairec
-from .movielens import read_ml1m, read_ml100k
-from .toy import read_toy
+from flexrec_bench.datasets.download import DownloadSpec
+from flexrec_bench.datasets.pinned import PinnedSpec
+from flexrec_bench.foundation.registry import Registry
+from flexrec_bench.datasets.base import DatasetSpec, RawData
+from flexrec_bench.datasets.esci import read_esci
+from flexrec_bench.datasets.kuairec import read_kuairec
+from flexrec_bench.datasets.movielens import read_ml1m, read_ml100k
+from flexrec_bench.datasets.toy import read_toy
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", entry_point_group="flexrec_bench.datasets")
 

@@ -8,7 +8,7 @@ import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..errors import DataError
+from flexrec_bench.foundation.errors import DataError
 
 MISSING_MARKERS = frozenset({"", "UNKNOWN", "-124", "nan", "NaN", "None"})
 

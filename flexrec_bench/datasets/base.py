@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..download import DownloadSpec
-from ..pinned import PinnedSpec
+from flexrec_bench.datasets.download import DownloadSpec
+from flexrec_bench.datasets.pinned import PinnedSpec
 
-from ..signals import SignalKind
+from flexrec_bench.datasets.signals import SignalKind
 
 def empty_interactions() -> pd.DataFrame:
     """The interactions frame of a dataset without users (query tasks)."""
@@ -61,11 +61,11 @@ class DatasetSpec:
     manual_instructions: str | None = None
     #: files (relative to the raw dir) that must exist before reading
     required_files: tuple[str, ...] = ()
-    #: the kind of instance it makes (flexrec_bench.instance_kinds): sequential (a history) or query (a search)
+    #: the kind of instance it makes (flexrec_bench.building.instance_kinds): sequential (a history) or query (a search)
     instance_kind: str = "sequential"
     #: what the items' topics are, as a prompt names them ("Genres" in "Genres in this user's history")
     topic_name: str = "Topics"
-    #: published embedding artifacts (flexrec_bench.pinned): builds with these embedders agree on every machine
+    #: published embedding artifacts (flexrec_bench.datasets.pinned): builds with these embedders agree on every machine
     embeddings: tuple[PinnedSpec, ...] = ()
     #: the embedder a build uses unless --embedder names one
     default_embedder: str = "all-MiniLM-L6-v2"

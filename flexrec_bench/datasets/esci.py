@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..errors import DataError
-from ._text import clean_text, field_lines, require_file
-from .base import RawData, empty_interactions
+from flexrec_bench.foundation.errors import DataError
+from flexrec_bench.datasets._text import clean_text, field_lines, require_file
+from flexrec_bench.datasets.base import RawData, empty_interactions
 
 EXAMPLE_COLUMNS = ("example_id", "query", "query_id", "product_id", "product_locale", "esci_label",
                    "small_version", "large_version", "split")
@@ -55,7 +55,7 @@ def read_esci(raw_dir: Path | None, locale: str = "us", version: str = "small") 
     if version not in ESCI_VERSIONS:
         raise DataError("esci", f"--esci-version must be one of {', '.join(ESCI_VERSIONS)}, got {version!r}")
     if raw_dir is None:
-        from ..paths import raw_dir as default_raw
+        from flexrec_bench.foundation.paths import raw_dir as default_raw
 
         raw_dir = default_raw("esci")
     if (raw_dir / "shopping_queries_dataset").is_dir():
@@ -83,7 +83,7 @@ def read_esci(raw_dir: Path | None, locale: str = "us", version: str = "small") 
     sources = [ex_path, pr_path]
     src_path = raw_dir / "shopping_queries_dataset_sources.csv"
     if src_path.exists():
-        from ._text import read_csv_records
+        from flexrec_bench.datasets._text import read_csv_records
 
         for _ in read_csv_records(src_path, SOURCE_COLUMNS):
             pass

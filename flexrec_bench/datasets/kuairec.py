@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ._text import (MAX_TIMESTAMP, clean_text, field_lines, parse_list_literal, parse_tag_list, read_csv_records,
+from flexrec_bench.foundation.errors import DataError
+from flexrec_bench.datasets._text import (MAX_TIMESTAMP, clean_text, field_lines, parse_list_literal, parse_tag_list, read_csv_records,
                     require_file)
-from .base import RawData
+from flexrec_bench.datasets.base import RawData
 
 MATRIX_COLUMNS = ("user_id", "video_id", "play_duration", "video_duration", "time", "date", "timestamp", "watch_ratio")
 CAPTION_COLUMNS = ("video_id", "manual_cover_text", "caption", "topic_tag",
@@ -156,7 +156,7 @@ def video_text(vid: str, info: dict | None) -> str:
 
 def read_kuairec(raw_dir: Path | None) -> RawData:
     if raw_dir is None:
-        from ..paths import raw_dir as default_raw
+        from flexrec_bench.foundation.paths import raw_dir as default_raw
 
         raw_dir = default_raw("kuairec")
     d = _data_dir(raw_dir)

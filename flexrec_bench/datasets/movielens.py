@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import DataError, MissingDataError
-from ._text import clean_text, field_lines, require_file, split_lines, to_number, to_timestamp
-from .base import RawData
+from flexrec_bench.foundation.errors import DataError, MissingDataError
+from flexrec_bench.datasets._text import clean_text, field_lines, require_file, split_lines, to_number, to_timestamp
+from flexrec_bench.datasets.base import RawData
 
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
@@ -73,7 +73,7 @@ def _read_ratings_fast(path: Path, sep: str, names: list[str], cols: tuple[int, 
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from ._text import BOM, MAX_TIMESTAMP
+    from flexrec_bench.datasets._text import BOM, MAX_TIMESTAMP
 
     data = require_file(path).read_bytes()
     if data.startswith(BOM):
@@ -194,7 +194,7 @@ def read_atomic(raw_dir: Path, name: str) -> RawData:
 
 def read_ml1m(raw_dir: Path | None) -> RawData:
     if raw_dir is None:
-        from ..paths import raw_dir as default_raw
+        from flexrec_bench.foundation.paths import raw_dir as default_raw
 
         raw_dir = default_raw("ml-1m")
     if (raw_dir / "ml-1m" / "ratings.dat").exists():

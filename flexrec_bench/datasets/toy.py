@@ -41,8 +41,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import MissingDataError
-from .base import RawData
+from flexrec_bench.foundation.errors import MissingDataError
+from flexrec_bench.datasets.base import RawData
 
 TYPES = ("north", "south", "east", "west")
 #: the names of a family member's types, in order (``types`` = n takes the first n)
@@ -122,8 +122,8 @@ def write_toy_build(out: str | Path, sizes: dict[str, int] | None = None, seed: 
     prompts are the same as the dense build's). ``types``, ``k``, ``slots_seed`` pick a member of
     the family (:func:`toy_slots`); ``need_conditional`` also writes the ``toy-alt`` need on the
     same instances. The defaults are the classic toy, byte for byte."""
-    from ..digests import label_digest
-    from ..io import sha256_file, write_json_atomic, write_parquet_atomic
+    from flexrec_bench.foundation.digests import label_digest
+    from flexrec_bench.foundation.io import sha256_file, write_json_atomic, write_parquet_atomic
 
     if not 0.0 < observed_fraction <= 1.0:
         raise ValueError(f"observed_fraction must be in (0, 1], got {observed_fraction}")
@@ -207,7 +207,7 @@ def write_toy_critic(data: str | Path, noise: ToyCriticNoise | None = None, data
     fingerprint). Estimates are the true gains (the dense build's) plus N(0, sd²), clipped to
     [0, 1], or for unreliable pairs with ``unreliable="uniform"`` a draw from [0, 1]; the reported
     variance is sd²."""
-    from ..io import write_json_atomic, write_parquet_atomic
+    from flexrec_bench.foundation.io import write_json_atomic, write_parquet_atomic
 
     noise = noise or ToyCriticNoise()
     if noise.unreliable not in ("gaussian", "uniform"):
