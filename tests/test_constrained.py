@@ -99,14 +99,15 @@ def test_grpo_trains_on_constrained_rollouts_with_their_renormalised_logprobs(ml
     import json
 
     from training.config import TrainConfig
-    from training.local import _build_trainer_class, train_local
+    from training.local import train_local
+    from training.trl_trainer import build_trainer_class
 
     cfg = TrainConfig(model=str(tiny_model), data=str(ml100k), output_dir=str(tmp_path / "run"), train_limit=4,
                       eval_limit=1, eval_steps=1, constrained_decoding=True, save_final=False,
                       trl=dict(max_steps=1, num_generations=4, per_device_train_batch_size=4, learning_rate=1e-3,
                                use_cpu=True, max_completion_length=5 * 30 + 32))
     seen = {}
-    trainer_class = _build_trainer_class()
+    trainer_class = build_trainer_class()
     original = trainer_class._generate_and_score_completions
 
     def spy(self, inputs):
@@ -128,12 +129,12 @@ def test_grpo_trains_on_constrained_rollouts_with_their_renormalised_logprobs(ml
     import training.local as local
 
     trainer_class._generate_and_score_completions = spy
-    builder = local._build_trainer_class
-    local._build_trainer_class = lambda: trainer_class
+    builder = local.build_trainer_class
+    local.build_trainer_class = lambda: trainer_class
     try:
         train_local(cfg, progress=False)
     finally:
-        local._build_trainer_class = builder
+        local.build_trainer_class = builder
     assert seen["match"] and len(seen["texts"]) >= 4
     for text in seen["texts"]:  # every rollout names all 30 candidates once
         assert parse_ranking(text, [short_id(j) for j in range(30)]).complete, text

@@ -104,9 +104,9 @@ def test_stop_at_ndcg_needs_two_validations_at_the_target_and_is_refused_where_i
     from types import SimpleNamespace
 
     from training.config import ConfigError, layered_config
-    from training.local import _JsonlAndEval
+    from training.monitor import JsonlAndEval
 
-    helper = _JsonlAndEval(SimpleNamespace(stop_at_ndcg=0.9), tmp_path / "log.jsonl", {}, progress=False)
+    helper = JsonlAndEval(SimpleNamespace(stop_at_ndcg=0.9), tmp_path / "log.jsonl", {}, progress=False)
     assert not helper.reached_target()
     helper.val_rows += [{"val/toy/ndcg@5": 0.95, "val/toy-alt/ndcg@5": 0.91}]
     assert not helper.reached_target()  # one validation is not enough

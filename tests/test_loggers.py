@@ -41,7 +41,7 @@ def test_two_steps_log_scalars_and_a_samples_table_to_tensorboard(ml100k, tiny_m
 def test_report_to_is_one_field_for_both_backends_and_missing_loggers_are_one_line(monkeypatch):
     import importlib.util
 
-    from training.local import check_loggers
+    from training.monitor import check_loggers
     from training.verl_backend import verl_loggers
 
     assert verl_loggers(TrainConfig(model="m")) == "[console]"
