@@ -309,7 +309,7 @@ def _rl_cell(a, data: Path, warm: Path, cell: Path, design: str, seed: int):
 
 # -- over seeds ------------------------------------------------------------------------------------
 def summarise(runs: dict[str, list[dict]], budget: int) -> dict[str, dict]:
-    from reproduce.grid import t_interval
+    from reproduce.report import t_interval
 
     out = {}
     for design, rs in runs.items():

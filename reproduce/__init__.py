@@ -6,6 +6,8 @@ grid, scores every cell with the one evaluator and writes it beside the paper's 
 """
 
 from .config import FIGURES, TABLES, ReproduceConfig
-from .grid import cells, markdown, paper_numbers, run_grid
+from .cells import cells
+from .grid import run_grid
+from .report import markdown, paper_numbers
 
 __all__ = ["FIGURES", "TABLES", "ReproduceConfig", "cells", "markdown", "paper_numbers", "run_grid"]

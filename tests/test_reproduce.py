@@ -138,7 +138,7 @@ def test_table2_and_figure2_run_in_miniature(tiny_model, ml100k, tmp_path):
 
 
 def _slug(label: str) -> str:
-    from reproduce.grid import _slug as slug
+    from reproduce.cells import slug
 
     return slug(label)
 
@@ -170,7 +170,7 @@ def test_table8_miniature_runs_on_the_toy_with_its_critic(tiny_model, tmp_path):
 
 
 def test_rows_pick_cells_by_their_words_and_keep_the_base_model():
-    from reproduce.grid import select_rows
+    from reproduce.cells import select_rows
 
     f3 = cells(ReproduceConfig(figure=3, model="m"))
     assert [c.label for c in select_rows(f3, "rec-r1, causalswap")] == [
@@ -307,7 +307,7 @@ def test_a_failing_worker_is_named_in_one_error():
 
 
 def test_rows_name_the_model_run_and_keep_the_papers_row():
-    from reproduce.grid import row_name
+    from reproduce.report import row_name
 
     assert row_name("Qwen2.5-3B-Instruct + FlexRec", "/m/smollm2-135m-instruct-b179") == \
         "smollm2-135m-instruct-b179 + FlexRec (paper: Qwen2.5-3B-Instruct + FlexRec)"
