@@ -72,3 +72,17 @@ def fake_registration(fingerprint: str):
     from leaderboard.schema import RegisteredBuild
 
     return RegisteredBuild(fingerprint=fingerprint, digests="builds/none.json", digests_sha256="0" * 64, command="x")
+
+
+@pytest.fixture
+def results(ml100k, tmp_path):
+    """Random and STAR run by the one evaluator on the fixture build: the results files the board tests submit."""
+    from flexrec_bench.scoring.eval_config import EvalConfig
+    from flexrec_bench.scoring.evaluator import run_eval
+
+    out = {}
+    for model in ("random", "star"):
+        _, _, path = run_eval(EvalConfig(model=model, data=str(ml100k), out=str(tmp_path / "res"), bootstrap=100),
+                              progress=False)
+        out[model] = path
+    return out
