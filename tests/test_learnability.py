@@ -73,6 +73,21 @@ def test_learnability_refuses_bad_options_in_one_line(argv, message, capsys):
     assert message in err and len(err.splitlines()) == 1, err
 
 
+def test_the_need_rung_takes_its_own_rate_and_budget_unless_told_otherwise():
+    import learnability
+
+    need = learnability.parse_args(["--rung", "need", "--design", "causal_swap"])
+    assert need.steps == 1500 and need.sets == {"learning_rate": "3e-4"}
+    told = learnability.parse_args(["--rung", "need", "--steps", "40", "--set", "learning_rate=1e-3"])
+    assert told.steps == 40 and told.sets == {"learning_rate": "1e-3"}
+    cond = learnability.parse_args(["--rung", "conditional"])
+    assert cond.steps is None and cond.sets == {}  # the preset's 1e-3 and 600 steps
+    # the default is the same cell as the explicit options it stands for
+    explicit = learnability.parse_args(["--rung", "need", "--design", "causal_swap", "--steps", "1500",
+                                        "--set", "learning_rate=3e-4"])
+    assert learnability.cell_dir(need, "causal_swap", 0) == learnability.cell_dir(explicit, "causal_swap", 0)
+
+
 def test_steps_to_threshold_reads_the_first_crossing():
     import learnability
 
