@@ -145,3 +145,47 @@ def test_results_declare_what_a_ranker_reads_and_the_page_shows_the_ceiling(ml10
     assert html.count('class="reference-row"') == 3  # one formula-ceiling row per (ml-100k, need)
     assert "This need is solvable from what the ranker is shown" in html
     assert "reads the label's inputs: retrieval_scores" in html and "candidate recall 0.020" in html
+
+
+def test_the_audit_sample_bounds_the_fit_and_a_cap_below_one_is_refused(tmp_path):
+    rng = np.random.default_rng(1)
+    label = lambda s, c, h: 0.5 * _minmax(s) + 0.5 * _minmax(c)  # noqa: E731
+    train, test = _inputs(rng, 600, 12, label), _inputs(rng, 100, 12, label)
+    assert formula_audit(train, test)["fit_instances"] == 600  # under the default cap: every instance
+    capped = formula_audit(train, test, sample=50)
+    assert capped["fit_instances"] == 50 and capped["instances"] == 100  # the cap is on the fit, never the scoring
+    assert formula_audit(train, test, sample=50) == capped  # a seeded sample
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="sample must be an integer >= 1"):
+            formula_audit(train, test, sample=bad)
+    raw = fx.write_ml1m(tmp_path / "raw")
+    for args in (["build-data", "--dataset", "ml-1m", "--raw-dir", str(raw), "--out", str(tmp_path / "o"),
+                  "--audit-sample", "0", "--quiet"],
+                 ["audit", "--dataset", "ml-1m", "--data", str(tmp_path / "o"), "--audit-sample", "-1"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code != 0
+        msg = str(r.exception) if r.exception and not isinstance(r.exception, SystemExit) else r.output
+        assert "--audit-sample" in msg and "must be an integer >= 1" in msg, msg
+    assert not (tmp_path / "o" / "ml-1m").exists()
+
+
+def test_a_build_without_the_formula_audit_is_the_same_data_and_says_so_last(tmp_path):
+    raw = fx.write_ml1m(tmp_path / "raw")
+    args = ["build-data", "--dataset", "ml-1m", "--raw-dir", str(raw), "--embedder", "hashing-32", "--train-size", "30",
+            "--test-size", "10", "--candidates", "8", "--history", "6", "--min-history", "3", "--quiet"]
+    full = runner.invoke(app, [*args, "--out", str(tmp_path / "full")])
+    skip = runner.invoke(app, [*args, "--out", str(tmp_path / "skip"), "--no-formula-audit"])
+    assert full.exit_code == 0 and skip.exit_code == 0, skip.output
+    last = skip.output.rstrip().splitlines()[-1]
+    assert "formula audit: skipped (--no-formula-audit)" in last and "flexrec-bench audit" in last
+    a, b = (json.loads((tmp_path / d / "ml-1m" / "manifest.json").read_text()) for d in ("full", "skip"))
+    assert a["fingerprint"] == b["fingerprint"]  # how a build is checked is not part of what it holds
+    assert b["audit"]["formula_skipped"] is True and b["audit"]["formula"] == {} and "formula_skipped" not in a["audit"]
+    assert b["audit"]["leak_free"] and b["audit"]["needs"] == a["audit"]["needs"]  # the leak audit still runs
+    # the audit run on its own gives the figures the default build wrote
+    r = runner.invoke(app, ["audit", "--dataset", "ml-1m", "--data", str(tmp_path / "skip"), "--json",
+                            str(tmp_path / "audit.json")])
+    assert r.exit_code == 0, r.output
+    later = json.loads((tmp_path / "audit.json").read_text())["formula"]
+    for need, f in a["audit"]["formula"].items():
+        assert later[need]["formula_ceiling"] == pytest.approx(f["formula_ceiling"], abs=1e-9)

@@ -9,15 +9,16 @@ from dataclasses import asdict
 
 import numpy as np
 
-from flexrec_bench.building.formula_audit import (NEED_BLIND, REFERENCE_NEED, SOLVABLE, add_need_blind, formula_audit,
-                                                  shown_inputs)
+from flexrec_bench.building.formula_audit import (FIT_INSTANCES, NEED_BLIND, REFERENCE_NEED, SOLVABLE, add_need_blind,
+                                                  formula_audit, shown_inputs)
 from flexrec_bench.building.leak_audit import AUDIT_K, RULE, SplitAudit, audit_arrays
 
 
-def summarize_audit(results: dict[str, dict[str, SplitAudit]], formula: dict[str, dict] | None = None) -> dict:
+def summarize_audit(results: dict[str, dict[str, SplitAudit]], formula: dict[str, dict] | None = None,
+                    formula_skipped: bool = False) -> dict:
     """The manifest's ``audit`` entry: the verdict, the rule, every split's figures, and each need's
     formula audit (flexrec_bench.building.formula_audit; a need solvable from what the ranker is shown is
-    listed, not flagged as a leak)."""
+    listed, not flagged as a leak). ``formula_skipped``: the build ran without it (``--no-formula-audit``)."""
     flagged = [f"{need}/{split}" for need, by in results.items() for split, a in by.items() if a.leak]
     formula = formula or {}
     return {"leak_free": not flagged, "flagged": flagged, "rule": RULE,
@@ -30,12 +31,12 @@ def summarize_audit(results: dict[str, dict[str, SplitAudit]], formula: dict[str
                                f"{REFERENCE_NEED} labels, scored under the need's labels, reaches NDCG@{AUDIT_K} "
                                f"{NEED_BLIND:g} on test",
             "needs": {need: {split: asdict(a) for split, a in by.items()} for need, by in results.items()},
-            "formula": formula}
+            "formula": formula, **({"formula_skipped": True} if formula_skipped else {})}
 
 
-def audit_build(data_dir, dataset: str, seed: int = 0) -> dict:
+def audit_build(data_dir, dataset: str, seed: int = 0, sample: int = FIT_INSTANCES) -> dict:
     """Audit every need and split of a built dataset (what ``flexrec-bench audit`` runs), with each
-    need's formula audit."""
+    need's formula audit (fitted on at most ``sample`` train instances)."""
     from flexrec_bench.building.labeling import make_need
     from flexrec_bench.building.splits import SPLITS, load_manifest, load_split
 
@@ -61,7 +62,7 @@ def audit_build(data_dir, dataset: str, seed: int = 0) -> dict:
         except Exception:  # a need this install does not know (a plugin's): the ceiling without its formula
             obj = None
         formula[need] = formula_audit(inputs["train"], inputs["test"], obj, loaded["train"].signal_kind,
-                                      seed=seed)
+                                      seed=seed, sample=sample)
         t = loaded["test"]
         test_labels[need] = (t.relevance, t.relevant, t.mask)
     return summarize_audit(out, add_need_blind(formula, test_labels, seed))

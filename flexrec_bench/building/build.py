@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from flexrec_bench.foundation.version import __version__
 from flexrec_bench.datasets import DATASETS, DatasetSpec, RawData
 from flexrec_bench.datasets.signals import POSITIVE_SIGNAL
-from flexrec_bench.building.config import BuildConfig
+from flexrec_bench.building.config import NOT_IN_FINGERPRINT, BuildConfig
 from flexrec_bench.building.embed import Embedder
 from flexrec_bench.datasets.pinned import resolve as resolve_pinned
 from flexrec_bench.foundation.errors import DataError, FlexRecError, MissingDataError
@@ -155,41 +155,54 @@ def _build(cfg: BuildConfig, progress: bool, device: str | None, background: Thr
             audits: dict[str, dict[str, SplitAudit]] = {}
             formulas: dict[str, dict] = {}
             test_labels: dict[str, tuple] = {}  # need -> the test split's (relevance, relevant, mask)
+            labelled: dict[str, dict[str, pa.Table]] = {}  # need -> split -> its label table, for the formula audit
             labels = hashlib.sha256()
-            with timer.stage("label+write"):
-                contexts = {split: _label_context(inst, spec, item_topics, counter) for split, inst in splits.items()}
-                ids = items["item_id"].to_numpy()
-                train_counts = _train_counts(items, inter)
-                for need in tqdm(needs, desc="label needs", disable=not progress):
-                    counts[need.name], audits[need.name] = {}, {}
-                    tables = {}
-                    for split, inst in splits.items():
+            contexts = {split: _label_context(inst, spec, item_topics, counter) for split, inst in splits.items()}
+            ids = items["item_id"].to_numpy()
+            train_counts = _train_counts(items, inter)
+            for need in tqdm(needs, desc="label needs", disable=not progress):
+                counts[need.name], audits[need.name] = {}, {}
+                tables = {}
+                for split, inst in splits.items():
+                    with timer.stage("label"):
                         table = tables[split] = _label_table(need, inst, contexts[split], ids)
-                        write_parquet_atomic(tmp / need.name / f"{split}.parquet", table)
-                        counts[need.name][split] = table.num_rows
                         labels.update(f"{need.name}/{split}\n".encode())
                         labels.update(label_digest(table).encode())
+                    with timer.stage("write"):
+                        write_parquet_atomic(tmp / need.name / f"{split}.parquet", table)
+                    counts[need.name][split] = table.num_rows
+                    with timer.stage("leak audit"):
                         audits[need.name][split] = audit_table(table, cfg.seed,
                                                                ("retrieval_scores", *shown_columns(table)))
-                    formulas[need.name] = _formula_audit(need, tables, ids, item_topics, train_counts, spec, cfg.seed)
-                    if "test" in tables:
-                        test_labels[need.name] = label_arrays(tables["test"])
-                from flexrec_bench.building.formula_audit import add_need_blind
-
-                add_need_blind(formulas, test_labels, cfg.seed)
+                labelled[need.name] = tables
+            with timer.stage("write"):
                 write_parquet_atomic(tmp / "items.parquet", _items_table(items, train_counts))
-                written.result()
                 with writing(final):
                     np.save(tmp / "embeddings.npy", emb, allow_pickle=False)
-                manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, provenance,
-                                     emb.shape[1], labels.hexdigest(), summarize_audit(audits, formulas), quality,
-                                     source_hashes.result())
-                write_json_atomic(tmp / "manifest.json", manifest)
-                if spec.license:  # the dataset card: the build loads with datasets.load_dataset (flexrec_bench.building.card)
-                    from flexrec_bench.building.card import write_card
+                written.result()  # the I/O thread is idle from here: the audit's fits have both cores
+                sources = source_hashes.result()
+            if cfg.formula_audit:
+                with timer.stage("formula audit"):
+                    from flexrec_bench.building.formula_audit import add_need_blind
 
-                    with writing(final):
-                        write_card(tmp, manifest, spec)
+                    for need in needs:
+                        tables = labelled[need.name]
+                        formulas[need.name] = _formula_audit(need, tables, ids, item_topics, train_counts, spec,
+                                                             cfg.seed, cfg.audit_sample)
+                        if "test" in tables:
+                            test_labels[need.name] = label_arrays(tables["test"])
+                    add_need_blind(formulas, test_labels, cfg.seed)
+            with timer.stage("write"):
+                manifest = _manifest(cfg, spec, raw, needs, tmp, counts, injected, items, inter, provenance,
+                                     emb.shape[1], labels.hexdigest(),
+                                     summarize_audit(audits, formulas, formula_skipped=not cfg.formula_audit), quality,
+                                     sources)
+                write_json_atomic(tmp / "manifest.json", manifest)
+            if spec.license:  # the dataset card: the build loads with datasets.load_dataset (flexrec_bench.building.card)
+                from flexrec_bench.building.card import write_card
+
+                with timer.stage("card"), writing(final):
+                    write_card(tmp, manifest, spec)
             fault("build:written")
             publish(tmp, final)
         finally:
@@ -323,7 +336,7 @@ def _label_table(need: Need, inst: Instances, ctx: LabelContext, ids: np.ndarray
 
 
 def _formula_audit(need: Need, tables: dict[str, pa.Table], ids: np.ndarray, item_topics, train_counts: np.ndarray,
-                   spec: DatasetSpec, seed: int) -> dict:
+                   spec: DatasetSpec, seed: int, sample: int) -> dict:
     """The need's formula audit (flexrec_bench.building.formula_audit) on the tables just labelled."""
     from flexrec_bench.building.formula_audit import formula_audit, shown_inputs
 
@@ -335,7 +348,7 @@ def _formula_audit(need: Need, tables: dict[str, pa.Table], ids: np.ndarray, ite
                                                         "history", *shown_columns(tables[split])]).to_pydict(),
                                   shown_columns(tables[split]), topics, popularity)
               for split in ("train", "test")}
-    return formula_audit(inputs["train"], inputs["test"], need, spec.signal_kind, spec.topic_name, seed)
+    return formula_audit(inputs["train"], inputs["test"], need, spec.signal_kind, spec.topic_name, seed, sample)
 
 
 def _items_table(items: pd.DataFrame, train_counts: np.ndarray) -> pa.Table:
@@ -398,7 +411,7 @@ def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, 
     # The fingerprint names the data: raw inputs' content, the pinned embeddings' sha256 (or that the
     # vectors were computed here), the resolved build and need configs, and the label tables (ids,
     # rounded relevance); never paths, and never the float bits of vectors computed here.
-    fp_payload = json.dumps({"config": {k: v for k, v in config.items() if k not in ("out", "raw_dir", "embeddings")},
+    fp_payload = json.dumps({"config": {k: v for k, v in config.items() if k not in NOT_IN_FINGERPRINT},
                              "needs": {n.name: n.config() for n in needs},
                              "labels": labels_sha256,
                              "embeddings": {"artifact_sha256": (embeddings["artifact"] or {}).get("sha256"),
@@ -410,7 +423,7 @@ def _manifest(cfg, spec, raw, needs, tmp: Path, counts, injected, items, inter, 
         "dataset": spec.name,
         "fingerprint": hashlib.sha256(fp_payload.encode()).hexdigest()[:16],
         "fingerprint_inputs": {"labels_sha256": labels_sha256, "relevance_decimals": FINGERPRINT_DECIMALS,
-                               "covers": "sources, pinned embeddings, config (without out/raw_dir/embeddings), need "
+                               "covers": f"sources, pinned embeddings, config (without {'/'.join(NOT_IN_FINGERPRINT)}), need "
                                          "configs, label tables"},
         "config": config,
         "embedder": {**embeddings, "dim": int(dim)},

@@ -8,12 +8,15 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
 from flexrec_bench.foundation.errors import FlexRecError
+from flexrec_bench.building.formula_audit import FIT_INSTANCES
 from flexrec_bench.building.retrieval import STAR_LAMBDA
 
 if TYPE_CHECKING:
     from flexrec_bench.datasets import DatasetSpec
 
 CANDIDATE_ORDERS = ("shuffled", "retrieval")
+#: fields that say where a build goes or how it is checked, not what data it holds: left out of the fingerprint
+NOT_IN_FINGERPRINT = ("out", "raw_dir", "embeddings", "formula_audit", "audit_sample")
 
 
 @dataclass
@@ -43,6 +46,8 @@ class BuildConfig:
     esci_locale: str = "us"             #: ESCI product locale (us, es, jp)
     esci_version: str = "small"         #: ESCI examples: "small" (the reduced task-1 set, small_version == 1) or "large" (all)
     esci_val_fraction: float = 0.1      #: ESCI: share of the official train queries held out as val
+    formula_audit: bool = True          #: run the formula audit (fitted rankers of shown inputs, need-blind ceiling; the build's costliest audit, about 1 s a need); off: the manifest says it was skipped, and `flexrec-bench audit` runs it later. Not part of the fingerprint
+    audit_sample: int = FIT_INSTANCES   #: the formula audit fits its rankers on at most this many train instances, a seeded sample (ours), which bounds its cost on any size of build. Not part of the fingerprint
 
     def validate(self) -> None:
         """One-line errors for values no build can use (checked before anything is read)."""
@@ -54,6 +59,8 @@ class BuildConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 fail(name, f"an integer >= {lo}", v)
+        if isinstance(self.audit_sample, bool) or not isinstance(self.audit_sample, int) or self.audit_sample < 1:
+            fail("audit_sample", "an integer >= 1 (train instances the formula audit fits on)", self.audit_sample)
         if self.val_size is not None and (not isinstance(self.val_size, int) or self.val_size < 1):
             fail("val_size", "an integer >= 1", self.val_size)
         if not 0.0 < self.lam <= 1.0:

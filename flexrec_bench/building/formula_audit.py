@@ -186,13 +186,16 @@ def _fit(model: str, x: np.ndarray, y: np.ndarray, seed: int):
 
 
 def formula_audit(train: ShownInputs, test: ShownInputs, need: Need | None = None, signal_kind: str = "rating",
-                  topic_name: str = "Topics", seed: int = 0) -> dict:
-    """The formula audit of one need: fit on ``train``, score on ``test`` (see the module doc)."""
+                  topic_name: str = "Topics", seed: int = 0, sample: int = FIT_INSTANCES) -> dict:
+    """The formula audit of one need: fit on at most ``sample`` instances of ``train`` (a seeded
+    sample, so the cost is bounded on any size of build), score on ``test`` (see the module doc)."""
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+        raise ValueError(f"the formula audit's sample must be an integer >= 1 (train instances to fit on), got {sample!r}")
     rng = np.random.default_rng([seed, 36])
     out: dict = {"fit_on": "train", "scored_on": "test", "ndcg": f"ndcg@{AUDIT_K}", "solvable_at": SOLVABLE}
     fit_rows = np.flatnonzero(train.mask.any(1))
-    if len(fit_rows) > FIT_INSTANCES:
-        fit_rows = np.sort(rng.choice(fit_rows, FIT_INSTANCES, replace=False))
+    if len(fit_rows) > sample:
+        fit_rows = np.sort(rng.choice(fit_rows, sample, replace=False))
     informative = np.flatnonzero((test.relevance > 0).any(1))
     out.update(fit_instances=int(len(fit_rows)), instances=int(len(informative)))
     if not len(fit_rows) or not len(informative):

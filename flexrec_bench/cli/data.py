@@ -121,7 +121,8 @@ def verify_build_cmd(
 
 @app.command("build-data")
 @config_command(BuildConfig, parse={"needs": _csv, "need_options": _need_options},
-                flags={"need_options": ("--need-option",), "esci_locale": ("--esci-locale", "--locale")},
+                flags={"need_options": ("--need-option",), "esci_locale": ("--esci-locale", "--locale"),
+                       "formula_audit": ("--formula-audit/--no-formula-audit",)},
                 help_suffix={"needs": " (comma-separated)", "need_options": " (need.field=value, repeatable: "
                              "niche.rule=none_seen, trend.window_seconds=604800, interest.watch_ratio_cap=3)",
                              "split_fractions": " (three comma-separated shares)"},
@@ -152,7 +153,11 @@ def build_data_cmd(cfg: BuildConfig, device: str = "auto", quiet: bool = False) 
     typer.echo(f"  {emb['note']}" + (f" ({emb['artifact']['file']})" if emb["artifact"] and not emb["machine_specific"]
                                      else ""))
     typer.echo(_registered_line(dataset, m["fingerprint"]))
-    typer.echo(_ceiling_line(m))
+    if audit.get("formula_skipped"):
+        typer.echo(f"  formula audit: skipped (--no-formula-audit): no formula or need-blind ceiling was computed; "
+                   f"`flexrec-bench audit --dataset {dataset} --data {out}` runs it on this build")
+    else:
+        typer.echo(_ceiling_line(m))
 
 
 def _ceiling_line(manifest: dict) -> str:
@@ -185,6 +190,9 @@ def audit_cmd(
     dataset: DatasetOpt = "ml-100k",
     data: DataOpt = Path("data"),
     json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the full audit as JSON here")] = None,
+    sample: Annotated[Optional[int], typer.Option("--audit-sample", help="the formula audit fits its rankers on at most "
+                                                  "this many train instances, a seeded sample (bounds its cost; "
+                                                  "default 2000, as in build-data)")] = None,
 ) -> None:
     """Leak audit: does the presented candidate order predict the labels? Exits 1 if it does. Also
     each need's formula ceiling: how far rankers fitted on what a ranker is shown get (a need they
@@ -192,7 +200,12 @@ def audit_cmd(
     from flexrec_bench.building.audit import audit_build, format_audit
     from flexrec_bench.foundation.io import write_json_atomic
 
-    summary = audit_build(data, dataset)
+    from flexrec_bench.building.formula_audit import FIT_INSTANCES
+
+    if sample is not None and sample < 1:
+        raise typer.BadParameter(f"must be an integer >= 1 (train instances the formula audit fits on), got {sample}",
+                                 param_hint="--audit-sample")
+    summary = audit_build(data, dataset, sample=FIT_INSTANCES if sample is None else sample)
     typer.echo(format_audit(summary))
     if json_out:
         write_json_atomic(json_out, summary)
