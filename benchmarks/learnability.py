@@ -11,8 +11,8 @@ Rungs, each on a member of the toy family (flexrec_bench.datasets.toy: ``--types
   changes when only the need line changes.
 
 RL runs use the ``learnability`` preset (training/configs/presets/learnability.yaml, all ours; the
-need rung at lr 3e-4 for up to 1,500 steps, ``RUNG_DEFAULTS``) and start from one format warm-up per build (SFT on random permutations: the answer format, nothing of
-the labels). Every design and seed reports the validation curve (N@5 every ``eval_steps``), the
+need rung at lr 3e-4 for up to 1,500 steps: ``RUNG_SETS``, ``RUNG_STEPS``) and start from one
+format warm-up per build (SFT on random permutations: the answer format, nothing of the labels). Every design and seed reports the validation curve (N@5 every ``eval_steps``), the
 steps to validation N@5 0.5 / 0.8 / 0.9 (None: not reached within the budget) and the final test
 NDCG@5 (greedy, the whole test split). Finished cells are reused on a rerun with the same options
 (``<out>/<toy>/cells``; another ``--steps``, ``--preset``, ``--set``, warm-up or width is a new cell).
@@ -47,11 +47,12 @@ DESIGNS: dict[str, tuple[str, dict[str, Any]]] = {
 THRESHOLDS = (0.5, 0.8, 0.9)
 SFT_EVAL_EVERY = 50  #: ours: the SFT rung's validation grid
 SIZES = {"train": 2000, "val": 128, "test": 400}
-#: ours: what a rung takes on top of the preset, unless ``--set``/``--steps`` say otherwise. The need
+#: ours: what a rung sets on top of the preset, unless ``--set``/``--steps`` say otherwise. The need
 #: rung trains on two needs, so each need gets half the prompts a step; at the preset's 1e-3 its
 #: validation climbed and fell (seed 0: N@5 0.85 at step 350, 0.48 at 525; docs/training.md), at
 #: 3e-4 it climbs and stays up, which takes more steps.
-RUNG_DEFAULTS: dict[str, dict[str, str]] = {"need": {"learning_rate": "3e-4", "max_steps": "1500"}}
+RUNG_SETS: dict[str, dict[str, str]] = {"need": {"learning_rate": "3e-4"}}
+RUNG_STEPS: dict[str, int] = {"need": 1500}  #: ours: the rung's budget in place of the preset's max_steps
 
 
 class UsageError(SystemExit):
@@ -72,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "candidates, else seed 0)")
     ap.add_argument("--design", default=",".join(DESIGNS), help=f"comma-separated, of {', '.join(DESIGNS)}")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=None, help="training steps per run (RL: the preset's 600, the need rung 1500, ended early by the "
+    ap.add_argument("--steps", type=int, default=None,
+                    help="training steps per run (RL: the preset's 600, the need rung 1500, ended early by the "
                          "preset's stop_at_ndcg; SFT: 600)")
     ap.add_argument("--preset", default="learnability", help="the RL preset (training/configs/presets)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -122,11 +124,9 @@ def check_args(a: argparse.Namespace) -> argparse.Namespace:
             raise UsageError(f"--set {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
         a.sets[key.strip()] = value.strip()
-    for key, value in RUNG_DEFAULTS.get(a.rung, {}).items():
-        if key == "max_steps":
-            a.steps = a.steps or int(a.sets.pop("max_steps", value))
-        else:
-            a.sets.setdefault(key, value)
+    a.sets = {**RUNG_SETS.get(a.rung, {}), **a.sets}
+    if a.steps is None and "max_steps" not in a.sets:
+        a.steps = RUNG_STEPS.get(a.rung)
     if a.rung != "sft":
         from training.config import ConfigError, layered_config, preset_path
 

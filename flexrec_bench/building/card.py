@@ -100,8 +100,9 @@ with a fixed candidate set in presented order, and the need's graded labels per 
 
 def _ceilings(manifest: dict) -> str:
     """The audit's two tests of each need's reading (flexrec_bench.building.formula_audit), as a Markdown table."""
-    formula = (manifest.get("audit") or {}).get("formula") or {}
-    if (manifest.get("audit") or {}).get("formula_skipped"):
+    audit = manifest.get("audit") or {}
+    formula = audit.get("formula") or {}
+    if audit.get("formula_skipped"):
         return ("The formula audit was skipped for this build (`--no-formula-audit`); `flexrec-bench audit` runs it "
                 "on the files.\n")
     if not formula:

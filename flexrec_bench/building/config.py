@@ -55,12 +55,10 @@ class BuildConfig:
             raise FlexRecError(f"--{name.replace('_', '-')} must be {want}, got {got!r}")
 
         for name, lo in (("candidates", 2), ("history", 1), ("min_history", 1), ("stride", 1), ("train_size", 1),
-                         ("test_size", 1), ("seed", 0)):
+                         ("test_size", 1), ("seed", 0), ("audit_sample", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 fail(name, f"an integer >= {lo}", v)
-        if isinstance(self.audit_sample, bool) or not isinstance(self.audit_sample, int) or self.audit_sample < 1:
-            fail("audit_sample", "an integer >= 1 (train instances the formula audit fits on)", self.audit_sample)
         if self.val_size is not None and (not isinstance(self.val_size, int) or self.val_size < 1):
             fail("val_size", "an integer >= 1", self.val_size)
         if not 0.0 < self.lam <= 1.0:
