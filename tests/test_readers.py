@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import rawfixtures as fx
@@ -182,3 +183,42 @@ def test_the_arrow_and_line_ratings_readers_agree(tmp_path, sep):
     assert fast is not None
     pd.testing.assert_frame_equal(fast.reset_index(drop=True), lines.reset_index(drop=True), check_dtype=False)
     assert list(fast["item_id"]) == ["7", "100", "007"]
+
+
+def test_kuairec_rows_with_missing_cells_dropped_in_both_layouts(tmp_path):
+    """Rows with an empty timestamp or watch ratio are dropped and counted, whether the big matrix
+    is there or the small one stands in for it (the reader then compacts one set of columns)."""
+    from flexrec_bench.datasets.kuairec import _rows
+
+    root = fx.write_kuairec(tmp_path)
+    d = root / "KuaiRec 2.0" / "data"
+    for name, field in (("big_matrix.csv", 6), ("small_matrix.csv", 7)):
+        lines = (d / name).read_text().splitlines()
+        for i in (1, 5, 6, len(lines) - 1):  # the first row, two adjacent rows, the last row
+            cells = lines[i].split(",")
+            cells[field] = ""
+            lines[i] = ",".join(cells)
+        (d / name).write_text("\n".join(lines) + "\n")
+    raw = read_kuairec(root)
+    assert raw.skipped["interactions with a missing timestamp or watch ratio"] == 4
+    assert raw.skipped["small-matrix cells with a missing watch ratio"] == 4
+    assert len(raw.interactions) == 24 * 30 - 4 and len(raw.eval_labels) == 20 * 25 - 4
+    big = pd.read_csv(d / "big_matrix.csv").dropna(subset=["timestamp"])
+    assert raw.interactions["timestamp"].tolist() == np.round(big["timestamp"]).astype(np.int64).tolist()
+    (d / "big_matrix.csv").unlink()  # the small matrix alone: interactions and labels from one read
+    alone = read_kuairec(root)
+    assert len(alone.interactions) == len(alone.eval_labels) == 20 * 25 - 4
+    small = pd.read_csv(d / "small_matrix.csv").dropna(subset=["watch_ratio"])
+    assert alone.eval_labels["signal"].tolist() == small["watch_ratio"].tolist()
+    assert alone.interactions["signal"].tolist() == small["watch_ratio"].tolist()
+    # the compaction itself, against a boolean index, with read-only and many-drop columns
+    rng = np.random.default_rng(0)
+    for n, n_drop in ((7, 7), (100, 3), (30_000, 12_000)):
+        keep = np.ones(n, bool)
+        keep[rng.choice(n, n_drop, replace=False)] = False
+        frozen = np.arange(n)
+        frozen.flags.writeable = False
+        cols = {"a": np.arange(n, dtype=np.int64), "b": rng.random(n), "c": frozen}
+        want = {k: v[keep] for k, v in cols.items()}
+        got = _rows(cols, keep)
+        assert all(np.array_equal(got[k], want[k]) for k in want)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import csv
 import io
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -168,7 +169,16 @@ def parse_tag_list(path: Path, line: int, field: str, value: str | None) -> list
     return out
 
 
+_INT_LIST = re.compile(r"\[\s*(?:-?\d+\s*(?:,\s*-?\d+\s*)*)?\]")
+
+
 def parse_list_literal(path: Path, line: int, field: str, value: str) -> list:
+    """A Python list literal; a plain list of integers (KuaiRec's ``feat`` column) without
+    ``ast.literal_eval``, which compiles each one."""
+    v = value.strip()
+    if _INT_LIST.fullmatch(v):
+        inner = v[1:-1].strip()
+        return [int(x) for x in inner.split(",")] if inner else []
     try:
         out = ast.literal_eval(value.strip())
     except (ValueError, SyntaxError):
