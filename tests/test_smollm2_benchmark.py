@@ -38,3 +38,14 @@ def test_steps_reached_curves_and_the_summary_page(tmp_path):
     md = b.markdown(s, ["Rec-R1 seed 0"])
     assert "at most 500 steps or 5.9 min: 27, 28 reached, 3 seed(s), cuda" in md
     assert "averaged over the row's seeds" in md and "| interest | Rec-R1 | FlexRec | ndcg@5 | +0.000" in md
+
+
+def test_trend_readable_orders_by_score_ties_presented_padding_last():
+    import numpy as np
+    import trend_readable as t
+
+    scores = np.array([[0.0, 2.0, 0.0, 1.0], [5.0, 5.0, 5.0, 9.0]])
+    mask = np.array([[True, True, True, True], [True, False, True, True]])
+    assert t._order(scores, mask).tolist() == [[1, 3, 0, 2], [3, 0, 2, -1]]
+    echo = -np.arange(4, dtype=float)[None, :].repeat(2, 0)
+    assert t._order(echo, mask).tolist() == [[0, 1, 2, 3], [0, 2, 3, -1]]
