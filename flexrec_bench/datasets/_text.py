@@ -180,7 +180,7 @@ def parse_list_literal(path: Path, line: int, field: str, value: str) -> list:
         inner = v[1:-1].strip()
         return [int(x) for x in inner.split(",")] if inner else []
     try:
-        out = ast.literal_eval(value.strip())
+        out = ast.literal_eval(v)
     except (ValueError, SyntaxError):
         raise DataError(path, f"expected a list literal like [1, 2], got {value!r}", line=line, field=field) from None
     if not isinstance(out, (list, tuple)):
