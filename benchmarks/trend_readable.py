@@ -22,16 +22,14 @@ import numpy as np
 from _util import save
 from flexrec_bench import load_split
 from flexrec_bench.foundation.metrics import per_instance_scores
+from flexrec_bench.ranking.permutations import scores_to_order
 
 METRICS = ("ndcg@5", "ndcg@10")
 
 
 def _order(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Best first, ties in the presented order, padding (-1) last."""
-    k = scores.shape[1]
-    keyed = np.where(mask, scores, -np.inf) - 1e-9 * np.arange(k)  # a stable tie-break by position
-    order = np.argsort(-keyed, axis=1, kind="stable")
-    return np.where(np.take_along_axis(mask, order, axis=1), order, -1)
+    """Best first, ties in the presented order (not scores_to_order's seeded random), padding (-1) last."""
+    return scores_to_order(scores - 1e-9 * np.arange(scores.shape[1]), mask)
 
 
 def main() -> None:
