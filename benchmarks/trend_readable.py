@@ -23,6 +23,7 @@ from _util import save
 from flexrec_bench import load_split
 from flexrec_bench.foundation.metrics import per_instance_scores
 from flexrec_bench.ranking.permutations import scores_to_order
+from training.sft import shown_scores
 
 METRICS = ("ndcg@5", "ndcg@10")
 
@@ -46,9 +47,9 @@ def main() -> None:
     columns = (s.manifest["needs"][a.need].get("prompt") or {}).get("candidate_columns") or {}
     if not columns:
         raise SystemExit(f"{a.data}: need {a.need!r} shows no per-candidate column in its prompt; nothing to read")
-    shown = np.stack([np.asarray(v, float) for v in s.frame[next(iter(columns))]])
+    shown = s.candidate_column(next(iter(columns)))
     position = -np.arange(s.mask.shape[1], dtype=float)[None, :].repeat(len(s.mask), 0)
-    readings = {"echo (presented order)": position, "shown count": shown,
+    readings = {"echo (presented order)": position, "shown count": shown_scores(s),  # = SFT's targets=shown
                 "retrieval similarity (not shown)": s.retrieval_scores,
                 "similarity + count": s.retrieval_scores + shown}
     out = {"data": a.data, "need": a.need, "split": a.split, "instances": len(s.mask),

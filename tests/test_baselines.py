@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from flexrec_bench.building.splits import load_split
 from flexrec_bench.cli import app
 from flexrec_bench.scoring.results import ResultsFile
 
@@ -126,6 +127,33 @@ def test_tallrec_lora_sft_checkpoint_loads_in_eval(ml100k, tiny_model, tmp_path)
     r = runner.invoke(app, ["eval", "--model", f"hf:{final}", "--data", str(ml100k), "--out", str(tmp_path / "res"),
                             "--limit", "2", "--quiet", "-o", "max_new_tokens=8"])
     assert r.exit_code == 0, r.output
+
+
+def test_sft_shown_targets_follow_the_printed_counts_ties_in_the_presented_order(ml100k):
+    """targets=shown (issue 46 part 4, ours): the completion is the order a reader of the prompt's
+    numbers would write, highest count first, equal counts in the order the prompt shows them."""
+    import numpy as np
+
+    from flexrec_bench.foundation.errors import ConfigError
+    from flexrec_bench.ranking.prompts import PromptConfig
+    from training.sft import shown_scores, sft_rows
+
+    trend = load_split(ml100k, "ml-100k", "trend", "train").head(40)
+    count = trend.candidate_column("recent_count")
+    assert (count[trend.mask] > 0).any() and (count[trend.mask] == 0).any()  # the fixture holds both
+    rows = sft_rows([trend], PromptConfig(), targets="shown")
+    for i, row in enumerate(rows):
+        ids = [int(t.strip()[1:]) - 1 for t in row["completion"][0]["content"].split("<answer>")[1]
+               .split("</answer>")[0].split(",")]
+        valid = np.flatnonzero(trend.mask[i])
+        want = sorted(valid, key=lambda j: (-count[i, j], j))
+        assert ids == want, (i, ids, want)
+    assert shown_scores(trend).shape == trend.mask.shape
+    interest = load_split(ml100k, "ml-100k", "interest", "train").head(4)
+    with pytest.raises(ConfigError, match="prints no number beside its candidates"):
+        sft_rows([interest], PromptConfig(), targets="shown")
+    with pytest.raises(ConfigError, match="one of ideal, shown, random"):
+        sft_rows([trend], PromptConfig(), targets="oracle")
 
 
 def test_tallrec_config_holds_the_paper_settings():

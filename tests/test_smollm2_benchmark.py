@@ -49,3 +49,24 @@ def test_trend_readable_orders_by_score_ties_presented_padding_last():
     assert t._order(scores, mask).tolist() == [[1, 3, 0, 2], [3, 0, 2, -1]]
     echo = -np.arange(4, dtype=float)[None, :].repeat(2, 0)
     assert t._order(echo, mask).tolist() == [[0, 1, 2, 3], [0, 2, 3, -1]]
+
+
+def test_sft_curve_plots_the_logged_loss_and_refuses_a_run_without_one(tmp_path, capsys):
+    import pytest
+    import sft_curve as c
+
+    run = tmp_path / "run"
+    run.mkdir()
+    log = [{"step": 10, "loss": 1.2, "mean_token_accuracy": 0.7}, {"step": 20, "loss": 0.5, "mean_token_accuracy": 0.8},
+           {"step": 20, "train_runtime": 5.0}]
+    (run / "sft_config.json").write_text(json.dumps({"settings": {}, "log": log}))
+    assert [r["step"] for r in c.read_log(run)] == [10, 20]
+    sys.argv = ["sft_curve", f"{run}=shown", "--png", str(tmp_path / "curve.png")]
+    c.main()
+    assert "shown: step 10 loss 1.200 -> step 20 loss 0.500; token accuracy 0.700 -> 0.800" in capsys.readouterr().out
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
+    (run / "sft_config.json").write_text(json.dumps({"log": [{"step": 20, "train_runtime": 5.0}]}))
+    with pytest.raises(SystemExit, match="holds no training loss"):
+        c.read_log(run)
+    with pytest.raises(SystemExit, match="not found"):
+        c.read_log(tmp_path / "absent")

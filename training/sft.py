@@ -29,7 +29,8 @@ class SFTSettings:
     seed: int = 0
     use_cpu: bool | None = None
     merge_lora: bool = False   #: write merged full weights instead of an adapter
-    targets: str = "ideal"     #: ideal (the oracle order: TALLRec, Rec-R1's warm-up) or random (a seeded random permutation: the answer format only)
+    targets: str = "ideal"     #: ideal (the oracle order: TALLRec, Rec-R1's warm-up), shown (ours: by the numbers the need's prompt prints beside each candidate, ties in the presented order; a target the prompt fully determines) or random (a seeded random permutation: the answer format only)
+    save_steps: int = 0        #: also save a checkpoint (resumable, loadable by eval) every N steps; 0: only the final weights
     precision: str = "auto"    #: auto (bf16 where the GPU supports it, else fp32), bf16, fp16 or fp32
 
 
@@ -50,16 +51,51 @@ def precision_flags(precision: str, use_cpu: bool) -> dict[str, bool]:
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
+SFT_TARGETS = ("ideal", "shown", "random")
+
+
+def shown_scores(split: DatasetSplit):
+    """(n, K) scores whose order is the candidates by the numbers the need's prompt prints beside
+    them, highest first (several columns: the manifest's first decides, the next breaks its ties),
+    remaining ties in the presented order. A need whose prompt prints no number: a one-line error."""
+    import numpy as np
+
+    from flexrec_bench.foundation.errors import ConfigError
+
+    columns = [c for c in ((split.manifest["needs"][split.need].get("prompt") or {}).get("candidate_columns") or {})
+               if c in split.frame.columns]
+    if not columns:
+        raise ConfigError(f"SFT targets 'shown': need {split.need!r} prints no number beside its candidates "
+                          "(manifest needs.<need>.prompt.candidate_columns is empty); use ideal or random")
+    n, k = split.mask.shape
+    values = [split.candidate_column(c) for c in columns]
+    position = np.arange(k)
+    scores = np.zeros((n, k))
+    for i in range(n):  # np.lexsort: the last key is the primary one
+        order = np.lexsort((position, *(-v[i] for v in reversed(values))))
+        scores[i, order] = k - np.arange(k)
+    return scores
+
+
 def sft_rows(splits: list[DatasetSplit], prompt: PromptConfig, seed: int = 0, count_tokens=None,
              targets: str = "ideal") -> list[dict]:
-    """(prompt, completion) rows; the completion lists every candidate id, in the ideal order or
+    """(prompt, completion) rows; the completion lists every candidate id, in the ideal order,
+    (``targets="shown"``) by the numbers the prompt prints beside the candidates, or
     (``targets="random"``) in a seeded random one, which teaches the format and nothing of the labels."""
     import numpy as np
 
+    if targets not in SFT_TARGETS:
+        from flexrec_bench.foundation.errors import ConfigError
+
+        raise ConfigError(f"SFT targets must be one of {', '.join(SFT_TARGETS)}, got {targets!r}")
     rows = []
     for split in splits:
-        scores = (split.relevance if targets == "ideal" else
-                  np.random.default_rng([seed, 23, len(rows)]).random(split.mask.shape))
+        if targets == "ideal":
+            scores = split.relevance
+        elif targets == "shown":
+            scores = shown_scores(split)
+        else:
+            scores = np.random.default_rng([seed, 23, len(rows)]).random(split.mask.shape)
         order = scores_to_order(scores, split.mask, seed)
         for i in range(len(split)):
             ideal = [int(p) for p in order[i] if p >= 0]
@@ -95,7 +131,7 @@ def sft_train(model: str, splits: list[DatasetSplit], out_dir: str | Path, s: SF
                                       target_modules=list(s.target_modules), task_type="CAUSAL_LM")
     args = trl.SFTConfig(output_dir=str(out), max_steps=s.max_steps, learning_rate=s.learning_rate,
                          per_device_train_batch_size=s.per_device_train_batch_size, use_cpu=use_cpu, seed=s.seed,
-                         save_strategy="no", report_to="none", logging_steps=max(1, s.max_steps // 10),
+                         save_strategy="steps" if s.save_steps > 0 else "no", save_steps=s.save_steps or 500, report_to="none", logging_steps=max(1, s.max_steps // 10),
                          disable_tqdm=not progress, completion_only_loss=True,
                          **precision_flags(s.precision, use_cpu),
                          # prompts are already within max_prompt_tokens: never truncate the target away
