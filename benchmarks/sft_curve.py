@@ -42,7 +42,8 @@ def main() -> None:
         steps = [r["step"] for r in rows]
         ax_loss.plot(steps, [r["loss"] for r in rows], marker=".", label=label)
         acc = [r.get("mean_token_accuracy") for r in rows]
-        if all(x is not None for x in acc):
+        acc = acc if all(isinstance(x, (int, float)) for x in acc) else [None]  # absent or not a number: loss only
+        if acc[-1] is not None:
             ax_acc.plot(steps, acc, marker=".", label=label)
         first, last = rows[0], rows[-1]
         print(f"{label}: step {first['step']} loss {first['loss']:.3f} -> step {last['step']} loss {last['loss']:.3f}"
