@@ -62,8 +62,7 @@ def shown_scores(split: DatasetSplit):
 
     from flexrec_bench.foundation.errors import ConfigError
 
-    columns = [c for c in ((split.manifest["needs"][split.need].get("prompt") or {}).get("candidate_columns") or {})
-               if c in split.frame.columns]
+    columns = split.shown_columns
     if not columns:
         raise ConfigError(f"SFT targets 'shown': need {split.need!r} prints no number beside its candidates "
                           "(manifest needs.<need>.prompt.candidate_columns is empty); use ideal or random")

@@ -76,11 +76,17 @@ class DatasetSplit:
         return _padded(self.frame["retrieval_scores"].tolist(), self.k, -np.inf, np.float64)
 
     @cached_property
+    def shown_columns(self) -> tuple[str, ...]:
+        """The per-candidate columns the need's prompt prints, in the manifest's order
+        (``manifest.needs.<need>.prompt.candidate_columns``), those this split holds."""
+        shown = (self.manifest["needs"][self.need].get("prompt") or {}).get("candidate_columns") or {}
+        return tuple(c for c in shown if c in self.frame.columns)
+
+    @cached_property
     def ranker_columns(self) -> tuple[str, ...]:
         """The per-candidate number columns a ranker receives beside the texts: ``retrieval_scores``
-        and the columns the need's prompt shows (``manifest.needs.<need>.prompt.candidate_columns``)."""
-        shown = (self.manifest["needs"][self.need].get("prompt") or {}).get("candidate_columns") or {}
-        return ("retrieval_scores", *sorted(c for c in shown if c in self.frame.columns))
+        and the columns the need's prompt shows (:attr:`shown_columns`)."""
+        return ("retrieval_scores", *sorted(self.shown_columns))
 
     def candidate_column(self, name: str) -> np.ndarray:
         """(n, K) float64 of a per-candidate list column (padding: -inf for retrieval scores, else 0)."""
